@@ -1,0 +1,77 @@
+# The verbs a developer types. Each target creates .venv and installs the locked dependencies first.
+# The deployment guide's npm scripts map onto these (npm run dev -> make dev, npm run health -> make health, ...).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKERS ?= 4
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev serve start-prod migrate demo health logs logs-error db-optimize test test-sqlite \
+	lint format bench lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ticketera needs Python 3.11 or newer, found " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the locked dependencies
+
+dev: $(STAMP) ## Run on the embedded default (SQLite, in-process queue) with reload, demo event, keys printed
+	$(BIN)/ticketera dev
+
+serve: $(STAMP) ## Run the service as configured (.env / environment), migrating first
+	$(BIN)/ticketera serve
+
+start-prod: $(STAMP) ## Production start: APP_ENV=production, $(WORKERS) workers (npm run start:prod)
+	APP_ENV=production $(BIN)/ticketera serve --workers $(WORKERS)
+
+migrate: $(STAMP) ## Apply database migrations
+	$(BIN)/ticketera migrate
+
+demo: $(STAMP) ## Load the demo event if it is missing
+	$(BIN)/ticketera demo
+
+health: $(STAMP) ## Check a running service's /health (npm run health)
+	$(BIN)/ticketera health
+
+logs: $(STAMP) ## Follow the service log (npm run logs)
+	$(BIN)/ticketera logs
+
+logs-error: $(STAMP) ## Follow warnings and errors only (npm run logs:error)
+	$(BIN)/ticketera logs --errors
+
+db-optimize: $(STAMP) ## Verify/create the performance indexes and ANALYZE (npm run db:optimize)
+	$(BIN)/ticketera db optimize
+
+test: $(STAMP) ## Run the whole test suite (SQLite always; MariaDB when reachable, required with CI=true)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-sqlite: $(STAMP) ## Run the tests on SQLite only
+	TICKETERA_TEST_BACKENDS=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/mypy tests benchmarks
+
+format: $(STAMP) ## Format and autofix
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: $(STAMP) ## Venue creation and seat-map benchmarks (SQLite, and MariaDB if reachable)
+	$(BIN)/python benchmarks/create_venue.py
+
+lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
+	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes -o requirements.lock
+
+clean: ## Remove the virtual environment and caches (keeps ./data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

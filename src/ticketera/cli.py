@@ -1,0 +1,270 @@
+"""The `ticketera` command: the deployment guide's npm scripts, as Python-native commands.
+
+npm run dev          ->  ticketera dev
+npm run start:prod   ->  ticketera serve
+npm run health       ->  ticketera health
+npm run logs         ->  ticketera logs        (logs:error -> ticketera logs --errors)
+npm run db:optimize  ->  ticketera db optimize
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from ticketera.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Ticketera: ticket sales for high-demand on-sales.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+HostOption = Annotated[str | None, typer.Option(help="Interface to listen on (default: HOST or 0.0.0.0).")]
+PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default: PORT or 3000).")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        typer.secho(f"Configuration error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+
+
+def _migrate(settings: Settings) -> None:
+    from ticketera.kit.migrate import upgrade_blocking
+
+    upgrade_blocking(settings.async_database_url)
+    typer.echo(f"Database migrated to head ({_describe_database(settings)}).")
+
+
+def _describe_database(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.async_database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database}"
+    return f"{url.get_backend_name()} {url.host}:{url.port or 3306}/{url.database}"
+
+
+@app.command()
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (each its own event loop).")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
+) -> None:
+    """Run the service (migrations first). Production: APP_ENV=production, secrets required."""
+    import uvicorn
+
+    settings = _settings()
+    if settings.is_sqlite and workers > 1:
+        typer.secho(
+            "Note: several workers share one SQLite file; writes are serialised. Use MariaDB for scale.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    if migrate:
+        _migrate(settings)
+    uvicorn.run(
+        "ticketera.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        proxy_headers=True,
+        forwarded_allow_ips="*" if settings.is_production_like else "127.0.0.1",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@app.command()
+def dev(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: PortOption = None,
+    reload: Annotated[bool, typer.Option(help="Restart when the source changes.")] = True,
+) -> None:
+    """Run on the embedded default with reload: migrate, load the demo event, print the keys."""
+    import uvicorn
+
+    settings = Settings()
+    if settings.is_production_like:
+        typer.secho("`ticketera dev` is for development; use `ticketera serve` in production.", err=True)
+        raise typer.Exit(2)
+    settings, secrets = settings.with_development_secrets()
+    _migrate(settings)
+    event_id, created = asyncio.run(_load_demo(settings))
+    port = port or settings.port
+    base = f"http://{host}:{port}"
+    typer.secho("\nTicketera (development)", bold=True)
+    typer.echo(f"  API          {base}   docs {base}/docs")
+    typer.echo(f"  Database     {_describe_database(settings)}")
+    typer.echo(
+        f"  Redis        {settings.effective_redis_url or 'not configured: in-process queue and caches'}"
+    )
+    state = "created" if created else "already there"
+    typer.echo(f"  Demo event   id {event_id} ({state}): {base}/api/events/{event_id}")
+    typer.echo(f"  Admin key    {settings.admin_api_key}")
+    typer.echo(f"  Staff key    {settings.staff_api_key}")
+    if secrets:
+        typer.echo(f"  (generated once, kept in {settings.data_dir / 'secrets.json'})")
+    typer.echo(f'  Try:         curl -H "Authorization: Bearer {settings.admin_api_key}" {base}/api/events\n')
+    source_dir = Path(__file__).resolve().parent
+    uvicorn.run(
+        "ticketera.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=reload,
+        reload_dirs=[str(source_dir)] if reload else None,
+        log_config=None,
+        access_log=False,
+    )
+
+
+async def _load_demo(settings: Settings) -> tuple[int, bool]:
+    from ticketera.events.demo import ensure_demo_event
+    from ticketera.kit.db import Database, create_engine
+
+    database = Database(create_engine(settings.async_database_url, pool_size=2))
+    try:
+        async with database.write_session() as session:
+            return await ensure_demo_event(session)
+    finally:
+        await database.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations up to the latest revision."""
+    _migrate(_settings())
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo event (a reserved section and a general-admission section) if missing."""
+    settings = _settings()
+    event_id, created = asyncio.run(_load_demo(settings))
+    typer.echo(f"Demo event id {event_id} ({'created' if created else 'already there'}).")
+
+
+@app.command()
+def health(
+    url: Annotated[
+        str | None, typer.Option(help="Base URL of the service (default http://127.0.0.1:PORT).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 5.0,
+) -> None:
+    """Read /health and summarise it; exits non-zero unless the status is ok."""
+    base = (url or f"http://127.0.0.1:{Settings().port}").rstrip("/")
+    try:
+        response = httpx.get(f"{base}/health", timeout=timeout)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        typer.secho(f"Ticketera at {base} did not answer /health: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+    else:
+        typer.echo(_health_summary(base, response.status_code, body))
+    if body.get("status") != "ok":
+        raise typer.Exit(1)
+
+
+def _health_summary(base: str, status_code: int, body: dict[str, Any]) -> str:
+    services = body.get("services", {})
+    database = services.get("database", {})
+    pool = database.get("pool", {})
+    redis = services.get("redis", {})
+    queue = services.get("queue", {})
+    memory = body.get("performance", {}).get("memory", {})
+    mark = "OK" if body.get("status") == "ok" else body.get("status", "?").upper()
+    lines = [
+        f"{mark}  {base}  HTTP {status_code}  version {body.get('version')}  up {body.get('uptime')} s",
+        f"  database  {database.get('status')} ({database.get('backend', '?')}), pool "
+        f"{pool.get('totalConnections')} open / {pool.get('freeConnections')} free / "
+        f"limit {pool.get('connectionLimit')}, breaker {database.get('circuitBreaker', {}).get('state')}",
+        f"  redis     {redis.get('status')}, breaker {redis.get('circuitBreaker', {}).get('state')} "
+        f"({redis.get('circuitBreaker', {}).get('failureCount')} failures)",
+        f"  queue     {queue.get('status')}, {'available' if queue.get('available') else 'UNAVAILABLE'}"
+        f" ({queue.get('backend', '?')})",
+        f"  memory    rss {memory.get('rss', 0) / 2**20:.1f} MiB, "
+        f"heap {memory.get('heapUsed', 0) / 2**20:.1f} MiB",
+    ]
+    return "\n".join(lines)
+
+
+@app.command()
+def logs(
+    errors: Annotated[bool, typer.Option("--errors", help="Only warnings and errors.")] = False,
+    lines: Annotated[int, typer.Option(min=0, help="How many past lines to show first.")] = 50,
+    follow: Annotated[bool, typer.Option(help="Keep printing new lines as they arrive.")] = True,
+) -> None:
+    """Show the service's log (LOG_DIR/ticketera.log), newest last; --errors for problems only."""
+    from ticketera.infra.logging import LOG_FILE_NAME
+
+    path = Settings().log_dir / LOG_FILE_NAME
+    if not path.exists():
+        typer.secho(f"No log yet at {path}: start the service first.", err=True)
+        raise typer.Exit(1)
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        past = [line for line in handle.readlines() if _wanted(line, errors)]
+        for line in past[-lines:] if lines else []:
+            typer.echo(_format_log_line(line))
+        while follow:
+            line = handle.readline()
+            if not line:
+                time.sleep(0.25)
+                continue
+            if _wanted(line, errors):
+                typer.echo(_format_log_line(line))
+
+
+def _wanted(line: str, errors_only: bool) -> bool:
+    if not errors_only:
+        return True
+    try:
+        return json.loads(line).get("level") in ("warning", "error", "critical", "exception")
+    except ValueError:
+        return True
+
+
+def _format_log_line(line: str) -> str:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line.rstrip("\n")
+    timestamp = record.pop("timestamp", "")
+    level = record.pop("level", "")
+    event = record.pop("event", "")
+    record.pop("logger", None)
+    fields = " ".join(f"{key}={value}" for key, value in record.items())
+    return f"{timestamp} {level:<8} {event} {fields}".rstrip()
+
+
+@db_app.command("optimize")
+def db_optimize() -> None:
+    """Verify the performance indexes, create missing ones, refresh statistics (ANALYZE)."""
+    from ticketera.kit.db import create_engine
+    from ticketera.ops.repository import optimize_database
+
+    settings = _settings()
+
+    async def run() -> list[str]:
+        engine = create_engine(settings.async_database_url, pool_size=1)
+        try:
+            return await optimize_database(engine)
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"Optimising {_describe_database(settings)}:")
+    for action in asyncio.run(run()):
+        typer.echo(f"  {action}")

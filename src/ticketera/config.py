@@ -1,0 +1,217 @@
+"""One Settings object, read from the environment and `.env`.
+
+Every variable of the public contract's configuration section lives here, with the deployment
+guide's defaults. Production and staging refuse to start without their secrets; development
+generates them once under the data directory so a fresh clone runs with no set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+MERCADOPAGO_API = "https://api.mercadopago.com"
+
+# Secrets a production or staging process cannot run without. In development each is generated
+# once and kept in `<DATA_DIR>/secrets.json`, so restarts keep issued tokens valid.
+REQUIRED_SECRETS = ("ADMIN_API_KEY", "STAFF_API_KEY", "SECRET_KEY", "MP_ACCESS_TOKEN", "MP_WEBHOOK_SECRET")
+
+# SQLAlchemy needs an async driver; operators write the URLs they know.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mysql+asyncmy",
+    "mysql+pymysql": "mysql+asyncmy",
+    "mariadb+asyncmy": "mysql+asyncmy",
+    "mariadb+aiomysql": "mysql+aiomysql",
+}
+
+
+class AppEnv(StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+class ConfigError(Exception):
+    """The configuration cannot run; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    app_env: AppEnv = Field(default=AppEnv.DEVELOPMENT, validation_alias=AliasChoices("APP_ENV", "NODE_ENV"))
+    host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces; nginx sits in front
+    port: int = Field(default=3000, ge=1, le=65535)
+    data_dir: Path = Path("data")
+
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: int = 3306
+    db_user: str = "ticketera"
+    db_password: str = ""
+    db_name: str = "ticketera"
+    db_ssl: bool = False
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_pool_recycle_seconds: int = 1800
+    db_connect_timeout_seconds: float = 5.0
+    db_lock_timeout_seconds: int = 3
+
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int = 6379
+
+    queue_max_size: int | None = Field(default=None, ge=1)
+    app_rate_limit: str = "20/second"
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    admin_api_key: str | None = None
+    staff_api_key: str | None = None
+    secret_key: str | None = None
+
+    mp_access_token: str | None = None
+    mp_webhook_secret: str | None = None
+    mp_base_url: str = MERCADOPAGO_API
+
+    public_base_url: str | None = None
+    hold_minutes: int = Field(default=10, ge=1, le=120)
+    log_dir: Path = Path("logs")
+    log_level: str = "INFO"
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("app_env", mode="before")
+    @classmethod
+    def _normalise_env(cls, value: Any) -> Any:
+        aliases = {"dev": "development", "prod": "production", "stage": "staging"}
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return aliases.get(value, value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_database_url(self) -> Settings:
+        make_url(self.async_database_url)  # a malformed DATABASE_URL fails here, at start-up
+        return self
+
+    @property
+    def is_production_like(self) -> bool:
+        return self.app_env in (AppEnv.PRODUCTION, AppEnv.STAGING)
+
+    @property
+    def effective_queue_max_size(self) -> int:
+        if self.queue_max_size is not None:
+            return self.queue_max_size
+        return 1000 if self.is_production_like else 100
+
+    @property
+    def effective_public_base_url(self) -> str:
+        return (self.public_base_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @cached_property
+    def async_database_url(self) -> str:
+        """The database URL with an async driver, built from DATABASE_URL or the DB_* parts."""
+        if self.database_url:
+            return to_async_url(self.database_url)
+        if self.db_host:
+            url = URL.create(
+                "mysql+asyncmy",
+                username=self.db_user,
+                password=self.db_password or None,
+                host=self.db_host,
+                port=self.db_port,
+                database=self.db_name,
+                query={"charset": "utf8mb4"},
+            )
+            return url.render_as_string(hide_password=False)
+        return f"sqlite+aiosqlite:///{quote(str(self.data_dir / 'ticketera.db'))}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.async_database_url).get_backend_name() == "sqlite"
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            return f"redis://{self.redis_host}:{self.redis_port}/0"
+        return None
+
+    def missing_secrets(self) -> list[str]:
+        return [name for name in REQUIRED_SECRETS if not getattr(self, name.lower())]
+
+    def require_secrets(self) -> None:
+        """Stop a production-like start-up that lacks secrets, naming all of them at once."""
+        missing = self.missing_secrets()
+        if missing and self.is_production_like:
+            raise ConfigError(
+                f"APP_ENV={self.app_env.value} needs these variables set: {', '.join(missing)}. "
+                "Set them in the environment or in .env (see .env.example)."
+            )
+
+    def with_development_secrets(self) -> tuple[Settings, dict[str, str]]:
+        """Fill missing secrets from `<DATA_DIR>/secrets.json`, generating and storing new ones.
+
+        Returns the completed settings and the secrets that were generated or loaded (for printing).
+        Production-like settings are returned unchanged: they must come from the operator.
+        """
+        missing = self.missing_secrets()
+        if self.is_production_like or not missing:
+            return self, {}
+        store = self.data_dir / "secrets.json"
+        stored: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
+        changed = False
+        for name in missing:
+            if name not in stored:
+                stored[name] = secrets.token_urlsafe(32)
+                changed = True
+        if changed:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            store.write_text(json.dumps(stored, indent=2) + "\n")
+            store.chmod(0o600)
+        used = {name: stored[name] for name in missing}
+        return self.model_copy(update={name.lower(): value for name, value in used.items()}), used
+
+
+def to_async_url(url: str) -> str:
+    """Map `sqlite:///` and `mysql://` (and friends) onto the async drivers SQLAlchemy needs."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    parsed = parsed.set(drivername=driver)
+    if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed.render_as_string(hide_password=False)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings for a process: environment and .env, development secrets filled in, checked."""
+    settings, _ = Settings(**overrides).with_development_secrets()
+    settings.require_secrets()
+    return settings

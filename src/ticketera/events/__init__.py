@@ -1,0 +1,1 @@
+"""Events, their sections and the seats (or general-admission units) they sell."""

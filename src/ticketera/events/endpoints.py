@@ -1,0 +1,143 @@
+"""HTTP routes of events and inventory; the rules live in `service`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import Response
+
+from ticketera.events import service
+from ticketera.events.models import EventStatus, SeatStatus
+from ticketera.events.schemas import (
+    EventCreate,
+    EventOut,
+    EventPage,
+    EventPatch,
+    QueueSettingsOut,
+    SeatMap,
+    SectionIn,
+    SectionOut,
+)
+from ticketera.kit.http import AdminOnly, CurrentClock, ReadSession, WriteSession, is_admin
+
+router = APIRouter(prefix="/api/events", tags=["events"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=EventOut, dependencies=[AdminOnly])
+async def create_event(body: EventCreate, session: WriteSession) -> EventOut:
+    return event_out(await service.create_event(session, body))
+
+
+@router.get("", response_model=EventPage)
+async def list_events(
+    request: Request,
+    session: ReadSession,
+    clock: CurrentClock,
+    event_status: Annotated[EventStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> EventPage:
+    views, total = await service.list_event_views(
+        session,
+        include_drafts=is_admin(request),
+        status=event_status,
+        limit=limit,
+        offset=offset,
+        clock=clock,
+    )
+    return EventPage(items=[event_out(view) for view in views], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{event_id}", response_model=EventOut)
+async def get_event(event_id: int, request: Request, session: ReadSession, clock: CurrentClock) -> EventOut:
+    view = await service.get_event_view(session, event_id, include_drafts=is_admin(request), clock=clock)
+    return event_out(view)
+
+
+@router.patch("/{event_id}", response_model=EventOut, dependencies=[AdminOnly])
+async def update_event(
+    event_id: int, body: EventPatch, session: WriteSession, clock: CurrentClock
+) -> EventOut:
+    return event_out(await service.update_event(session, event_id, body, clock=clock))
+
+
+@router.post(
+    "/{event_id}/sections",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SectionOut,
+    dependencies=[AdminOnly],
+)
+async def add_section(event_id: int, body: SectionIn, session: WriteSession) -> SectionOut:
+    view = await service.add_section(session, event_id, body)
+    return section_out(view)
+
+
+@router.get("/{event_id}/seats", response_model=None, responses={200: {"model": SeatMap}})
+async def get_seat_map(
+    event_id: int,
+    request: Request,
+    session: ReadSession,
+    clock: CurrentClock,
+    section: Annotated[int | None, Query(description="only this section's seats")] = None,
+    seat_status: Annotated[SeatStatus | None, Query(alias="status")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="cursor: the nextAfter of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=service.SEAT_MAP_MAX_LIMIT)] = service.SEAT_MAP_MAX_LIMIT,
+) -> Response:
+    # Seat maps run to tens of thousands of entries: built as plain dicts and encoded by orjson,
+    # skipping per-seat model validation (SeatMap above documents the shape).
+    seats, next_after = await service.seat_map(
+        session,
+        event_id,
+        include_drafts=is_admin(request),
+        section_id=section,
+        status=seat_status,
+        after_id=after,
+        limit=limit,
+        clock=clock,
+    )
+    body = {"eventId": event_id, "seats": seats, "nextAfter": next_after}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def section_out(view: service.SectionView) -> SectionOut:
+    section = view.section
+    return SectionOut(
+        id=section.id,
+        name=section.name,
+        kind=section.kind,
+        price=section.price,
+        currency=view.currency,
+        capacity=section.capacity,
+        available=view.available,
+        held=view.held,
+        sold=view.sold,
+    )
+
+
+def event_out(view: service.EventView) -> EventOut:
+    event = view.event
+    return EventOut(
+        id=event.id,
+        name=event.name,
+        venue=event.venue,
+        starts_at=event.starts_at,
+        on_sale_at=event.on_sale_at,
+        status=event.status,
+        currency=event.currency,
+        max_tickets_per_user=event.max_tickets_per_user,
+        queue=QueueSettingsOut(
+            enabled=event.queue_enabled,
+            admit_per_minute=event.queue_admit_per_minute,
+            max_active_shoppers=event.queue_max_active_shoppers,
+            access_minutes=event.queue_access_minutes,
+        ),
+        capacity=view.capacity,
+        available=view.available,
+        sections=[section_out(section) for section in view.sections],
+        created_at=event.created_at,
+        updated_at=event.updated_at,
+    )

@@ -1,0 +1,150 @@
+"""Request and response bodies of the events API, as the public contract spells them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
+
+from ticketera.kit.clock import utc_now
+from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyIn, MoneyOut
+
+# One call may create at most this many seats and general-admission places in total.
+MAX_UNITS_PER_CALL = 100_000
+MAX_SECTIONS_PER_EVENT = 200
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+SectionName = Annotated[str, StringConstraints(min_length=1, max_length=120)]
+RowLabel = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+def _must_be_future(value: datetime | None) -> datetime | None:
+    if value is not None and value <= utc_now():
+        raise ValueError("must be in the future")
+    return value
+
+
+class RowIn(ApiInput):
+    label: RowLabel
+    seats: int = Field(ge=1, le=MAX_UNITS_PER_CALL)
+
+
+class SectionIn(ApiInput):
+    """A reserved section (`rows`) or a general-admission one (`capacity`), never both."""
+
+    name: SectionName
+    price: MoneyIn
+    rows: list[RowIn] | None = Field(default=None, min_length=1, max_length=1000)
+    capacity: int | None = Field(default=None, ge=1, le=MAX_UNITS_PER_CALL)
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> SectionIn:
+        if (self.rows is None) == (self.capacity is None):
+            raise ValueError("a section needs either rows (reserved seating) or capacity (general admission)")
+        if self.rows is not None:
+            labels = [row.label for row in self.rows]
+            if len(set(labels)) != len(labels):
+                raise ValueError("row labels must be unique within a section")
+        return self
+
+    @property
+    def unit_count(self) -> int:
+        if self.rows is not None:
+            return sum(row.seats for row in self.rows)
+        return self.capacity or 0
+
+
+class QueueSettingsIn(ApiInput):
+    enabled: bool | None = None
+    admit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_active_shoppers: int | None = Field(default=None, ge=1, le=10_000_000)
+    access_minutes: int | None = Field(default=None, ge=1, le=120)
+
+
+class EventCreate(ApiInput):
+    name: Name
+    starts_at: AwareDatetime
+    venue: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    on_sale_at: AwareDatetime | None = None
+    max_tickets_per_user: int = Field(default=10, ge=1, le=100)
+    currency: Currency = "ARS"
+    status: Literal["draft", "published"] = "published"
+    queue: QueueSettingsIn | None = None
+    sections: list[SectionIn] = Field(default_factory=list, max_length=MAX_SECTIONS_PER_EVENT)
+
+    _future_start = field_validator("starts_at")(_must_be_future)
+
+
+class EventPatch(ApiInput):
+    """Only the keys sent are changed; `null` clears `venue` and `onSaleAt`."""
+
+    name: Name | None = None
+    starts_at: AwareDatetime | None = None
+    venue: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    on_sale_at: AwareDatetime | None = None
+    max_tickets_per_user: int | None = Field(default=None, ge=1, le=100)
+    status: Literal["draft", "published", "paused", "cancelled"] | None = None
+    queue: QueueSettingsIn | None = None
+
+    _future_start = field_validator("starts_at")(_must_be_future)
+
+
+class QueueSettingsOut(ApiOutput):
+    enabled: bool
+    admit_per_minute: int
+    max_active_shoppers: int
+    access_minutes: int
+
+
+class SectionOut(ApiOutput):
+    id: int
+    name: str
+    kind: str
+    price: MoneyOut
+    currency: str
+    capacity: int
+    available: int
+    held: int
+    sold: int
+
+
+class EventOut(ApiOutput):
+    id: int
+    name: str
+    venue: str | None
+    starts_at: datetime
+    on_sale_at: datetime | None
+    status: str
+    currency: str
+    max_tickets_per_user: int
+    queue: QueueSettingsOut
+    capacity: int
+    available: int
+    sections: list[SectionOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventPage(ApiOutput):
+    items: list[EventOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class SeatOut(ApiOutput):
+    id: int
+    section: int
+    section_name: str
+    row: str
+    number: int
+    label: str
+    status: str
+
+
+class SeatMap(ApiOutput):
+    event_id: int
+    seats: list[SeatOut]
+    next_after: int | None

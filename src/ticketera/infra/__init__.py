@@ -1,0 +1,1 @@
+"""Adapters to the world outside the process: logging sinks, Redis, payment providers, metrics."""

@@ -1,0 +1,118 @@
+"""structlog set-up and the request-id middleware.
+
+Every line is structured: JSON lines in production and staging (and always in the log file under
+LOG_DIR, which `ticketera logs` reads), readable coloured lines on a development console. The
+standard library's loggers (uvicorn, SQLAlchemy, Alembic) go through the same processors.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import time
+import uuid
+from pathlib import Path
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LOG_FILE_NAME = "ticketera.log"
+REQUEST_ID_HEADER = "x-request-id"
+# A client-supplied id is echoed only if it is short and plain, so it cannot forge log content.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+log = structlog.get_logger(__name__)
+
+
+def configure_logging(*, json_console: bool, level: str = "INFO", log_dir: Path | None = None) -> None:
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    json_renderer = structlog.processors.JSONRenderer()
+    console_renderer: structlog.types.Processor = (
+        json_renderer if json_console else structlog.dev.ConsoleRenderer(colors=True)
+    )
+
+    def formatter(renderer: structlog.types.Processor) -> logging.Formatter:
+        tail: list[structlog.types.Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+        if renderer is json_renderer:
+            tail.append(structlog.processors.dict_tracebacks)
+        return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[*tail, renderer])
+
+    console = logging.StreamHandler()
+    console.setFormatter(formatter(console_renderer))
+    handlers: list[logging.Handler] = [console]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        # WatchedFileHandler reopens the file after logrotate moves it; several workers append safely.
+        file_handler = logging.handlers.WatchedFileHandler(log_dir / LOG_FILE_NAME, encoding="utf-8")
+        file_handler.setFormatter(formatter(json_renderer))
+        handlers.append(file_handler)
+
+    root = logging.getLogger()
+    root.handlers = handlers
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    # httpx logs every request at INFO; the health command and tests would drown in it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Our middleware logs each request once, with its request id; uvicorn's access log would repeat it.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+class RequestIdMiddleware:
+    """Takes `X-Request-ID` or makes one, echoes it, binds it to every log line of the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = scope.get("route")
+                log.info(
+                    "http.request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    route=getattr(route, "path", None),
+                    status=status_code,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == b"x-request-id":
+            text = value.decode("latin-1").strip()
+            return text if _SAFE_REQUEST_ID.match(text) else None
+    return None

@@ -1,0 +1,1 @@
+"""Shared technical code: no imports from the domain packages."""

@@ -1,0 +1,256 @@
+"""Database engine, sessions and column types, for SQLite (embedded) and MariaDB/MySQL.
+
+The request or job boundary owns the transaction: `Database.write_session()` commits when the block
+ends cleanly and rolls back otherwise; services only flush. Read-only requests use
+`Database.read_session()`, which never takes SQLite's write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
+from sqlalchemy.types import TypeDecorator
+
+from ticketera.kit.errors import ServiceUnavailable
+from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, breaker_for
+
+log = structlog.get_logger(__name__)
+
+# Explicit, short constraint names: Alembic needs names to drop constraints on both engines, and
+# MySQL refuses identifiers over 64 characters (tests/kit/test_db.py checks every name).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+MYSQL_IDENTIFIER_LIMIT = 64
+
+# MySQL client error codes that mean the server cannot be reached or dropped us. Deadlocks (1213)
+# and lock-wait timeouts (1205) are contention, not an outage, and must not open the breaker.
+_MYSQL_OUTAGE_CODES = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
+SQLITE_BUSY_TIMEOUT_MS = 5000
+READ_ONLY_OPTION = "ticketera_read_only"
+PING_TIMEOUT_SECONDS = 2.0
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database (MySQL DATETIME has no zone).
+
+    Microsecond precision on MySQL too, so hold and order deadlines compare exactly.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """True when the error means the database is unreachable, not that a query was refused."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, InterfaceError):
+            return True
+        if isinstance(exc, OperationalError):
+            args = getattr(exc.orig, "args", ())
+            if args and isinstance(args[0], int):
+                return args[0] in _MYSQL_OUTAGE_CODES
+            message = str(exc.orig).lower()
+            return "unable to open database" in message or "disk i/o error" in message
+    return isinstance(exc, OSError)
+
+
+def create_engine(
+    database_url: str,
+    *,
+    pool_size: int = 20,
+    pool_recycle: int = 1800,
+    connect_timeout: float = 5.0,
+    use_ssl: bool = False,
+    lock_timeout_seconds: int = 3,
+) -> AsyncEngine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(database_url, pool_size=pool_size)
+    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+    if use_ssl:
+        connect_args["ssl"] = ssl.create_default_context()
+    engine = create_async_engine(
+        database_url,
+        poolclass=AsyncAdaptedQueuePool,
+        pool_size=pool_size,
+        # The guide's "20 conexiones": a hard ceiling the database can plan for, so no overflow.
+        max_overflow=0,
+        pool_timeout=10,
+        pool_pre_ping=True,
+        pool_recycle=pool_recycle,
+        # READ COMMITTED avoids InnoDB gap locks, which turn concurrent seat holds into deadlocks.
+        isolation_level="READ COMMITTED",
+        connect_args=connect_args,
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_mysql_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # A stuck row lock becomes a quick error the service turns into 409, not a hung request.
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {int(lock_timeout_seconds)}")
+        cursor.execute("SET SESSION time_zone = '+00:00'")
+        cursor.close()
+
+    return engine
+
+
+def _create_sqlite_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
+    url = make_url(database_url)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        database_url,
+        poolclass=AsyncAdaptedQueuePool,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=10,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN itself, instead of the sqlite3 module
+        # silently deferring it: that is how writers get BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_sqlite_begin(connection: Connection) -> None:
+        # Writers take the write lock up front: two deferred transactions that both read and then
+        # try to write would otherwise fail with SQLITE_BUSY mid-way instead of waiting in line.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """The engine, its session factories and its circuit breaker, shared by a process."""
+
+    def __init__(self, engine: AsyncEngine, breaker: CircuitBreaker | None = None) -> None:
+        self.engine = engine
+        self.breaker = breaker or breaker_for("database", counts_as_failure=is_database_outage)
+        self._write_sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(
+            engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+        )
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def write_session(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work is committed when the block ends cleanly."""
+        async with self._guarded(self._write_sessions) as session:
+            yield session
+            await session.commit()
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only; whatever it did is rolled back."""
+        async with self._guarded(self._read_sessions) as session:
+            yield session
+
+    @asynccontextmanager
+    async def _guarded(self, factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self.breaker, factory() as session:
+                try:
+                    yield session
+                except BaseException:
+                    await session.rollback()
+                    raise
+        except CircuitOpenError as exc:
+            raise DatabaseUnavailable(retry_after=exc.retry_after) from exc
+        except Exception as exc:
+            if is_database_outage(exc):
+                log.error("database.unreachable", error=type(exc).__name__, detail=str(exc)[:200])
+                raise DatabaseUnavailable() from exc
+            raise
+
+    async def ping(self) -> bool:
+        """One round trip through the breaker; False when the database cannot answer in time."""
+        try:
+            async with (
+                self.breaker,
+                asyncio.timeout(PING_TIMEOUT_SECONDS),
+                self.engine.connect() as connection,
+            ):
+                await connection.execute(text("SELECT 1"))
+            return True
+        except CircuitOpenError:
+            return False
+        except Exception as exc:
+            log.warning("database.ping_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return False
+
+    def pool_status(self) -> dict[str, int]:
+        pool = self.engine.pool
+        assert isinstance(pool, QueuePool)
+        free = pool.checkedin()
+        return {
+            "totalConnections": free + pool.checkedout(),
+            "freeConnections": free,
+            "connectionLimit": pool.size(),
+        }
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+
+    def __init__(self, retry_after: float | None = None) -> None:
+        super().__init__("The database is not reachable right now; try again shortly.")
+        self.retry_after = retry_after

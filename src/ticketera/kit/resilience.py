@@ -1,0 +1,319 @@
+"""Circuit breaker and retry policy shared by every outbound dependency.
+
+Hand-written on purpose: it is small, async-native, and needs an injected clock, per-dependency
+thresholds and a ``snapshot()`` for /health. The usual libraries (pybreaker, tenacity, ...) are
+sync-first or don't expose that shape, and wrapping them would cost more than these few lines.
+
+Composition rule: retries wrap breaker calls (see ``call_with_resilience``), so every attempt is
+counted by the breaker and an opened breaker ends the retry loop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from random import random as _unit_random
+from types import MappingProxyType, TracebackType
+from typing import Any, ParamSpec, Self, TypeVar
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_MonotonicClock = Callable[[], float]
+_FailurePredicate = Callable[[BaseException], bool]
+
+
+class BreakerState(StrEnum):
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+
+
+class CircuitOpenError(Exception):
+    """Raised instead of calling a dependency whose breaker is open."""
+
+    def __init__(self, breaker: str, retry_after: float) -> None:
+        # Both values go to Exception.args so the error survives pickling (e.g. across processes).
+        super().__init__(breaker, retry_after)
+        self.breaker = breaker
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"circuit {self.breaker!r} is open; retry after {self.retry_after:.1f}s"
+
+
+def _always(_: BaseException) -> bool:
+    return True
+
+
+class CircuitBreaker:
+    """Async circuit breaker: CLOSED -> OPEN after N consecutive failures -> HALF_OPEN after a timeout.
+
+    Not thread-safe: it relies on asyncio's single-threaded scheduling (no await between check and
+    update), which is all the app needs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        failure_threshold: int,
+        reset_timeout: float,
+        *,
+        clock: _MonotonicClock = time.monotonic,
+        counts_as_failure: _FailurePredicate = _always,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be >= 1")
+        if reset_timeout < 0:
+            raise ValueError("reset_timeout must be >= 0")
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.reset_timeout = reset_timeout
+        self._clock = clock
+        self._counts_as_failure = counts_as_failure
+        # Stored state; an OPEN breaker whose timeout elapsed is *reported* HALF_OPEN by `state`
+        # but only switched here when a caller actually asks to go through.
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probe_in_flight = False
+        # The context-manager form has no per-entry handle, so the probe is identified by its task.
+        self._probe_owner: asyncio.Task[Any] | None = None
+
+    # -- introspection -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> BreakerState:
+        if self._state is BreakerState.OPEN and self._remaining_open() <= 0:
+            return BreakerState.HALF_OPEN
+        return self._state
+
+    @property
+    def failure_count(self) -> int:
+        return self._failures
+
+    def snapshot(self) -> dict[str, object]:
+        return {"state": self.state.value, "failureCount": self._failures}
+
+    # -- calling through -----------------------------------------------------------------------
+
+    async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self:
+            return await fn(*args, **kwargs)
+
+    async def __aenter__(self) -> Self:
+        self._admit()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        is_probe = self._probe_in_flight and self._probe_owner is _current_task()
+        if is_probe:
+            self._release_probe()
+        if exc is not None and not isinstance(exc, Exception):
+            # Cancellation (and KeyboardInterrupt & co.) says nothing about the dependency's health;
+            # the probe slot was released above so the next caller can probe instead.
+            return
+        failed = exc is not None and self._counts_as_failure(exc)
+        if is_probe:
+            if failed:
+                self._probe_failed()
+            else:
+                self._close()
+        elif self._state is BreakerState.CLOSED:
+            if failed:
+                self._closed_failure()
+            else:
+                self._closed_success()
+        # Otherwise this call was admitted before the breaker opened; its late result must neither
+        # close the breaker early nor extend the wait.
+
+    # -- outcomes reported from outside (e.g. a health ping) -----------------------------------
+
+    def record_success(self) -> None:
+        state = self.state
+        if state is BreakerState.CLOSED:
+            self._closed_success()
+        elif state is BreakerState.HALF_OPEN:
+            self._release_probe()
+            self._close()
+
+    def record_failure(self) -> None:
+        state = self.state
+        if state is BreakerState.CLOSED:
+            self._closed_failure()
+        elif state is BreakerState.HALF_OPEN:
+            self._release_probe()
+            self._probe_failed()
+
+    def reset(self) -> None:
+        self._release_probe()
+        if self._state is not BreakerState.CLOSED:
+            self._close()
+        self._failures = 0
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _remaining_open(self) -> float:
+        return self._opened_at + self.reset_timeout - self._clock()
+
+    def _admit(self) -> None:
+        if self._state is BreakerState.CLOSED:
+            return
+        if self._state is BreakerState.OPEN:
+            remaining = self._remaining_open()
+            if remaining > 0:
+                raise CircuitOpenError(self.name, remaining)
+            self._state = BreakerState.HALF_OPEN
+            log.info("breaker.half_open", breaker=self.name)
+        if self._probe_in_flight:
+            # A probe may be allowed as soon as the in-flight one finishes, hence 0.
+            raise CircuitOpenError(self.name, 0.0)
+        self._probe_in_flight = True
+        self._probe_owner = _current_task()
+
+    def _release_probe(self) -> None:
+        self._probe_in_flight = False
+        self._probe_owner = None
+
+    def _closed_success(self) -> None:
+        self._failures = 0
+
+    def _closed_failure(self) -> None:
+        self._failures += 1
+        if self._failures >= self.failure_threshold:
+            self._open()
+
+    def _probe_failed(self) -> None:
+        self._failures += 1
+        self._open()
+
+    def _open(self) -> None:
+        self._state = BreakerState.OPEN
+        self._opened_at = self._clock()
+        log.warning(
+            "breaker.opened",
+            breaker=self.name,
+            failures=self._failures,
+            reset_timeout=self.reset_timeout,
+        )
+
+    def _close(self) -> None:
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        log.info("breaker.closed", breaker=self.name)
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop, e.g. record_* called from sync code
+        return None
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    failure_threshold: int
+    reset_timeout: float
+
+
+# Numbers from the deployment guide; one entry per external dependency.
+BREAKER_DEFAULTS: Mapping[str, BreakerSettings] = MappingProxyType(
+    {
+        "database": BreakerSettings(failure_threshold=5, reset_timeout=60.0),
+        "redis": BreakerSettings(failure_threshold=3, reset_timeout=30.0),
+        "mercadopago": BreakerSettings(failure_threshold=3, reset_timeout=120.0),
+    }
+)
+
+
+def breaker_for(
+    name: str,
+    *,
+    clock: _MonotonicClock = time.monotonic,
+    counts_as_failure: _FailurePredicate = _always,
+) -> CircuitBreaker:
+    try:
+        settings = BREAKER_DEFAULTS[name]
+    except KeyError:
+        known = ", ".join(sorted(BREAKER_DEFAULTS))
+        raise ValueError(f"no breaker defaults for {name!r} (known: {known})") from None
+    return CircuitBreaker(
+        name,
+        settings.failure_threshold,
+        settings.reset_timeout,
+        clock=clock,
+        counts_as_failure=counts_as_failure,
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    # ConnectionError and TimeoutError are OSError subclasses; listed for the reader.
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with full-jitter exponential backoff.
+
+    ``max_attempts`` counts every attempt including the first.
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 0.1
+    max_delay: float = 2.0
+    is_retryable: _FailurePredicate = _is_transient
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    random: Callable[[], float] = _unit_random
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("delays must be >= 0")
+
+    def delay(self, retry: int) -> float:
+        """Delay before retry number ``retry`` (1 = first retry)."""
+        # Exponent capped so absurd attempt counts can't overflow the float; max_delay wins anyway.
+        cap = min(self.max_delay, math.ldexp(self.base_delay, min(retry - 1, 64)))
+        return self.random() * cap
+
+    async def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        attempt = 1
+        while True:
+            try:
+                return await fn()
+            except CircuitOpenError:
+                # The breaker already knows the dependency is down; waiting here only adds latency.
+                raise
+            except Exception as exc:
+                if attempt >= self.max_attempts or not self.is_retryable(exc):
+                    raise
+                delay = self.delay(attempt)
+                log.warning(
+                    "retry.scheduled",
+                    attempt=attempt,
+                    max_attempts=self.max_attempts,
+                    delay=delay,
+                    error=type(exc).__name__,
+                )
+                await self.sleep(delay)
+                attempt += 1
+
+
+async def call_with_resilience(
+    breaker: CircuitBreaker, retry: RetryPolicy, fn: Callable[[], Awaitable[T]]
+) -> T:
+    return await retry.run(lambda: breaker.call(fn))

@@ -1,0 +1,159 @@
+"""create_app(): settings, logging, middleware, error rendering, routers and the lifespan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ticketera import __version__
+from ticketera.config import Settings, load_settings
+from ticketera.events.endpoints import router as events_router
+from ticketera.infra.logging import RequestIdMiddleware, configure_logging
+from ticketera.infra.redis import RedisConnection
+from ticketera.kit.clock import Clock, utc_now
+from ticketera.kit.db import Database, DatabaseUnavailable, create_engine
+from ticketera.kit.errors import DomainError
+from ticketera.ops.endpoints import router as ops_router
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(
+        json_console=settings.is_production_like, level=settings.log_level, log_dir=settings.log_dir
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(
+            create_engine(
+                settings.async_database_url,
+                pool_size=settings.db_pool_size,
+                pool_recycle=settings.db_pool_recycle_seconds,
+                connect_timeout=settings.db_connect_timeout_seconds,
+                use_ssl=settings.db_ssl,
+                lock_timeout_seconds=settings.db_lock_timeout_seconds,
+            )
+        )
+        redis_url = settings.effective_redis_url
+        redis = RedisConnection(redis_url) if redis_url else None
+        app.state.database = database
+        app.state.redis = redis
+        log.info(
+            "app.started",
+            env=settings.app_env.value,
+            database=database.backend,
+            redis="configured" if redis else "not_configured",
+            version=__version__,
+        )
+        try:
+            yield
+        finally:
+            if redis is not None:
+                await redis.close()
+            await database.dispose()
+            log.info("app.stopped")
+
+    app = FastAPI(
+        title="Ticketera",
+        version=__version__,
+        summary="Ticket sales for high-demand on-sales: waiting room, holds, payments, tickets.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.started_at = time.monotonic()
+    app.state.redis = None
+
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Access-Token",
+                "X-Request-ID",
+            ],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestIdMiddleware)
+    _install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(events_router)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+        headers: dict[str, str] = {}
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, DatabaseUnavailable):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
+        return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [_field_error(error) for error in exc.errors()]
+        first = fields[0] if fields else {"field": "body", "message": "invalid request"}
+        body = {
+            "error": "validation_error",
+            "message": f"{first['field']}: {first['message']}",
+            "fields": fields,
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+        code = codes.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return JSONResponse(
+            {"error": code, "message": message}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.unhandled_error", error=type(exc).__name__)
+        return JSONResponse(
+            {"error": "internal_error", "message": "Something went wrong on our side; it has been logged."},
+            status_code=500,
+        )
+
+
+def _field_error(error: Any) -> dict[str, str]:
+    """A pydantic error as `{"field": "sections[0].price", "message": ...}`."""
+    location = [part for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    field = ""
+    for part in location:
+        if isinstance(part, int):
+            field += f"[{part}]"
+        elif not isinstance(part, str) or part.startswith(("function-", "json-or-python")):
+            continue
+        else:
+            field += f".{part}" if field else part
+    kind = error.get("type", "")
+    if kind == "json_invalid":
+        return {"field": "body", "message": "the request body is not valid JSON"}
+    if kind == "extra_forbidden":
+        return {"field": field or "body", "message": "unknown field"}
+    if kind == "missing" and not field:
+        return {"field": "body", "message": "a JSON body is required"}
+    if not field and kind in ("model_attributes_type", "dict_type", "model_type"):
+        return {"field": "body", "message": "the request body must be a JSON object"}
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return {"field": field or "body", "message": message}

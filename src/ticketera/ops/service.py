@@ -1,0 +1,69 @@
+"""Health of the process and its dependencies, in the deployment guide's JSON shape."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ticketera import __version__
+from ticketera.infra.redis import RedisConnection
+from ticketera.kit.db import Database
+from ticketera.ops.memory import heap_used_bytes, rss_bytes
+
+CLOSED_BREAKER = {"state": "CLOSED", "failureCount": 0}
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    body: dict[str, Any]
+
+    @property
+    def healthy(self) -> bool:
+        # Only the database is required to serve: with Redis down, pages and holds keep working and
+        # the waiting room answers 503 queue_unavailable by itself, so the replica stays in rotation.
+        return bool(self.body["services"]["database"]["status"] == "connected")
+
+
+async def health_report(database: Database, redis: RedisConnection | None, started_at: float) -> HealthReport:
+    database_ok, redis_ok = await asyncio.gather(
+        database.ping(), redis.ping() if redis is not None else _not_configured()
+    )
+    if redis is None:
+        redis_part: dict[str, Any] = {"status": "not_configured", "circuitBreaker": dict(CLOSED_BREAKER)}
+        queue_backend = "memory"
+    else:
+        redis_part = {
+            "status": "connected" if redis_ok else "disconnected",
+            "circuitBreaker": redis.breaker.snapshot(),
+        }
+        queue_backend = "redis"
+    queue_available = redis is None or bool(redis_ok)
+    if not database_ok:
+        status = "error"
+    elif not queue_available:
+        status = "degraded"
+    else:
+        status = "ok"
+    body = {
+        "status": status,
+        "uptime": int(time.monotonic() - started_at),
+        "version": __version__,
+        "services": {
+            "redis": redis_part,
+            "database": {
+                "status": "connected" if database_ok else "disconnected",
+                "backend": database.backend,
+                "pool": database.pool_status(),
+                "circuitBreaker": database.breaker.snapshot(),
+            },
+            "queue": {"status": "enabled", "available": queue_available, "backend": queue_backend},
+        },
+        "performance": {"memory": {"rss": rss_bytes(), "heapUsed": heap_used_bytes()}},
+    }
+    return HealthReport(body)
+
+
+async def _not_configured() -> None:
+    return None

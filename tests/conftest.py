@@ -1,0 +1,182 @@
+"""Test databases, apps and clients.
+
+Every API test runs once per backend: SQLite (always) and MariaDB/MySQL (when a server answers at
+TICKETERA_TEST_MYSQL_URL, default mysql://root@127.0.0.1:3306/). Each test session creates its own
+databases, migrates them with Alembic to head, and empties every table after each test.
+With CI=true a backend that cannot be reached fails the run instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ticketera.config import Settings, to_async_url
+from ticketera.kit.db import create_engine
+from ticketera.kit.migrate import upgrade
+from ticketera.main import create_app
+from ticketera.models import metadata
+
+ADMIN_KEY = "test-admin-key"
+STAFF_KEY = "test-staff-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+MYSQL_SERVER_URL = os.environ.get("TICKETERA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
+SELECTED_BACKENDS = [
+    name.strip() for name in os.environ.get("TICKETERA_TEST_BACKENDS", "sqlite,mariadb").split(",")
+]
+SERVICES_REQUIRED = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_skipped_backends: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class DatabaseUnderTest:
+    backend: str
+    url: str
+    engine: AsyncEngine
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "app_env": "test",
+        "database_url": database_url,
+        "redis_url": None,
+        "redis_host": None,
+        "admin_api_key": ADMIN_KEY,
+        "staff_api_key": STAFF_KEY,
+        "secret_key": "test-secret-key",
+        "mp_access_token": "TEST-token",
+        "mp_webhook_secret": "test-webhook-secret",
+        "log_dir": tmp_path / "logs",
+        "data_dir": tmp_path / "data",
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def _backend_unavailable(backend: str, reason: str) -> None:
+    if SERVICES_REQUIRED:
+        pytest.fail(f"{backend} is required (CI=true) but unavailable: {reason}", pytrace=False)
+    _skipped_backends[backend] = reason
+    pytest.skip(f"{backend} unavailable: {reason}")
+
+
+async def create_mysql_database(prefix: str = "ticketera_test") -> str:
+    """A fresh, empty database on the test MySQL server; returns its async URL."""
+    server_url = to_async_url(MYSQL_SERVER_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(server_url, pool_size=1)
+    try:
+        async with admin.begin() as connection:
+            await connection.execute(
+                text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            )
+    finally:
+        await admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_mysql_database(url: str) -> None:
+    name = make_url(url).database
+    admin = create_async_engine(make_url(url).set(database=None).render_as_string(hide_password=False))
+    try:
+        async with admin.begin() as connection:
+            await connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        await admin.dispose()
+
+
+async def mysql_reachable() -> str | None:
+    """None when the test MySQL server answers, else why not."""
+    engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), connect_args={"connect_timeout": 3})
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc)[:160]}"
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "mariadb"])
+async def test_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[DatabaseUnderTest]:
+    backend: str = request.param
+    if backend not in SELECTED_BACKENDS:
+        pytest.skip(f"{backend} not selected by TICKETERA_TEST_BACKENDS")
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'ticketera.db'}"
+    else:
+        reason = await mysql_reachable()
+        if reason is not None:
+            _backend_unavailable("mariadb", reason)
+        url = await create_mysql_database()
+    engine = create_engine(url, pool_size=5)
+    await upgrade(engine)
+    try:
+        yield DatabaseUnderTest(backend, url, engine)
+    finally:
+        await engine.dispose()
+        if backend == "mariadb":
+            await drop_mysql_database(url)
+
+
+async def empty_all_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            await connection.execute(table.delete())
+
+
+@pytest.fixture
+async def db(test_database: DatabaseUnderTest) -> AsyncIterator[DatabaseUnderTest]:
+    """The session's database for this backend, emptied after the test."""
+    try:
+        yield test_database
+    finally:
+        await empty_all_tables(test_database.engine)
+
+
+@pytest.fixture
+def settings(db: DatabaseUnderTest, tmp_path: Path) -> Settings:
+    return make_settings(db.url, tmp_path)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ticketera.test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield http
+
+
+@pytest.fixture(autouse=True)
+def _no_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A developer's .env and environment must not leak into tests that build Settings() themselves."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("APP_ENV", "NODE_ENV", "DATABASE_URL", "REDIS_URL", "REDIS_HOST", "DB_HOST"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _skipped_backends:
+        terminalreporter.section("backends skipped")
+        for backend, reason in _skipped_backends.items():
+            terminalreporter.write_line(f"{backend}: {reason}")
+        terminalreporter.write_line("Set CI=true to make a missing backend fail the run.")

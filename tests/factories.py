@@ -1,0 +1,40 @@
+"""Small builders of request bodies and objects, instead of fixture files."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.conftest import ADMIN
+
+
+def future(days: float = 30) -> str:
+    return (
+        (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    )
+
+
+def reserved_section(
+    name: str = "Platea", *, rows: int = 2, seats: int = 5, price: str = "15000.00"
+) -> dict[str, Any]:
+    labels = [chr(ord("A") + index) for index in range(rows)]
+    return {"name": name, "price": price, "rows": [{"label": label, "seats": seats} for label in labels]}
+
+
+def ga_section(name: str = "Campo", *, capacity: int = 10, price: str = "9000.00") -> dict[str, Any]:
+    return {"name": name, "price": price, "capacity": capacity}
+
+
+def event_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": "Noche de Rock", "startsAt": future()}
+    body.update(overrides)
+    return body
+
+
+async def create_event(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/api/events", json=event_body(**overrides), headers=ADMIN)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
