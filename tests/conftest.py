@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,14 +157,23 @@ def settings(db: DatabaseUnderTest, tmp_path: Path) -> Settings:
     return make_settings(db.url, tmp_path)
 
 
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app built from these settings, started (lifespan), and a client talking to it in-process."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://ticketera.test") as http,
+    ):
+        http.app = app  # type: ignore[attr-defined]
+        yield http
+
+
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ticketera.test") as http:
-            http.app = app  # type: ignore[attr-defined]
-            yield http
+    async with serving(settings) as http:
+        yield http
 
 
 @pytest.fixture(autouse=True)

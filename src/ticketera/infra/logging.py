@@ -37,7 +37,8 @@ def configure_logging(*, json_console: bool, level: str = "INFO", log_dir: Path 
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: tests capture logs by swapping processors, which cached loggers would bypass.
+        cache_logger_on_first_use=False,
     )
     json_renderer = structlog.processors.JSONRenderer()
     console_renderer: structlog.types.Processor = (

@@ -1,0 +1,497 @@
+"""Benchmark: creating a 50,000-seat venue and reading a 5,000-seat section map, per backend.
+
+What it measures, against the real service (`ticketera serve`, one worker) over real HTTP:
+
+* venue creation: seconds for `POST /api/events` with one reserved section of 100 rows x 500 seats
+  (50,000 seats), repeated `--venue-runs` times; each run and the median are reported;
+* section map: latency of `GET /api/events/{id}/seats?section=<id>` for a 5,000-seat section
+  (50 rows x 100 seats; the event has a second, small section), `--map-reads` sequential reads on
+  one keep-alive connection after 10 warm-up reads: p50, p95, p99, mean and response size.
+
+A shared, noisy machine makes absolute figures drift, so every figure comes with a baseline taken
+in the same run, and a ratio that should stay stable from machine to machine:
+
+* `/health/live` read as often as the seat map, interleaved with it (no database, no payload);
+  reported as p50/p95 and the ratio seat-map p50 / live p50;
+* a raw in-process insert of 50,000 rows into a throwaway `bench_rows` table of the same database,
+  with SQLAlchemy Core `executemany` in chunks of 5,000 on the same async driver the service uses;
+  reported as seconds and the ratio venue-creation median / raw-insert median. The raw table has
+  no secondary indexes, foreign keys or checks, so the ratio also prices the `seats` schema.
+
+Backends (`--backends`, default `sqlite,mariadb`): SQLite uses a file in a temporary directory;
+MariaDB/MySQL gets a fresh `ticketera_bench_<random>` database on the server at
+TICKETERA_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/), dropped at the end. When that
+server does not answer, MariaDB is skipped with a note.
+
+Run it from the project root:
+
+    make bench                                   # runs .venv/bin/python benchmarks/create_venue.py
+    .venv/bin/python benchmarks/create_venue.py --backends sqlite --venue-runs 5 --json bench.json
+
+It only reports: it asserts that responses are correct (status codes, seat counts), never how long
+anything took, so a slow machine cannot make it fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Column, Integer, MetaData, String, Table, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ticketera.config import Settings, to_async_url
+from ticketera.kit.db import create_engine
+
+ADMIN_KEY = "bench-admin"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
+MYSQL_SERVER_URL = os.environ.get("TICKETERA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
+BACKENDS = ("sqlite", "mariadb")
+
+VENUE_ROWS = 100
+VENUE_SEATS_PER_ROW = 500
+VENUE_SEATS = VENUE_ROWS * VENUE_SEATS_PER_ROW  # 50,000
+MAP_ROWS = 50
+MAP_SEATS_PER_ROW = 100
+MAP_SEATS = MAP_ROWS * MAP_SEATS_PER_ROW  # 5,000
+RAW_CHUNK = 5000
+WARM_UP_READS = 10
+READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 300.0
+
+
+@dataclass
+class Latency:
+    """Milliseconds of a series of sequential requests."""
+
+    p50: float
+    p95: float
+    p99: float
+    mean: float
+    samples: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Latency:
+        ms = [value * 1000.0 for value in seconds]
+        cuts = statistics.quantiles(ms, n=100, method="inclusive")
+        return cls(p50=cuts[49], p95=cuts[94], p99=cuts[98], mean=statistics.fmean(ms), samples=len(ms))
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    venue_seats: int = VENUE_SEATS
+    venue_runs_s: list[float] = field(default_factory=list)
+    venue_median_s: float = 0.0
+    raw_insert_runs_s: list[float] = field(default_factory=list)
+    raw_insert_median_s: float = 0.0
+    venue_vs_raw_ratio: float = 0.0
+    map_seats: int = MAP_SEATS
+    map_ms: Latency | None = None
+    map_response_bytes: int = 0
+    live_ms: Latency | None = None
+    map_vs_live_p50_ratio: float = 0.0
+    service_problems: list[str] = field(default_factory=list)
+
+
+class BenchmarkError(Exception):
+    """The service did not start or answered wrongly; the message says how."""
+
+
+# --------------------------------------------------------------------------------------------
+# Databases
+
+
+async def _mysql_unreachable_reason() -> str | None:
+    engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), connect_args={"connect_timeout": 3})
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:  # any failure means "skip MariaDB", with the reason
+        return f"{type(exc).__name__}: {str(exc)[:160]}"
+    finally:
+        await engine.dispose()
+
+
+async def _mysql_admin(statement: str) -> None:
+    engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), pool_size=1)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def mysql_database() -> Iterator[str]:
+    """A fresh database on the MySQL server, dropped afterwards; yields its plain mysql:// URL."""
+    name = f"ticketera_bench_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    try:
+        url = make_url(MYSQL_SERVER_URL).set(drivername="mysql", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_mysql_admin(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+async def _raw_insert(database_url: str, runs: int) -> list[float]:
+    """Seconds to insert 50,000 plain rows with Core executemany, once per run (fresh table each)."""
+    metadata = MetaData()
+    table = Table(
+        "bench_rows",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("section_id", Integer),
+        Column("row_label", String(16)),
+        Column("number", Integer),
+        Column("status", String(16)),
+    )
+    rows = [
+        {"section_id": 1, "row_label": f"R{row}", "number": number, "status": "available"}
+        for row in range(VENUE_ROWS)
+        for number in range(1, VENUE_SEATS_PER_ROW + 1)
+    ]
+    engine = create_engine(to_async_url(database_url), pool_size=1)
+    durations: list[float] = []
+    try:
+        for _ in range(runs):
+            async with engine.begin() as connection:
+                await connection.run_sync(metadata.drop_all)
+                await connection.run_sync(metadata.create_all)
+            started = time.perf_counter()
+            async with engine.begin() as connection:
+                for start in range(0, len(rows), RAW_CHUNK):
+                    await connection.execute(table.insert(), rows[start : start + RAW_CHUNK])
+            durations.append(time.perf_counter() - started)
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.drop_all)
+    finally:
+        await engine.dispose()
+    return durations
+
+
+# --------------------------------------------------------------------------------------------
+# The service
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _service_environment(database_url: str, workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # Nothing from the caller's shell may configure the service under test.
+    for name in [*Settings.model_fields, "node_env", "db_host", "redis_host"]:
+        env.pop(name.upper(), None)
+    env.update(
+        {
+            "APP_ENV": "development",
+            "DATABASE_URL": database_url,
+            "DATA_DIR": str(workdir / "data"),
+            "LOG_DIR": str(workdir / "logs"),
+            "LOG_LEVEL": "WARNING",
+            "ADMIN_API_KEY": ADMIN_KEY,
+            "STAFF_API_KEY": "bench-staff",
+            "SECRET_KEY": "bench-secret-key",
+            "MP_ACCESS_TOKEN": "TEST-bench-token",
+            "MP_WEBHOOK_SECRET": "bench-webhook-secret",
+        }
+    )
+    return env
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return "(no output)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def running_service(database_url: str, workdir: Path) -> Iterator[tuple[str, Path]]:
+    """`ticketera serve` on a free port, ready; yields its base URL and its output file."""
+    command = Path(sys.executable).parent / "ticketera"
+    port = _free_port()
+    output_path = workdir / "service-output.log"
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(  # our own entry point, fixed arguments
+            [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            cwd=workdir,
+            env=_service_environment(database_url, workdir),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_ready(process, base_url, output_path)
+            yield base_url, output_path
+        finally:
+            _stop(process)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], base_url: str, output_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchmarkError(
+                f"the service exited with code {process.returncode} before it was ready:\n"
+                f"{_tail(output_path)}"
+            )
+        try:
+            if httpx.get(f"{base_url}/health/ready", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise BenchmarkError(
+        f"the service was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n{_tail(output_path)}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _service_problems(workdir: Path, output_path: Path) -> list[str]:
+    """Warning and error lines the service wrote to its output and its log file."""
+    markers = ("error", "warning", "traceback", "exception", "critical")
+    problems: list[str] = []
+    for path in [output_path, *sorted((workdir / "logs").glob("*.log"))]:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if any(marker in line.lower() for marker in markers):
+                problems.append(f"{path.name}: {line.strip()[:300]}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+
+
+def _starts_at() -> str:
+    return (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reserved_section(name: str, prefix: str, rows: int, seats_per_row: int, price: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "price": price,
+        "rows": [{"label": f"{prefix}{index}", "seats": seats_per_row} for index in range(rows)],
+    }
+
+
+def _create_event(client: httpx.Client, body: dict[str, Any], capacity: int) -> dict[str, Any]:
+    response = client.post("/api/events", json=body, headers=ADMIN_HEADERS)
+    if response.status_code != 201:
+        raise BenchmarkError(f"POST /api/events answered {response.status_code}: {response.text[:500]}")
+    created: dict[str, Any] = response.json()
+    if created.get("capacity") != capacity:
+        raise BenchmarkError(f"the event was created with capacity {created.get('capacity')}, not {capacity}")
+    return created
+
+
+def measure_venue_creation(client: httpx.Client, runs: int) -> list[float]:
+    durations: list[float] = []
+    for run in range(1, runs + 1):
+        body = {
+            "name": f"Bench {run}",
+            "startsAt": _starts_at(),
+            "sections": [_reserved_section("Estadio", "R", VENUE_ROWS, VENUE_SEATS_PER_ROW, "20000.00")],
+        }
+        started = time.perf_counter()
+        _create_event(client, body, VENUE_SEATS)
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+def measure_section_map(client: httpx.Client, reads: int) -> tuple[Latency, int, Latency]:
+    """Seat-map and /health/live latencies (interleaved, so both see the same machine load)."""
+    body = {
+        "name": "Bench map",
+        "startsAt": _starts_at(),
+        "sections": [
+            _reserved_section("Platea", "P", MAP_ROWS, MAP_SEATS_PER_ROW, "30000.00"),
+            _reserved_section("Palco", "V", 2, 10, "90000.00"),
+        ],
+    }
+    event = _create_event(client, body, MAP_SEATS + 20)
+    section_id = next(section["id"] for section in event["sections"] if section["name"] == "Platea")
+    map_path = f"/api/events/{event['id']}/seats"
+    params = {"section": str(section_id)}
+
+    def read_map() -> tuple[float, httpx.Response]:
+        started = time.perf_counter()
+        response = client.get(map_path, params=params)
+        return time.perf_counter() - started, response
+
+    def read_live() -> float:
+        started = time.perf_counter()
+        response = client.get("/health/live")
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            raise BenchmarkError(f"GET /health/live answered {response.status_code}")
+        return elapsed
+
+    for _ in range(WARM_UP_READS):
+        read_map()
+        read_live()
+    map_seconds: list[float] = []
+    live_seconds: list[float] = []
+    size = 0
+    for _ in range(reads):
+        elapsed, response = read_map()
+        map_seconds.append(elapsed)
+        live_seconds.append(read_live())
+        # Checked outside the timed part: the client's own JSON parsing is not the service's cost.
+        if response.status_code != 200:
+            raise BenchmarkError(f"GET {map_path} answered {response.status_code}: {response.text[:500]}")
+        seats = response.json()["seats"]
+        if len(seats) != MAP_SEATS or any(seat["section"] != section_id for seat in seats):
+            raise BenchmarkError(
+                f"the section map has {len(seats)} seats, not {MAP_SEATS} of section {section_id}"
+            )
+        size = len(response.content)
+    return Latency.of(map_seconds), size, Latency.of(live_seconds)
+
+
+def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.Namespace) -> BackendResult:
+    result = BackendResult(backend)
+    output_path = workdir / "service-output.log"
+    try:
+        with (
+            running_service(database_url, workdir) as (base_url, output_path),
+            httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS) as client,
+        ):
+            result.venue_runs_s = measure_venue_creation(client, args.venue_runs)
+            result.map_ms, result.map_response_bytes, result.live_ms = measure_section_map(
+                client, args.map_reads
+            )
+    finally:
+        result.service_problems = _service_problems(workdir, output_path)
+    # After the service stopped, so the two never compete for the machine or the database.
+    result.raw_insert_runs_s = asyncio.run(_raw_insert(database_url, args.venue_runs))
+    result.venue_median_s = statistics.median(result.venue_runs_s)
+    result.raw_insert_median_s = statistics.median(result.raw_insert_runs_s)
+    result.venue_vs_raw_ratio = result.venue_median_s / result.raw_insert_median_s
+    result.map_vs_live_p50_ratio = result.map_ms.p50 / result.live_ms.p50
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def format_result(result: BackendResult) -> str:
+    assert result.map_ms is not None
+    assert result.live_ms is not None
+    runs = ", ".join(f"{value:.2f}" for value in result.venue_runs_s)
+    raw_runs = ", ".join(f"{value:.2f}" for value in result.raw_insert_runs_s)
+    lines = [
+        f"{result.backend}",
+        f"  venue 50k seats (s):  runs [{runs}]  median {result.venue_median_s:.2f}"
+        f" | raw insert [{raw_runs}] median {result.raw_insert_median_s:.2f} s"
+        f" | ratio {result.venue_vs_raw_ratio:.1f}x",
+        f"  seat map 5k (ms):     p50 {result.map_ms.p50:.1f}  p95 {result.map_ms.p95:.1f}"
+        f"  p99 {result.map_ms.p99:.1f}  mean {result.map_ms.mean:.1f}"
+        f"  size {result.map_response_bytes / 1024:.0f} KB  ({result.map_ms.samples} reads)"
+        f" | /health/live p50 {result.live_ms.p50:.2f}  p95 {result.live_ms.p95:.2f}"
+        f" | ratio {result.map_vs_live_p50_ratio:.0f}x",
+    ]
+    if result.service_problems:
+        lines.append(f"  service logged {len(result.service_problems)} warning/error line(s), first ones:")
+        lines.extend(f"    {problem}" for problem in result.service_problems[:5])
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Venue creation (50,000 seats) and 5,000-seat section map, on SQLite and MariaDB."
+    )
+    parser.add_argument(
+        "--backends",
+        default="sqlite,mariadb",
+        help="comma-separated: sqlite, mariadb (default: both; mariadb skipped if unreachable)",
+    )
+    parser.add_argument("--venue-runs", type=int, default=3, help="venue creations per backend (default 3)")
+    parser.add_argument("--map-reads", type=int, default=200, help="timed seat-map reads (default 200)")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")
+    args = parser.parse_args(argv)
+    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    unknown = [name for name in backends if name not in BACKENDS]
+    if unknown or not backends:
+        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+    if args.venue_runs < 1:
+        parser.error("--venue-runs must be at least 1")
+    if args.map_reads < 2:
+        parser.error("--map-reads must be at least 2")
+    args.backends = backends
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results: list[BackendResult] = []
+    skipped: dict[str, str] = {}
+    print(
+        f"Ticketera benchmark: venue {VENUE_SEATS:,} seats x {args.venue_runs} runs, "
+        f"section map {MAP_SEATS:,} seats x {args.map_reads} reads"
+    )
+    for backend in args.backends:
+        with tempfile.TemporaryDirectory(prefix=f"ticketera-bench-{backend}-") as tmp:
+            workdir = Path(tmp)
+            if backend == "sqlite":
+                result = run_backend(backend, f"sqlite:///{workdir / 'bench.db'}", workdir, args)
+            else:
+                reason = asyncio.run(_mysql_unreachable_reason())
+                if reason is not None:
+                    skipped[backend] = reason
+                    print(f"\nmariadb  skipped: no server answers at {MYSQL_SERVER_URL} ({reason})")
+                    continue
+                with mysql_database() as database_url:
+                    result = run_backend(backend, database_url, workdir, args)
+        results.append(result)
+        print()
+        print(format_result(result))
+    if args.json is not None:
+        payload = {
+            "settings": {"venue_runs": args.venue_runs, "map_reads": args.map_reads},
+            "results": [asdict(result) for result in results],
+            "skipped": skipped,
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"\nFigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Engine set-up, column types and naming rules of the database kit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import Column, Integer, MetaData, Table, select, text
+
+from tests.conftest import DatabaseUnderTest
+from ticketera.kit.db import MYSQL_IDENTIFIER_LIMIT, UTCDateTime, create_engine, is_database_outage
+from ticketera.models import metadata
+
+
+def test_every_constraint_and_index_name_fits_mysql() -> None:
+    names = [
+        str(constraint.name)
+        for table in metadata.sorted_tables
+        for constraint in table.constraints
+        if constraint.name
+    ] + [str(index.name) for table in metadata.sorted_tables for index in table.indexes if index.name]
+    assert names
+    too_long = [name for name in names if len(name) > MYSQL_IDENTIFIER_LIMIT]
+    assert too_long == []
+
+
+async def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with engine.connect() as connection:
+            journal = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
+            foreign_keys = (await connection.execute(text("PRAGMA foreign_keys"))).scalar()
+            busy = (await connection.execute(text("PRAGMA busy_timeout"))).scalar()
+    finally:
+        await engine.dispose()
+    assert (journal, foreign_keys, busy) == ("wal", 1, 5000)
+
+
+async def test_sqlite_writers_take_the_write_lock_at_begin(tmp_path: Path) -> None:
+    """Two write transactions never interleave: the second waits at BEGIN IMMEDIATE."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    captured: list[str] = []
+    try:
+        from sqlalchemy import event
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def capture(_c: object, _cur: object, statement: str, *_args: object) -> None:
+            captured.append(statement)
+
+        async with engine.begin() as connection:
+            await connection.execute(text("SELECT 1"))
+        async with engine.connect() as connection:
+            read_only = await connection.execution_options(ticketera_read_only=True)
+            await read_only.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+    assert "BEGIN IMMEDIATE" in captured
+    assert "BEGIN" in captured
+
+
+async def test_datetimes_round_trip_as_aware_utc(db: DatabaseUnderTest) -> None:
+    table = Table(
+        "tz_probe", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime())
+    )
+    moment = datetime(2030, 5, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=-3)))
+    async with db.engine.begin() as connection:
+        await connection.run_sync(table.create)
+        try:
+            await connection.execute(table.insert().values(id=1, at=moment))
+            stored = (await connection.execute(select(table.c.at))).scalar_one()
+        finally:
+            await connection.run_sync(table.drop)
+    assert stored == moment
+    assert stored.tzinfo == UTC
+    assert stored.hour == 15
+
+
+def test_outages_are_told_apart_from_refused_queries() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    class DriverError(Exception):
+        pass
+
+    assert is_database_outage(ConnectionRefusedError())
+    assert is_database_outage(OperationalError("x", {}, DriverError(2003, "Can't connect")))
+    assert not is_database_outage(OperationalError("x", {}, DriverError(1213, "Deadlock found")))
+    assert not is_database_outage(OperationalError("x", {}, DriverError(1205, "Lock wait timeout")))
+    assert not is_database_outage(OperationalError("x", {}, DriverError("database is locked")))
+    assert not is_database_outage(ValueError("bad input"))
+
+
+async def test_aiomysql_is_chosen_by_url_and_serves_the_api(tmp_path: Path) -> None:
+    import pytest
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import (
+        ADMIN,
+        SELECTED_BACKENDS,
+        _backend_unavailable,
+        create_mysql_database,
+        drop_mysql_database,
+        make_settings,
+        mysql_reachable,
+        serving,
+    )
+    from tests.factories import event_body, reserved_section
+    from ticketera.kit.migrate import upgrade
+
+    if "mariadb" not in SELECTED_BACKENDS:
+        pytest.skip("mariadb not selected by TICKETERA_TEST_BACKENDS")
+    reason = await mysql_reachable()
+    if reason is not None:
+        _backend_unavailable("mariadb", reason)
+    asyncmy_url = await create_mysql_database("ticketera_aiomysql")
+    url = make_url(asyncmy_url).set(drivername="mysql+aiomysql").render_as_string(hide_password=False)
+    try:
+        engine = create_engine(url, pool_size=2)
+        await upgrade(engine)
+        await engine.dispose()
+        async with serving(make_settings(url, tmp_path)) as client:
+            driver = client.app.state.database.engine.dialect.driver  # type: ignore[attr-defined]
+            created = await client.post(
+                "/api/events", json=event_body(sections=[reserved_section()]), headers=ADMIN
+            )
+            seats = await client.get(f"/api/events/{created.json()['id']}/seats")
+            health = await client.get("/health")
+    finally:
+        await drop_mysql_database(asyncmy_url)
+    assert driver == "aiomysql"
+    assert created.status_code == 201
+    assert len(seats.json()["seats"]) == 10
+    assert health.json()["services"]["database"]["status"] == "connected"

@@ -1,0 +1,94 @@
+"""Migrations: upgrade to head and back to base on every backend, and models match them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import (
+    SELECTED_BACKENDS,
+    _backend_unavailable,
+    create_mysql_database,
+    drop_mysql_database,
+    mysql_reachable,
+)
+from ticketera.kit.db import create_engine
+from ticketera.kit.migrate import current_revision, downgrade, head_revision, upgrade
+from ticketera.models import metadata
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+async def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine on a brand-new, empty database."""
+    backend: str = request.param
+    if backend not in SELECTED_BACKENDS:
+        pytest.skip(f"{backend} not selected by TICKETERA_TEST_BACKENDS")
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
+    else:
+        reason = await mysql_reachable()
+        if reason is not None:
+            _backend_unavailable("mariadb", reason)
+        url = await create_mysql_database("ticketera_migrations")
+    engine = create_engine(url, pool_size=2)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        if backend == "mariadb":
+            await drop_mysql_database(url)
+
+
+def _table_names(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+async def test_upgrade_to_head_then_downgrade_to_base(empty_engine: AsyncEngine) -> None:
+    await upgrade(empty_engine)
+    async with empty_engine.connect() as connection:
+        tables_at_head = await connection.run_sync(_table_names)
+    assert await current_revision(empty_engine) == head_revision()
+    assert {"events", "sections", "seats", "alembic_version"} <= tables_at_head
+
+    await downgrade(empty_engine, "base")
+    async with empty_engine.connect() as connection:
+        tables_at_base = await connection.run_sync(_table_names)
+    assert tables_at_base <= {"alembic_version"}
+    assert await current_revision(empty_engine) is None
+
+    await upgrade(empty_engine)  # and up again: downgrades leave nothing behind that blocks it
+    assert await current_revision(empty_engine) == head_revision()
+
+
+async def test_models_and_migrations_describe_the_same_schema(empty_engine: AsyncEngine) -> None:
+    await upgrade(empty_engine)
+
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with empty_engine.connect() as connection:
+        diff = await connection.run_sync(differences)
+    assert diff == []
+
+
+async def test_the_performance_indexes_exist_after_migrating(empty_engine: AsyncEngine) -> None:
+    await upgrade(empty_engine)
+
+    def seat_indexes(connection: Connection) -> dict[str, list[str | None]]:
+        return {
+            str(index["name"]): list(index["column_names"])
+            for index in inspect(connection).get_indexes("seats")
+        }
+
+    async with empty_engine.connect() as connection:
+        indexes = await connection.run_sync(seat_indexes)
+    assert indexes["ix_seats_section_id_status_held_until"] == ["section_id", "status", "held_until"]
+    assert indexes["ix_seats_event_id_status_held_until"] == ["event_id", "status", "held_until"]

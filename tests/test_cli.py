@@ -1,0 +1,226 @@
+"""The `ticketera` command end to end: real processes, real HTTP, a real database file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+TICKETERA = str(Path(sys.executable).parent / "ticketera")
+SECRETS = {
+    "ADMIN_API_KEY": "cli-admin",
+    "STAFF_API_KEY": "cli-staff",
+    "SECRET_KEY": "cli-secret",
+    "MP_ACCESS_TOKEN": "cli-mp",
+    "MP_WEBHOOK_SECRET": "cli-hook",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def cli_env(workdir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DB_", "REDIS_", "APP_", "NODE_"))
+    }
+    env.pop("DATABASE_URL", None)
+    env.update({"LOG_LEVEL": "INFO", "DATA_DIR": str(workdir / "data"), "LOG_DIR": str(workdir / "logs")})
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TICKETERA, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def wait_until_ready(base: str, process: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become ready")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    try:
+        output, _ = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """`ticketera serve` on a fresh SQLite file, with two workers."""
+    port = free_port()
+    env = cli_env(tmp_path, **SECRETS, APP_ENV="production", DATABASE_URL=f"sqlite:///{tmp_path / 'svc.db'}")
+    process = subprocess.Popen(
+        [TICKETERA, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base, process)
+        yield base, tmp_path, env
+    finally:
+        stop(process)
+
+
+@pytest.mark.slow
+def test_serve_migrates_and_health_reports_ok(served: tuple[str, Path, dict[str, str]]) -> None:
+    base, workdir, env = served
+
+    healthy = run_cli("health", "--url", base, workdir=workdir, env=env)
+    as_json = run_cli("health", "--url", base, "--json", workdir=workdir, env=env)
+    created = httpx.post(
+        f"{base}/api/events",
+        json={"name": "CLI", "startsAt": "2099-01-01T20:00:00Z"},
+        headers={"Authorization": "Bearer cli-admin", "X-Request-ID": "cli-test-1"},
+    )
+
+    assert healthy.returncode == 0, healthy.stderr
+    assert healthy.stdout.startswith("OK")
+    assert "database  connected (sqlite)" in healthy.stdout
+    assert "limit 20" in healthy.stdout
+    assert json.loads(as_json.stdout)["status"] == "ok"
+    assert created.status_code == 201
+    assert {line["event"] for line in logged_lines(workdir, request_id="cli-test-1")} >= {
+        "event.created",
+        "http.request",
+    }
+
+
+def logged_lines(workdir: Path, *, request_id: str) -> list[dict[str, object]]:
+    """The request's lines from the JSON log; the access line is written just after the response."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in (workdir / "logs" / "ticketera.log").read_text().splitlines()]
+        matching = [line for line in lines if line.get("request_id") == request_id]
+        if any(line["event"] == "http.request" for line in matching) or time.monotonic() > deadline:
+            return matching
+        time.sleep(0.1)
+
+
+def test_health_exits_non_zero_when_nothing_answers(tmp_path: Path) -> None:
+    result = run_cli(
+        "health", "--url", f"http://127.0.0.1:{free_port()}", workdir=tmp_path, env=cli_env(tmp_path)
+    )
+
+    assert result.returncode == 1
+    assert "did not answer" in result.stderr
+
+
+def test_production_without_secrets_refuses_to_start(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve", workdir=tmp_path, env=cli_env(tmp_path, APP_ENV="production", ADMIN_API_KEY="x")
+    )
+
+    assert result.returncode == 2
+    assert "STAFF_API_KEY, SECRET_KEY, MP_ACCESS_TOKEN, MP_WEBHOOK_SECRET" in result.stderr
+
+
+def test_db_optimize_recreates_a_missing_index_and_analyzes(tmp_path: Path) -> None:
+    import sqlite3
+
+    env = cli_env(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'opt.db'}")
+    assert run_cli("migrate", workdir=tmp_path, env=env).returncode == 0
+    with sqlite3.connect(tmp_path / "opt.db") as connection:
+        connection.execute("DROP INDEX ix_seats_event_id_status_held_until")
+
+    result = run_cli("db", "optimize", workdir=tmp_path, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "created  index ix_seats_event_id_status_held_until on seats" in result.stdout
+    assert "ok       index ix_seats_section_id_status_held_until on seats" in result.stdout
+    assert "analyzed tables" in result.stdout
+    with sqlite3.connect(tmp_path / "opt.db") as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        stats = connection.execute("SELECT count(*) FROM sqlite_stat1").fetchone()
+    assert "ix_seats_event_id_status_held_until" in names
+    assert stats is not None
+
+
+@pytest.mark.slow
+def test_dev_generates_keys_loads_the_demo_and_serves(tmp_path: Path) -> None:
+    port = free_port()
+    env = cli_env(tmp_path)
+    process = subprocess.Popen(
+        [TICKETERA, "dev", "--port", str(port), "--no-reload"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base, process)
+        secrets = json.loads((tmp_path / "data" / "secrets.json").read_text())
+        listing = httpx.get(f"{base}/api/events").json()
+        admin_listing = httpx.get(
+            f"{base}/api/events", headers={"Authorization": f"Bearer {secrets['ADMIN_API_KEY']}"}
+        )
+    finally:
+        output = stop(process)
+
+    assert f"Admin key    {secrets['ADMIN_API_KEY']}" in output
+    assert (tmp_path / "data" / "ticketera.db").exists()
+    (demo,) = listing["items"]
+    assert [(section["kind"], section["capacity"]) for section in demo["sections"]] == [
+        ("reserved", 200),
+        ("general_admission", 1000),
+    ]
+    assert admin_listing.status_code == 200
+
+
+def test_logs_prints_past_lines_and_filters_errors(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = [
+        {"timestamp": "2026-01-01T00:00:00Z", "level": "info", "event": "http.request", "status": 200},
+        {
+            "timestamp": "2026-01-01T00:00:01Z",
+            "level": "error",
+            "event": "database.unreachable",
+            "error": "X",
+        },
+    ]
+    (logs / "ticketera.log").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    everything = run_cli("logs", "--no-follow", workdir=tmp_path, env=cli_env(tmp_path))
+    errors = run_cli("logs", "--no-follow", "--errors", workdir=tmp_path, env=cli_env(tmp_path))
+
+    assert everything.returncode == 0
+    assert "http.request" in everything.stdout
+    assert "database.unreachable" in everything.stdout
+    assert "http.request" not in errors.stdout
+    assert "database.unreachable error=X" in errors.stdout
