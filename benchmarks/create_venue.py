@@ -128,7 +128,7 @@ async def _mysql_unreachable_reason() -> str | None:
             await connection.execute(text("SELECT 1"))
         return None
     except Exception as exc:  # any failure means "skip MariaDB", with the reason
-        return f"{type(exc).__name__}: {str(exc)[:160]}"
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
     finally:
         await engine.dispose()
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from ticketera.events.models import Event, EventStatus, Seat, SeatStatus, Section, SectionKind
+from ticketera.events.models import Event, EventStatus, Seat, SeatStatus, Section
 
 # Rows per INSERT statement: large enough to be fast, small enough for MySQL's max_allowed_packet.
 SEAT_INSERT_CHUNK = 5000
@@ -130,31 +130,30 @@ async def count_units_by_section(
 async def seat_map_rows(
     session: AsyncSession,
     *,
-    event_id: int,
+    section_ids: Sequence[int],
     now: datetime,
-    section_id: int | None,
     status: SeatStatus | None,
     after_id: int | None,
     limit: int,
 ) -> Sequence[Any]:
-    """Reserved seats of an event (general-admission places are not seats), in id order."""
-    reserved_sections = select(Section.id).where(
-        Section.event_id == event_id, Section.kind == SectionKind.RESERVED.value
-    )
+    """Seats of the given sections with their live status, in id order.
+
+    Filtering on section ids alone (no event id, no subquery) keeps every engine on the
+    section index, whatever its statistics say.
+    """
+    if not section_ids:
+        return []
     live_status = case(
         (Seat.status == SeatStatus.SOLD.value, SeatStatus.SOLD.value),
         (live_hold(now), SeatStatus.HELD.value),
         else_=SeatStatus.AVAILABLE.value,
     )
     statement = (
-        select(Seat.id, Seat.section_id, Section.name, Seat.row_label, Seat.number, live_status)
-        .join(Section, Section.id == Seat.section_id)
-        .where(Seat.event_id == event_id, Seat.section_id.in_(reserved_sections))
+        select(Seat.id, Seat.section_id, Seat.row_label, Seat.number, live_status)
+        .where(Seat.section_id.in_(section_ids))
         .order_by(Seat.id)
         .limit(limit)
     )
-    if section_id is not None:
-        statement = statement.where(Seat.section_id == section_id)
     if after_id is not None:
         statement = statement.where(Seat.id > after_id)
     if status is SeatStatus.SOLD:

@@ -215,26 +215,32 @@ async def seat_map(
         raise EventNotFound(f"Event {event_id} does not exist.")
     if section_id is not None and section_id not in {section.id for section in event.sections}:
         raise SectionNotFound(f"Event {event_id} has no section {section_id}.")
+    # General-admission places are units, not seats: the map shows reserved sections only.
+    reserved = [
+        section.id
+        for section in event.sections
+        if section.kind == SectionKind.RESERVED.value and section_id in (None, section.id)
+    ]
     rows = await repository.seat_map_rows(
         session,
-        event_id=event_id,
+        section_ids=reserved,
         now=clock(),
-        section_id=section_id,
         status=status,
         after_id=after_id,
         limit=limit + 1,
     )
+    names = {section.id: section.name for section in event.sections}
     seats = [
         {
             "id": seat_id,
             "section": section,
-            "sectionName": section_name,
+            "sectionName": names[section],
             "row": row_label,
             "number": number,
             "label": f"{row_label}-{number}",
             "status": live_status,
         }
-        for seat_id, section, section_name, row_label, number, live_status in rows[:limit]
+        for seat_id, section, row_label, number, live_status in rows[:limit]
     ]
     next_after = seats[-1]["id"] if len(rows) > limit else None
     return seats, next_after
