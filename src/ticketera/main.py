@@ -126,13 +126,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"error": code, "message": message}, status_code=exc.status_code, headers=exc.headers
         )
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("http.unhandled_error", error=type(exc).__name__)
-        return JSONResponse(
-            {"error": "internal_error", "message": "Something went wrong on our side; it has been logged."},
-            status_code=500,
-        )
+    # Unexpected exceptions are turned into the contract's 500 by RequestIdMiddleware, which sits
+    # inside Starlette's own error middleware and so can still add the request id.
 
 
 def _field_error(error: Any) -> dict[str, str]:

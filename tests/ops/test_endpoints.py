@@ -146,3 +146,35 @@ async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> N
     assert echoed.headers["x-request-id"] == "abc-123"
     assert len(generated.headers["x-request-id"]) == 32
     assert forged.headers["x-request-id"] != "bad id\twith tabs"
+
+
+async def test_unexpected_errors_are_500_in_the_contract_shape(settings: Settings) -> None:
+    async with serving(settings) as client:
+
+        async def explode() -> None:
+            raise RuntimeError("boom")
+
+        client.app.add_api_route("/explode", explode)  # type: ignore[attr-defined]
+        response = await client.get("/explode", headers={"X-Request-ID": "req-500"})
+
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
+    assert "boom" not in response.text
+    assert response.headers["x-request-id"] == "req-500"
+
+
+async def test_openapi_reference_is_served(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+
+    assert {"/api/events", "/api/events/{event_id}", "/api/events/{event_id}/seats", "/health"} <= set(
+        spec["paths"]
+    )
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_unknown_routes_and_methods_use_the_error_shape(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/nothing-here")
+    wrong_method = await client.delete("/api/events")
+
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")

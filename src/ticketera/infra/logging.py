@@ -7,15 +7,19 @@ standard library's loggers (uvicorn, SQLAlchemy, Alembic) go through the same pr
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import re
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ticketera.kit.errors import INTERNAL_ERROR_BODY
 
 LOG_FILE_NAME = "ticketera.log"
 REQUEST_ID_HEADER = "x-request-id"
@@ -42,7 +46,7 @@ def configure_logging(*, json_console: bool, level: str = "INFO", log_dir: Path 
     )
     json_renderer = structlog.processors.JSONRenderer()
     console_renderer: structlog.types.Processor = (
-        json_renderer if json_console else structlog.dev.ConsoleRenderer(colors=True)
+        json_renderer if json_console else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
 
     def formatter(renderer: structlog.types.Processor) -> logging.Formatter:
@@ -74,7 +78,12 @@ def configure_logging(*, json_console: bool, level: str = "INFO", log_dir: Path 
 
 
 class RequestIdMiddleware:
-    """Takes `X-Request-ID` or makes one, echoes it, binds it to every log line of the request."""
+    """The outer request boundary.
+
+    Takes `X-Request-ID` or makes one, echoes it, binds it to every log line of the request, logs
+    one `http.request` line per request, and turns an unexpected exception into the contract's 500
+    body (still carrying the request id, so a user's report can be matched to the log).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -86,10 +95,12 @@ class RequestIdMiddleware:
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         started = time.perf_counter()
         status_code = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status_code
+            nonlocal status_code, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status_code = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
@@ -99,6 +110,22 @@ class RequestIdMiddleware:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                log.exception("http.unhandled_error", error=type(exc).__name__)
+                if response_started:
+                    raise
+                body = json.dumps(INTERNAL_ERROR_BODY).encode()
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send_with_id({"type": "http.response.body", "body": body})
             finally:
                 route = scope.get("route")
                 log.info(

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+INTERNAL_ERROR_BODY = {
+    "error": "internal_error",
+    "message": "Something went wrong on our side; it has been logged.",
+}
+
 
 class DomainError(Exception):
     status_code: ClassVar[int] = 400
