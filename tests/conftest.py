@@ -108,7 +108,8 @@ async def mysql_reachable() -> str | None:
             await connection.execute(text("SELECT 1"))
         return None
     except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc)[:160]}"
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return f"cannot connect to {MYSQL_SERVER_URL}: {first_line[:200]}"
     finally:
         await engine.dispose()
 

@@ -130,3 +130,28 @@ async def test_aiomysql_is_chosen_by_url_and_serves_the_api(tmp_path: Path) -> N
     assert created.status_code == 201
     assert len(seats.json()["seats"]) == 10
     assert health.json()["services"]["database"]["status"] == "connected"
+
+
+async def test_db_ssl_asks_the_driver_for_a_verified_tls_connection() -> None:
+    import ssl
+
+    from sqlalchemy import event
+
+    captured: dict[str, object] = {}
+    engine = create_engine("mysql+asyncmy://u@127.0.0.1:1/x", use_ssl=True, connect_timeout=1)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def capture(_dialect: object, _record: object, _args: object, params: dict[str, object]) -> None:
+        captured.update(params)
+
+    try:
+        async with engine.connect():
+            pass
+    except Exception:  # noqa: S110 - nothing listens there; only the connect parameters matter
+        pass
+    finally:
+        await engine.dispose()
+    context = captured["ssl"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert captured["connect_timeout"] == 1

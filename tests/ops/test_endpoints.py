@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import DatabaseUnderTest, make_settings, serving
+from tests.conftest import DatabaseUnderTest, _backend_unavailable, make_settings, serving
 from ticketera.config import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -102,11 +102,7 @@ async def redis_available() -> None:
     try:
         await client.ping()
     except Exception as exc:
-        from tests.conftest import SERVICES_REQUIRED
-
-        if SERVICES_REQUIRED:
-            pytest.fail(f"Redis is required (CI=true) but unavailable: {exc}")
-        pytest.skip(f"redis unavailable: {exc}")
+        _backend_unavailable("redis", f"cannot connect to {REDIS_URL}: {exc}")
     finally:
         await client.aclose()
 
