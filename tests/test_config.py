@@ -96,3 +96,15 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.chdir(tmp_path)
     settings = Settings()
     assert (settings.port, settings.app_env, settings.effective_queue_max_size) == (4000, "staging", 500)
+
+
+@pytest.mark.parametrize("value", ["20/second", "off", "10 per second; 600/minute"])
+def test_rate_limit_accepts_the_limits_syntax(value: str) -> None:
+    assert Settings(_env_file=None, app_rate_limit=value).app_rate_limit == value
+
+
+def test_a_malformed_rate_limit_stops_start_up() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="app_rate_limit"):
+        Settings(_env_file=None, app_rate_limit="twenty a second")

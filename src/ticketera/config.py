@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+from limits import parse_many
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -93,6 +94,14 @@ class Settings(BaseSettings):
     hold_minutes: int = Field(default=10, ge=1, le=120)
     log_dir: Path = Path("logs")
     log_level: str = "INFO"
+
+    @field_validator("app_rate_limit")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() != "off":
+            parse_many(value)  # "20/second", "10 per second; 600/minute": a typo stops start-up here
+        return value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

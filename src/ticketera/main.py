@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
 
 from ticketera import __version__
@@ -21,7 +22,7 @@ from ticketera.events.endpoints import router as events_router
 from ticketera.infra.logging import RequestIdMiddleware, configure_logging
 from ticketera.infra.redis import RedisConnection
 from ticketera.kit.clock import Clock, utc_now
-from ticketera.kit.db import Database, DatabaseUnavailable, create_engine
+from ticketera.kit.db import Database, create_engine
 from ticketera.kit.errors import DomainError
 from ticketera.ops.endpoints import router as ops_router
 
@@ -110,8 +111,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers: dict[str, str] = {}
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(exc, DatabaseUnavailable):
-            headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -148,6 +149,7 @@ def _field_error(error: Any) -> dict[str, str]:
         elif not isinstance(part, str) or part.startswith(("function-", "json-or-python")):
             continue
         else:
+            part = to_camel(part) if "_" in part else part
             field += f".{part}" if field else part
     kind = error.get("type", "")
     if kind == "json_invalid":

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy import text
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, serving
 from tests.factories import create_event, event_body, ga_section, reserved_section
 
 
@@ -58,3 +61,21 @@ async def test_status_changes_and_edits_racing_each_other_leave_a_consistent_eve
     assert final["name"] == "Renamed"
     assert final["maxTicketsPerUser"] == 4
     assert final["status"] in ("paused", "published")
+
+
+async def test_a_row_lock_held_too_long_is_409_resource_busy(db: DatabaseUnderTest, tmp_path: Path) -> None:
+    if db.backend != "mariadb":
+        pytest.skip("row locks with a lock-wait timeout are MariaDB's; SQLite serialises whole writers")
+    async with serving(make_settings(db.url, tmp_path, db_lock_timeout_seconds=1)) as client:
+        created = await create_event(client)
+        async with db.engine.connect() as holder:
+            await holder.execute(
+                text("SELECT id FROM events WHERE id = :id FOR UPDATE"), {"id": created["id"]}
+            )
+            response = await client.patch(f"/api/events/{created['id']}", json={"name": "x"}, headers=ADMIN)
+            await holder.rollback()
+        retried = await client.patch(f"/api/events/{created['id']}", json={"name": "x"}, headers=ADMIN)
+
+    assert (response.status_code, response.json()["error"]) == (409, "resource_busy")
+    assert response.headers["retry-after"] == "1"
+    assert retried.status_code == 200

@@ -240,9 +240,12 @@ async def test_listing_hides_drafts_from_the_public_and_paginates(client: httpx.
     assert [item["id"] for item in page["items"]] == [second["id"]]
     assert (page["total"], page["limit"], page["offset"]) == (2, 1, 1)
     assert [item["id"] for item in only_drafts["items"]] == [draft["id"]]
+    assert (await client.get("/api/events", params={"status": "draft"})).json()["items"] == []
     assert (await client.get(f"/api/events/{draft['id']}")).status_code == 404
+    assert (await client.get(f"/api/events/{draft['id']}/seats")).status_code == 404
     assert (await client.get(f"/api/events/{draft['id']}", headers=ADMIN)).status_code == 200
-    assert first["id"] != second["id"]
+    assert (await client.get(f"/api/events/{draft['id']}/seats", headers=ADMIN)).status_code == 200
+    assert public["items"][0]["id"] == first["id"]
 
 
 async def test_live_availability_treats_expired_holds_as_free(
@@ -293,7 +296,7 @@ async def test_live_availability_treats_expired_holds_as_free(
     assert [seat["id"] for seat in held] == [ids[2]]
     assert [seat["id"] for seat in available["seats"]] == ids[3:]
     assert [seat["id"] for seat in sold] == ids[:2]
-    assert platea["id"] != campo["id"]
+    assert {seat["section"] for seat in sold} == {platea["id"]}
 
 
 async def test_seat_map_filters_by_section_and_pages_with_a_cursor(client: httpx.AsyncClient) -> None:
@@ -425,3 +428,113 @@ async def test_a_fifty_thousand_seat_venue_is_one_call_of_bulk_inserts(
     ).json()
     assert section_map["seats"][0]["label"] == "R0-1"
     assert section_map["seats"][-1]["label"] == "R0-500"
+
+
+async def test_a_failed_patch_changes_nothing(client: httpx.AsyncClient) -> None:
+    created = await create_event(client, name="Original")
+    url = f"/api/events/{created['id']}"
+
+    refused = await client.patch(url, json={"name": "Changed", "onSaleAt": future(days=400)}, headers=ADMIN)
+    null_status = await client.patch(url, json={"status": None}, headers=ADMIN)
+    null_queue = await client.patch(url, json={"queue": None}, headers=ADMIN)
+
+    assert refused.status_code == 422
+    assert (null_status.status_code, null_status.json()["fields"][0]["field"]) == (422, "status")
+    assert (null_queue.status_code, null_queue.json()["fields"][0]["field"]) == (422, "queue")
+    assert (await client.get(url)).json()["name"] == "Original"
+
+
+async def test_refused_admin_calls_store_nothing(client: httpx.AsyncClient) -> None:
+    refused = await client.post("/api/events", json=event_body(), headers={"Authorization": "Bearer nope"})
+
+    assert refused.status_code == 401
+    assert (await client.get("/api/events", headers=ADMIN)).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [("draft", "paused"), ("published", "draft"), ("paused", "draft")],
+)
+async def test_status_transitions_outside_the_rules_are_refused(
+    client: httpx.AsyncClient, start: str, target: str
+) -> None:
+    created = await create_event(client, status="draft")
+    url = f"/api/events/{created['id']}"
+    for step in {"draft": [], "published": ["published"], "paused": ["published", "paused"]}[start]:
+        assert (await client.patch(url, json={"status": step}, headers=ADMIN)).status_code == 200
+
+    response = await client.patch(url, json={"status": target}, headers=ADMIN)
+
+    assert response.status_code == 409
+    assert response.json() | {"message": ""} == {
+        "error": "invalid_status_transition",
+        "message": "",
+        "status": start,
+        "requested": target,
+    }
+
+
+async def test_names_differing_only_in_case_are_duplicates_on_every_backend(
+    client: httpx.AsyncClient,
+) -> None:
+    same_body = await client.post(
+        "/api/events", json=event_body(sections=[ga_section("Platea"), ga_section("platea")]), headers=ADMIN
+    )
+    rows = await client.post(
+        "/api/events",
+        json=event_body(
+            sections=[
+                {
+                    "name": "P",
+                    "price": "1.00",
+                    "rows": [{"label": "A", "seats": 2}, {"label": "a", "seats": 2}],
+                }
+            ]
+        ),
+        headers=ADMIN,
+    )
+    created = await create_event(client, sections=[ga_section("Campo")])
+    added = await client.post(
+        f"/api/events/{created['id']}/sections", json=ga_section("CAMPO"), headers=ADMIN
+    )
+    accented = await client.post(
+        f"/api/events/{created['id']}/sections", json=ga_section("Cámpo"), headers=ADMIN
+    )
+
+    assert (same_body.status_code, same_body.json()["fields"][0]["field"]) == (422, "sections[1].name")
+    assert (rows.status_code, rows.json()["fields"][0]["field"]) == (422, "sections[0]")
+    assert (added.status_code, added.json()["error"]) == (409, "duplicate_section")
+    assert accented.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/events/99999999999999999999", {}),
+        ("/api/events/0", {}),
+        ("/api/events/1/seats", {"section": "99999999999999999999"}),
+        ("/api/events/1/seats", {"after": "-1"}),
+    ],
+)
+async def test_out_of_range_ids_are_422(client: httpx.AsyncClient, path: str, params: dict[str, str]) -> None:
+    response = await client.get(path, params=params)
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["field"] in ("eventId", "section", "after")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"startsAt": "9999-12-31T23:00:00-05:00"}, "startsAt"),
+        ({"name": "Nul\u0000name"}, "name"),
+        ({"name": "Line\nbreak"}, "name"),
+    ],
+)
+async def test_implausible_values_are_422_not_500(
+    client: httpx.AsyncClient, overrides: dict[str, Any], field: str
+) -> None:
+    response = await client.post("/api/events", json=event_body(**overrides), headers=ADMIN)
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["field"] == field

@@ -147,7 +147,7 @@ async def test_db_ssl_asks_the_driver_for_a_verified_tls_connection() -> None:
     try:
         async with engine.connect():
             pass
-    except Exception:  # noqa: S110 - nothing listens there; only the connect parameters matter
+    except Exception:
         pass
     finally:
         await engine.dispose()
@@ -155,3 +155,18 @@ async def test_db_ssl_asks_the_driver_for_a_verified_tls_connection() -> None:
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert captured["connect_timeout"] == 1
+
+
+def test_lock_contention_is_told_apart_from_outages() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from ticketera.kit.db import is_lock_contention
+
+    class DriverError(Exception):
+        pass
+
+    assert is_lock_contention(OperationalError("x", {}, DriverError(1205, "Lock wait timeout exceeded")))
+    assert is_lock_contention(OperationalError("x", {}, DriverError(1213, "Deadlock found")))
+    assert is_lock_contention(OperationalError("x", {}, DriverError("database is locked")))
+    assert not is_lock_contention(OperationalError("x", {}, DriverError(2003, "Can't connect")))
+    assert not is_lock_contention(ValueError("x"))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.events import service
-from ticketera.events.models import Event
+from ticketera.events import repository, service
 from ticketera.events.schemas import EventCreate
 from ticketera.kit.clock import Clock, utc_now
 
@@ -17,7 +15,7 @@ DEMO_EVENT_NAME = "Demo: Noche de Rock en el Estadio"
 
 async def ensure_demo_event(session: AsyncSession, *, clock: Clock = utc_now) -> tuple[int, bool]:
     """The demo event's id, creating it first if it does not exist; and whether it was created."""
-    existing = (await session.execute(select(Event.id).where(Event.name == DEMO_EVENT_NAME))).scalar()
+    existing = await repository.find_event_id_by_name(session, DEMO_EVENT_NAME)
     if existing is not None:
         return existing, False
     now = clock().replace(microsecond=0)
@@ -39,5 +37,5 @@ async def ensure_demo_event(session: AsyncSession, *, clock: Clock = utc_now) ->
             ],
         }
     )
-    view = await service.create_event(session, demo)
+    view = await service.create_event(session, demo, clock=clock)
     return view.event.id, True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import Response
 
 from ticketera.events import service
@@ -20,14 +20,17 @@ from ticketera.events.schemas import (
     SectionIn,
     SectionOut,
 )
+from ticketera.kit.db import MAX_ID
 from ticketera.kit.http import AdminOnly, CurrentClock, ReadSession, WriteSession, is_admin
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
+EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EventOut, dependencies=[AdminOnly])
-async def create_event(body: EventCreate, session: WriteSession) -> EventOut:
-    return event_out(await service.create_event(session, body))
+async def create_event(body: EventCreate, session: WriteSession, clock: CurrentClock) -> EventOut:
+    return event_out(await service.create_event(session, body, clock=clock))
 
 
 @router.get("", response_model=EventPage)
@@ -51,14 +54,16 @@ async def list_events(
 
 
 @router.get("/{event_id}", response_model=EventOut)
-async def get_event(event_id: int, request: Request, session: ReadSession, clock: CurrentClock) -> EventOut:
+async def get_event(
+    event_id: EventId, request: Request, session: ReadSession, clock: CurrentClock
+) -> EventOut:
     view = await service.get_event_view(session, event_id, include_drafts=is_admin(request), clock=clock)
     return event_out(view)
 
 
 @router.patch("/{event_id}", response_model=EventOut, dependencies=[AdminOnly])
 async def update_event(
-    event_id: int, body: EventPatch, session: WriteSession, clock: CurrentClock
+    event_id: EventId, body: EventPatch, session: WriteSession, clock: CurrentClock
 ) -> EventOut:
     return event_out(await service.update_event(session, event_id, body, clock=clock))
 
@@ -69,18 +74,18 @@ async def update_event(
     response_model=SectionOut,
     dependencies=[AdminOnly],
 )
-async def add_section(event_id: int, body: SectionIn, session: WriteSession) -> SectionOut:
+async def add_section(event_id: EventId, body: SectionIn, session: WriteSession) -> SectionOut:
     view = await service.add_section(session, event_id, body)
     return section_out(view)
 
 
 @router.get("/{event_id}/seats", response_model=None, responses={200: {"model": SeatMap}})
 async def get_seat_map(
-    event_id: int,
+    event_id: EventId,
     request: Request,
     session: ReadSession,
     clock: CurrentClock,
-    section: Annotated[int | None, Query(description="only this section's seats")] = None,
+    section: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this section's seats")] = None,
     seat_status: Annotated[SeatStatus | None, Query(alias="status")] = None,
     after: Annotated[
         int | None, Query(ge=0, description="cursor: the nextAfter of the previous page")

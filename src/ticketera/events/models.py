@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -33,6 +34,13 @@ from ticketera.kit.db import Base, UTCDateTime
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Binary collation on MariaDB, as SQLite compares: uniqueness (section names, row labels) must mean
+# the same on both engines. Case-insensitive duplicates are caught by the services instead.
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
 
 
 class EventStatus(StrEnum):
@@ -78,6 +86,7 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_status_starts_at", "status", "starts_at"),
         CheckConstraint("max_tickets_per_user > 0", name="max_tickets_positive"),
+        MYSQL_TABLE_OPTIONS,
     )
 
 
@@ -99,6 +108,7 @@ class Section(Base):
         UniqueConstraint("event_id", "name"),
         CheckConstraint("price >= 0", name="price_not_negative"),
         CheckConstraint("capacity > 0", name="capacity_positive"),
+        MYSQL_TABLE_OPTIONS,
     )
 
 
@@ -124,13 +134,8 @@ class Seat(Base):
         Index("ix_seats_event_id_status_held_until", "event_id", "status", "held_until"),
         Index("ix_seats_hold_id", "hold_id"),
         CheckConstraint("status IN ('available', 'held', 'sold')", name="status_known"),
+        MYSQL_TABLE_OPTIONS,
     )
-
-    @property
-    def label(self) -> str | None:
-        if self.row_label is None or self.number is None:
-            return None
-        return seat_label(self.row_label, self.number)
 
 
 def seat_label(row_label: str, number: int) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from ticketera.events.models import Event, EventStatus, Seat, SeatStatus, Section
+from ticketera.events.models import Event, Seat, SeatStatus, Section
 
 # Rows per INSERT statement: large enough to be fast, small enough for MySQL's max_allowed_packet.
 SEAT_INSERT_CHUNK = 5000
@@ -96,6 +96,11 @@ async def list_events(
     return events, total
 
 
+async def find_event_id_by_name(session: AsyncSession, name: str) -> int | None:
+    statement = select(Event.id).where(Event.name == name).order_by(Event.id).limit(1)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
 async def section_names(session: AsyncSession, event_id: int) -> set[str]:
     statement = select(Section.name).where(Section.event_id == event_id)
     return set((await session.execute(statement)).scalars())
@@ -163,7 +168,3 @@ async def seat_map_rows(
     elif status is SeatStatus.AVAILABLE:
         statement = statement.where(free_unit(now))
     return (await session.execute(statement)).all()
-
-
-PUBLIC_STATUSES = (EventStatus.PUBLISHED.value, EventStatus.PAUSED.value, EventStatus.CANCELLED.value)
-ALL_STATUSES = tuple(status.value for status in EventStatus)

@@ -5,25 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
-from ticketera.kit.clock import utc_now
+from ticketera.kit.money import DEFAULT_CURRENCY
 from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyIn, MoneyOut
 
 # One call may create at most this many seats and general-admission places in total.
 MAX_UNITS_PER_CALL = 100_000
 MAX_SECTIONS_PER_EVENT = 200
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-SectionName = Annotated[str, StringConstraints(min_length=1, max_length=120)]
+# Printable text only: control characters (NUL, newlines, ...) have no place in a name on a ticket.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
+SectionName = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=_PRINTABLE)]
 RowLabel = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+LATEST_YEAR = 9000
 
 
-def _must_be_future(value: datetime | None) -> datetime | None:
-    if value is not None and value <= utc_now():
-        raise ValueError("must be in the future")
+def _plausible_year(value: datetime) -> datetime:
+    # Far-future dates would overflow when converted to UTC for storage.
+    if value.year > LATEST_YEAR:
+        raise ValueError(f"must be before the year {LATEST_YEAR}")
     return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_plausible_year)]
+
+
+def same_name(first: str, second: str) -> bool:
+    """Names that differ only in letter case are the same section or row to a buyer."""
+    return first.casefold() == second.casefold()
 
 
 class RowIn(ApiInput):
@@ -44,9 +56,9 @@ class SectionIn(ApiInput):
         if (self.rows is None) == (self.capacity is None):
             raise ValueError("a section needs either rows (reserved seating) or capacity (general admission)")
         if self.rows is not None:
-            labels = [row.label for row in self.rows]
+            labels = [row.label.casefold() for row in self.rows]
             if len(set(labels)) != len(labels):
-                raise ValueError("row labels must be unique within a section")
+                raise ValueError("row labels must be unique within a section (letter case aside)")
         return self
 
     @property
@@ -65,30 +77,26 @@ class QueueSettingsIn(ApiInput):
 
 class EventCreate(ApiInput):
     name: Name
-    starts_at: AwareDatetime
-    venue: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    on_sale_at: AwareDatetime | None = None
+    starts_at: Moment
+    venue: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)] | None = None
+    on_sale_at: Moment | None = None
     max_tickets_per_user: int = Field(default=10, ge=1, le=100)
-    currency: Currency = "ARS"
+    currency: Currency = DEFAULT_CURRENCY
     status: Literal["draft", "published"] = "published"
     queue: QueueSettingsIn | None = None
     sections: list[SectionIn] = Field(default_factory=list, max_length=MAX_SECTIONS_PER_EVENT)
 
-    _future_start = field_validator("starts_at")(_must_be_future)
-
 
 class EventPatch(ApiInput):
-    """Only the keys sent are changed; `null` clears `venue` and `onSaleAt`."""
+    """Only the keys sent are changed; `null` clears `venue` and `onSaleAt` (and is refused for the rest)."""
 
     name: Name | None = None
-    starts_at: AwareDatetime | None = None
-    venue: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    on_sale_at: AwareDatetime | None = None
+    starts_at: Moment | None = None
+    venue: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)] | None = None
+    on_sale_at: Moment | None = None
     max_tickets_per_user: int | None = Field(default=None, ge=1, le=100)
     status: Literal["draft", "published", "paused", "cancelled"] | None = None
     queue: QueueSettingsIn | None = None
-
-    _future_start = field_validator("starts_at")(_must_be_future)
 
 
 class QueueSettingsOut(ApiOutput):

@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.events import repository
-from ticketera.events.models import Event, EventStatus, SeatStatus, Section, SectionKind
+from ticketera.events.models import Event, EventStatus, SeatStatus, Section, SectionKind, seat_label
 from ticketera.events.schemas import (
     MAX_SECTIONS_PER_EVENT,
     MAX_UNITS_PER_CALL,
@@ -22,6 +23,7 @@ from ticketera.events.schemas import (
     EventPatch,
     QueueSettingsIn,
     SectionIn,
+    same_name,
 )
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.errors import Conflict, InvalidInput, NotFound
@@ -37,6 +39,8 @@ STATUS_TRANSITIONS: dict[EventStatus, frozenset[EventStatus]] = {
 }
 
 SEAT_MAP_MAX_LIMIT = 100_000
+# PATCH keys for which `null` means "clear it"; for every other key null is an error.
+CLEARABLE_FIELDS = frozenset({"venue", "on_sale_at"})
 
 
 class EventNotFound(NotFound):
@@ -87,14 +91,17 @@ class EventView:
         return sum(view.available for view in self.sections)
 
 
+# Drafts are the organizer's work in progress: only admins see them.
+PUBLIC_STATUSES = frozenset({EventStatus.PUBLISHED, EventStatus.PAUSED, EventStatus.CANCELLED})
+
+
 def is_publicly_visible(event: Event) -> bool:
-    return event.status != EventStatus.DRAFT.value
+    return EventStatus(event.status) in PUBLIC_STATUSES
 
 
-async def create_event(session: AsyncSession, data: EventCreate) -> EventView:
-    if data.on_sale_at is not None and data.on_sale_at > data.starts_at:
-        raise InvalidInput("onSaleAt", "must not be after startsAt")
-    _check_sections(data.sections, existing_names=set(), field="sections")
+async def create_event(session: AsyncSession, data: EventCreate, *, clock: Clock = utc_now) -> EventView:
+    _check_dates(data.starts_at, data.starts_at, data.on_sale_at, now=clock())
+    _check_sections(data.sections, field="sections")
     queue = data.queue or QueueSettingsIn()
     event = Event(
         name=data.name,
@@ -128,9 +135,9 @@ async def add_section(session: AsyncSession, event_id: int, data: SectionIn) -> 
     existing = await repository.section_names(session, event_id)
     if len(existing) >= MAX_SECTIONS_PER_EVENT:
         raise InvalidInput("sections", f"an event has at most {MAX_SECTIONS_PER_EVENT} sections")
-    if data.name in existing:
+    if any(same_name(data.name, name) for name in existing):
         raise DuplicateSection(f"Event {event_id} already has a section named {data.name!r}.", field="name")
-    _check_sections([data], existing_names=set(), field="rows")
+    _check_sections([data], field="rows")
     position = await repository.max_section_position(session, event_id) + 1
     section = await _create_section(session, event, data, position)
     log.info("event.section_added", event_id=event_id, section_id=section.id, units=section.capacity)
@@ -155,9 +162,9 @@ async def list_event_views(
     offset: int,
     clock: Clock = utc_now,
 ) -> tuple[list[EventView], int]:
-    visible = repository.ALL_STATUSES if include_drafts else repository.PUBLIC_STATUSES
-    statuses = [status.value] if status is not None else list(visible)
-    statuses = [value for value in statuses if value in visible]
+    visible = set(EventStatus) if include_drafts else PUBLIC_STATUSES
+    wanted = {status} if status is not None else visible
+    statuses = sorted(value.value for value in wanted & visible)
     events, total = await repository.list_events(session, statuses=statuses, limit=limit, offset=offset)
     return await _with_availability(session, events, clock()), total
 
@@ -169,26 +176,22 @@ async def update_event(
     if event is None:
         raise EventNotFound(f"Event {event_id} does not exist.")
     changes = patch.model_fields_set
+    for field in sorted(changes - CLEARABLE_FIELDS):
+        if getattr(patch, field) is None:
+            raise InvalidInput(to_camel(field), "must not be null")
     if changes - {"status"}:
         _ensure_editable(event)
-    if "name" in changes:
-        if patch.name is None:
-            raise InvalidInput("name", "must not be null")
+    if patch.name is not None:
         event.name = patch.name
     if "venue" in changes:
         event.venue = patch.venue
-    if "starts_at" in changes:
-        if patch.starts_at is None:
-            raise InvalidInput("startsAt", "must not be null")
+    if patch.starts_at is not None:
         event.starts_at = patch.starts_at
     if "on_sale_at" in changes:
         event.on_sale_at = patch.on_sale_at
-    if event.on_sale_at is not None and event.on_sale_at > event.starts_at:
-        raise InvalidInput("onSaleAt", "must not be after startsAt")
-    if "max_tickets_per_user" in changes:
-        if patch.max_tickets_per_user is None:
-            raise InvalidInput("maxTicketsPerUser", "must not be null")
+    if patch.max_tickets_per_user is not None:
         event.max_tickets_per_user = patch.max_tickets_per_user
+    _check_dates(patch.starts_at, event.starts_at, event.on_sale_at, now=clock())
     if patch.queue is not None:
         _apply_queue_settings(event, patch.queue, defaults=False)
     if patch.status is not None:
@@ -237,7 +240,7 @@ async def seat_map(
             "sectionName": names[section],
             "row": row_label,
             "number": number,
-            "label": f"{row_label}-{number}",
+            "label": seat_label(row_label, number),
             "status": live_status,
         }
         for seat_id, section, row_label, number, live_status in rows[:limit]
@@ -281,12 +284,20 @@ def _apply_queue_settings(event: Event, queue: QueueSettingsIn, *, defaults: boo
             setattr(event, target, default.arg if default is not None else None)
 
 
-def _check_sections(sections: list[SectionIn], *, existing_names: set[str], field: str) -> None:
-    names = set(existing_names)
+def _check_dates(
+    new_start: datetime | None, starts_at: datetime, on_sale_at: datetime | None, *, now: datetime
+) -> None:
+    """An event is created or moved into the future, and goes on sale before it starts."""
+    if new_start is not None and new_start <= now:
+        raise InvalidInput("startsAt", "must be in the future")
+    if on_sale_at is not None and on_sale_at > starts_at:
+        raise InvalidInput("onSaleAt", "must not be after startsAt")
+
+
+def _check_sections(sections: list[SectionIn], *, field: str) -> None:
     for index, section in enumerate(sections):
-        if section.name in names:
+        if any(same_name(section.name, earlier.name) for earlier in sections[:index]):
             raise InvalidInput(f"{field}[{index}].name", "section names must be unique within an event")
-        names.add(section.name)
     total = sum(section.unit_count for section in sections)
     if total > MAX_UNITS_PER_CALL:
         raise InvalidInput(field, f"at most {MAX_UNITS_PER_CALL} seats and places per call, got {total}")

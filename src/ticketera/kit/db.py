@@ -19,13 +19,14 @@ import structlog
 from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 from sqlalchemy.types import TypeDecorator
 
-from ticketera.kit.errors import ServiceUnavailable
+from ticketera.kit.errors import Conflict, ServiceUnavailable
 from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, breaker_for
 
 log = structlog.get_logger(__name__)
@@ -40,10 +41,13 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 MYSQL_IDENTIFIER_LIMIT = 64
+# Largest id a BIGINT column holds; larger ids in a URL are refused as bad input, not looked up.
+MAX_ID = 2**63 - 1
 
 # MySQL client error codes that mean the server cannot be reached or dropped us. Deadlocks (1213)
 # and lock-wait timeouts (1205) are contention, not an outage, and must not open the breaker.
 _MYSQL_OUTAGE_CODES = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
+_MYSQL_CONTENTION_CODES = {1205, 1213}
 SQLITE_BUSY_TIMEOUT_MS = 5000
 READ_ONLY_OPTION = "ticketera_read_only"
 PING_TIMEOUT_SECONDS = 2.0
@@ -94,6 +98,16 @@ def is_database_outage(exc: BaseException) -> bool:
             message = str(exc.orig).lower()
             return "unable to open database" in message or "disk i/o error" in message
     return isinstance(exc, OSError)
+
+
+def is_lock_contention(exc: BaseException) -> bool:
+    """True when a statement gave up waiting for a lock another transaction holds."""
+    if not isinstance(exc, OperationalError):
+        return False
+    args = getattr(exc.orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in _MYSQL_CONTENTION_CODES
+    return "database is locked" in str(exc.orig).lower()
 
 
 def create_engine(
@@ -212,7 +226,17 @@ class Database:
                     raise
         except CircuitOpenError as exc:
             raise DatabaseUnavailable(retry_after=exc.retry_after) from exc
+        except PoolTimeoutError as exc:
+            log.warning("database.pool_exhausted", pool=self.pool_status())
+            raise DatabaseOverloaded() from exc
+        except IntegrityError as exc:
+            # Services check uniqueness under a lock first; this is the backstop for what slips past.
+            log.warning("database.integrity_error", detail=str(exc.orig)[:200])
+            raise ConflictingChange() from exc
         except Exception as exc:
+            if is_lock_contention(exc):
+                log.info("database.lock_contention", detail=str(getattr(exc, "orig", exc))[:200])
+                raise ResourceBusy() from exc
             if is_database_outage(exc):
                 log.error("database.unreachable", error=type(exc).__name__, detail=str(exc)[:200])
                 raise DatabaseUnavailable() from exc
@@ -248,9 +272,34 @@ class Database:
         await self.engine.dispose()
 
 
+class ResourceBusy(Conflict):
+    """Another request holds what this one needs; retrying in a moment will likely succeed."""
+
+    code = "resource_busy"
+    retry_after = 1.0
+
+    def __init__(self) -> None:
+        super().__init__("Someone else is changing the same thing right now; try again in a moment.")
+
+
+class ConflictingChange(Conflict):
+    code = "conflict"
+
+    def __init__(self) -> None:
+        super().__init__("The change conflicts with data saved meanwhile.")
+
+
+class DatabaseOverloaded(ServiceUnavailable):
+    code = "server_busy"
+    retry_after = 1.0
+
+    def __init__(self) -> None:
+        super().__init__("Every database connection is busy; try again in a moment.")
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     code = "database_unavailable"
 
     def __init__(self, retry_after: float | None = None) -> None:
         super().__init__("The database is not reachable right now; try again shortly.")
-        self.retry_after = retry_after
+        self.retry_after = retry_after or 5.0

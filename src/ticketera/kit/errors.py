@@ -17,6 +17,8 @@ INTERNAL_ERROR_BODY = {
 class DomainError(Exception):
     status_code: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
+    # Seconds a client should wait before trying again, sent as Retry-After when set.
+    retry_after: float | None = None
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)

@@ -21,10 +21,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Binary collation: uniqueness of names and row labels means the same on MariaDB as on SQLite.
 MYSQL_TABLE: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_unicode_ci",
+    "mysql_collate": "utf8mb4_bin",
 }
 
 
