@@ -63,6 +63,8 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "log_dir": tmp_path / "logs",
         "data_dir": tmp_path / "data",
         "log_level": "WARNING",
+        # Tests step the admission ticker themselves, with an injected clock.
+        "queue_ticker": False,
     }
     values.update(overrides)
     return Settings(**values)

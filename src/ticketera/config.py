@@ -77,8 +77,17 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_host: str | None = None
     redis_port: int = 6379
+    # The Redis address is a Redis Cluster node: the cluster client spreads events over shards.
+    redis_cluster: bool = False
 
     queue_max_size: int | None = Field(default=None, ge=1)
+    # An admitted user who does not come back for their turn within this window is skipped.
+    queue_claim_seconds: int = Field(default=120, ge=5, le=3600)
+    # How often the admission ticker steps every event's line (each replica runs one).
+    queue_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    queue_ticker: bool = True
+    # Joins one user may make per event, on top of the per-IP APP_RATE_LIMIT.
+    queue_join_rate_limit: str = "10/minute"
     app_rate_limit: str = "20/second"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -95,7 +104,7 @@ class Settings(BaseSettings):
     log_dir: Path = Path("logs")
     log_level: str = "INFO"
 
-    @field_validator("app_rate_limit")
+    @field_validator("app_rate_limit", "queue_join_rate_limit")
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
         value = value.strip()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from ticketera import __version__
 from ticketera.config import AppEnv, Settings, load_settings
+from ticketera.events import repository as events_repository
 from ticketera.events.endpoints import router as events_router
 from ticketera.infra.logging import RequestIdMiddleware, configure_logging
 from ticketera.infra.redis import RedisConnection
@@ -25,6 +28,13 @@ from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import Database, create_engine
 from ticketera.kit.errors import DomainError
 from ticketera.ops.endpoints import router as ops_router
+from ticketera.queue.backend import QueueBackend
+from ticketera.queue.endpoints import router as queue_router
+from ticketera.queue.memory import MemoryQueueBackend
+from ticketera.queue.redis_backend import RedisQueueBackend
+from ticketera.queue.service import EventQueueSettings, WaitingRoom
+from ticketera.queue.tasks import run_admission_ticker
+from ticketera.queue.tokens import TokenSigner
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +58,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             )
         )
         redis_url = settings.effective_redis_url
-        redis = RedisConnection(redis_url) if redis_url else None
+        redis = RedisConnection(redis_url, cluster=settings.redis_cluster) if redis_url else None
+        room = build_waiting_room(settings, database, redis, clock)
         app.state.database = database
         app.state.redis = redis
+        app.state.waiting_room = room
+        ticker = None
+        if settings.queue_ticker:
+            ticker = asyncio.create_task(
+                run_admission_ticker(room, database, clock, tick_seconds=settings.queue_tick_seconds),
+                name="queue-admission-ticker",
+            )
         # Everything alive now (modules, mappers, routes) lives as long as the process: moving it out
         # of the collector's reach makes full collections cheap. Measured on a 5,000-seat map read,
         # p95 fell from about 57 ms to 28 ms (p50 unchanged). Not in tests, which build hundreds of
@@ -68,6 +86,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         try:
             yield
         finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+            await room.backend.close()
             if redis is not None:
                 await redis.close()
             await database.dispose()
@@ -102,7 +125,30 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     _install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(events_router)
+    app.include_router(queue_router)
     return app
+
+
+def build_waiting_room(
+    settings: Settings, database: Database, redis: RedisConnection | None, clock: Clock
+) -> WaitingRoom:
+    """The waiting room on Redis when one is configured, else in this process."""
+    backend: QueueBackend = RedisQueueBackend(redis) if redis is not None else MemoryQueueBackend()
+
+    async def load_queue_settings(event_id: int) -> EventQueueSettings | None:
+        async with database.read_session() as session:
+            event = await events_repository.find_event(session, event_id)
+            return EventQueueSettings.of(event) if event is not None else None
+
+    assert settings.secret_key, "secrets are filled in by load_settings()"
+    return WaitingRoom(
+        backend,
+        TokenSigner(settings.secret_key),
+        load_settings=load_queue_settings,
+        clock=clock,
+        max_waiting=settings.effective_queue_max_size,
+        claim_seconds=settings.queue_claim_seconds,
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -33,6 +33,7 @@ async def test_the_guides_bare_body_creates_a_published_event(client: httpx.Asyn
         "admitPerMinute": 100,
         "maxActiveShoppers": 500,
         "accessMinutes": 10,
+        "paused": False,
     }
     assert isinstance(body["id"], int)
 

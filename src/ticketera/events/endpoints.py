@@ -139,6 +139,7 @@ def event_out(view: service.EventView) -> EventOut:
             admit_per_minute=event.queue_admit_per_minute,
             max_active_shoppers=event.queue_max_active_shoppers,
             access_minutes=event.queue_access_minutes,
+            paused=event.queue_paused,
         ),
         capacity=view.capacity,
         available=view.available,

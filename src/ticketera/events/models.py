@@ -26,6 +26,7 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -76,6 +77,7 @@ class Event(Base):
     queue_admit_per_minute: Mapped[int] = mapped_column(Integer, default=100)
     queue_max_active_shoppers: Mapped[int] = mapped_column(Integer, default=500)
     queue_access_minutes: Mapped[int] = mapped_column(Integer, default=10)
+    queue_paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 

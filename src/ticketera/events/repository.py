@@ -71,6 +71,21 @@ async def get_event(session: AsyncSession, event_id: int) -> Event | None:
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def find_event(session: AsyncSession, event_id: int) -> Event | None:
+    """The event row alone, without its sections."""
+    return await session.get(Event, event_id)
+
+
+async def events_with_open_queues(session: AsyncSession, *, started_before: datetime) -> list[Event]:
+    """Published events with the waiting room on that have not long started: the ticker's work list."""
+    statement = select(Event).where(
+        Event.queue_enabled.is_(True),
+        Event.status.in_(("published", "paused")),
+        Event.starts_at > started_before,
+    )
+    return list((await session.execute(statement)).scalars())
+
+
 async def lock_event(session: AsyncSession, event_id: int) -> Event | None:
     """The event row taken FOR UPDATE, so concurrent edits of one event apply one after another."""
     statement = (

@@ -73,6 +73,7 @@ class QueueSettingsIn(ApiInput):
     admit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
     max_active_shoppers: int | None = Field(default=None, ge=1, le=10_000_000)
     access_minutes: int | None = Field(default=None, ge=1, le=120)
+    paused: bool | None = None
 
 
 class EventCreate(ApiInput):
@@ -104,6 +105,7 @@ class QueueSettingsOut(ApiOutput):
     admit_per_minute: int
     max_active_shoppers: int
     access_minutes: int
+    paused: bool
 
 
 class SectionOut(ApiOutput):

@@ -274,6 +274,7 @@ def _apply_queue_settings(event: Event, queue: QueueSettingsIn, *, defaults: boo
         "admit_per_minute": "queue_admit_per_minute",
         "max_active_shoppers": "queue_max_active_shoppers",
         "access_minutes": "queue_access_minutes",
+        "paused": "queue_paused",
     }
     for source, target in fields.items():
         value = getattr(queue, source)

@@ -1,0 +1,1 @@
+"""The virtual waiting room: fair ordering, rate-based admission, signed access tokens."""

@@ -1,0 +1,48 @@
+"""Request and response bodies of the waiting room."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from ticketera.kit.schemas import ApiInput, ApiOutput
+
+# A user id is the platform's own account id: printable, at most 128 characters.
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class JoinRequest(ApiInput):
+    user_id: UserId
+    # Free-form details the client shows back to the user; kept out of the line itself.
+    user_info: dict[str, Any] | None = Field(default=None, max_length=20)
+
+
+class QueueStatusOut(ApiOutput):
+    status: str
+    position: int | None
+    ahead: int | None
+    eta_seconds: int | None
+    pre_queue: bool = False
+    access_token: str | None = None
+    access_expires_at: datetime | None = None
+
+
+class JoinOut(QueueStatusOut):
+    queue_token: str
+
+
+class QueueStatsOut(ApiOutput):
+    event_id: int
+    enabled: bool
+    paused: bool
+    waiting: int
+    pre_queue: int
+    admitted: int
+    active_shoppers: int
+    admit_per_minute: int
+    max_active_shoppers: int
+    measured_admit_per_minute: int
+    released: bool
+    backend: str

@@ -1,0 +1,269 @@
+"""The rules of the waiting room: who may join, what a user is told, who is let in and when.
+
+The order of the line and the atomic steps live in the backends (`ticketera.queue.backend`); this
+module decides what to ask of them and how to answer users.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from ticketera.events.models import Event, EventStatus
+from ticketera.events.service import EventCancelled, EventNotFound
+from ticketera.kit.clock import Clock
+from ticketera.queue.backend import (
+    AdmissionPolicy,
+    LineFigures,
+    QueueBackend,
+    QueueEntry,
+    UserState,
+    eta_seconds,
+)
+from ticketera.queue.errors import NotInQueue, QueueFull
+from ticketera.queue.tokens import TokenSigner
+
+log = structlog.get_logger(__name__)
+
+# How long an event's queue settings and measured rate are reused before being read again: live
+# changes reach every replica within this time, and a join costs no database read.
+SETTINGS_TTL_SECONDS = 2.0
+RELEASE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class EventQueueSettings:
+    """What the waiting room needs to know of an event, read from the database."""
+
+    event_id: int
+    status: EventStatus
+    on_sale_at: datetime | None
+    starts_at: datetime
+    enabled: bool
+    admit_per_minute: int
+    max_active_shoppers: int
+    access_minutes: int
+    paused: bool
+
+    @classmethod
+    def of(cls, event: Event) -> EventQueueSettings:
+        return cls(
+            event_id=event.id,
+            status=EventStatus(event.status),
+            on_sale_at=event.on_sale_at,
+            starts_at=event.starts_at,
+            enabled=event.queue_enabled,
+            admit_per_minute=event.queue_admit_per_minute,
+            max_active_shoppers=event.queue_max_active_shoppers,
+            access_minutes=event.queue_access_minutes,
+            paused=event.queue_paused,
+        )
+
+    @property
+    def admitting(self) -> bool:
+        """Admission runs for published events whose queue is not paused."""
+        return self.status is EventStatus.PUBLISHED and not self.paused
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """A user's place as the contract shows it."""
+
+    status: str
+    position: int | None
+    ahead: int | None
+    eta_seconds: int | None
+    pre_queue: bool = False
+    access_token: str | None = None
+    access_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    queue_token: str
+    status: QueueStatus
+    created: bool
+
+
+SettingsLoader = Callable[[int], Awaitable[EventQueueSettings | None]]
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def draw_order(users: list[str]) -> list[str]:
+    """A uniformly random order from the operating system's CSPRNG: nobody can predict or buy a place."""
+    order = list(users)
+    secrets.SystemRandom().shuffle(order)
+    return order
+
+
+class WaitingRoom:
+    def __init__(
+        self,
+        backend: QueueBackend,
+        signer: TokenSigner,
+        *,
+        load_settings: SettingsLoader,
+        clock: Clock,
+        max_waiting: int,
+        claim_seconds: int,
+    ) -> None:
+        self.backend = backend
+        self.signer = signer
+        self._load_settings = load_settings
+        self._clock = clock
+        self.max_waiting = max_waiting
+        self.claim_seconds = claim_seconds
+        self._settings_cache: dict[int, tuple[float, EventQueueSettings | None]] = {}
+        self._figures_cache: dict[int, tuple[float, LineFigures]] = {}
+        self._released: set[int] = set()
+
+    async def settings_for(self, event_id: int, *, fresh: bool = False) -> EventQueueSettings:
+        cached = self._settings_cache.get(event_id)
+        if fresh or cached is None or time.monotonic() - cached[0] > SETTINGS_TTL_SECONDS:
+            cached = (time.monotonic(), await self._load_settings(event_id))
+            self._settings_cache[event_id] = cached
+        settings = cached[1]
+        if settings is None or settings.status is EventStatus.DRAFT:
+            raise EventNotFound(f"Event {event_id} does not exist.")
+        return settings
+
+    def forget_settings(self, event_id: int) -> None:
+        self._settings_cache.pop(event_id, None)
+
+    async def join(self, event_id: int, user_id: str) -> JoinResult:
+        settings = await self.settings_for(event_id)
+        if settings.status is EventStatus.CANCELLED:
+            raise EventCancelled(f"Event {event_id} is cancelled.")
+        now = self._clock()
+        token = self.signer.queue_token(event_id, user_id)
+        if not settings.enabled:
+            return JoinResult(token, self._open_access(settings, user_id, now), created=True)
+        outcome = await self.backend.join(
+            event_id,
+            user_id,
+            now_ms=to_ms(now),
+            on_sale_ms=to_ms(settings.on_sale_at) if settings.on_sale_at else None,
+            max_waiting=self.max_waiting,
+        )
+        if outcome.full:
+            log.info("queue.full", event_id=event_id, max_waiting=self.max_waiting)
+            raise QueueFull()
+        if outcome.created:
+            log.info("queue.joined", event_id=event_id, state=outcome.entry.state.value)
+        status = await self._describe(settings, user_id, outcome.entry, ahead=None, now=now)
+        return JoinResult(token, status, created=outcome.created)
+
+    async def status(self, event_id: int, user_id: str) -> QueueStatus:
+        settings = await self.settings_for(event_id)
+        now = self._clock()
+        if not settings.enabled:
+            return self._open_access(settings, user_id, now)
+        view = await self.backend.view(event_id, user_id, now_ms=to_ms(now))
+        if view is None:
+            raise NotInQueue()
+        return await self._describe(settings, user_id, view.entry, ahead=view.ahead, now=now)
+
+    async def leave(self, event_id: int, user_id: str) -> bool:
+        settings = await self.settings_for(event_id)
+        if not settings.enabled:
+            return False
+        left = await self.backend.leave(event_id, user_id, now_ms=to_ms(self._clock()))
+        if left:
+            log.info("queue.left", event_id=event_id)
+        return left
+
+    async def finish_shopping(self, event_id: int, user_id: str) -> bool:
+        """The user completed their purchase: their slot goes to the next in line."""
+        return await self.backend.finish(event_id, user_id, now_ms=to_ms(self._clock()))
+
+    async def figures(self, event_id: int) -> LineFigures:
+        await self.settings_for(event_id)
+        return await self.backend.figures(event_id, now_ms=to_ms(self._clock()))
+
+    async def _describe(
+        self,
+        settings: EventQueueSettings,
+        user_id: str,
+        entry: QueueEntry,
+        *,
+        ahead: int | None,
+        now: datetime,
+    ) -> QueueStatus:
+        state = entry.state
+        if state is UserState.ADMITTED:
+            # Asking for one's place after being let in is claiming the turn: the access clock starts.
+            claimed = await self.backend.claim(
+                settings.event_id, user_id, now_ms=to_ms(now), access_ms=settings.access_minutes * 60_000
+            )
+            if claimed is None:
+                return QueueStatus("expired", None, None, None)
+            entry, state = claimed, claimed.state
+        if state is UserState.SHOPPING:
+            expires_at = datetime.fromtimestamp(entry.deadline_ms / 1000, tz=now.tzinfo)
+            token = self.signer.access_token(settings.event_id, user_id, expires_at)
+            return QueueStatus("admitted", None, 0, 0, access_token=token, access_expires_at=expires_at)
+        if state is UserState.PREQUEUE:
+            until_sale = (settings.on_sale_at - now).total_seconds() if settings.on_sale_at else 0
+            return QueueStatus("waiting", None, None, max(0, int(until_sale)), pre_queue=True)
+        if state is UserState.WAITING:
+            if ahead is None:
+                view = await self.backend.view(settings.event_id, user_id, now_ms=to_ms(now))
+                ahead = view.ahead if view is not None else None
+            ahead = ahead or 0
+            rate = (await self._cached_figures(settings.event_id, now)).admission_rate_per_second(
+                settings.admit_per_minute
+            )
+            return QueueStatus("waiting", ahead + 1, ahead, eta_seconds(ahead, rate))
+        return QueueStatus(state.value, None, None, None)
+
+    async def _cached_figures(self, event_id: int, now: datetime) -> LineFigures:
+        cached = self._figures_cache.get(event_id)
+        if cached is None or time.monotonic() - cached[0] > SETTINGS_TTL_SECONDS:
+            cached = (time.monotonic(), await self.backend.figures(event_id, now_ms=to_ms(now)))
+            self._figures_cache[event_id] = cached
+        return cached[1]
+
+    def _open_access(self, settings: EventQueueSettings, user_id: str, now: datetime) -> QueueStatus:
+        """No queue for this event: every user is let in at once, with a token like any other."""
+        expires_at = now.replace(microsecond=0) + timedelta(minutes=settings.access_minutes)
+        token = self.signer.access_token(settings.event_id, user_id, expires_at)
+        return QueueStatus("admitted", None, 0, 0, access_token=token, access_expires_at=expires_at)
+
+    async def admission_step(self, settings: EventQueueSettings, *, tick: int) -> list[str]:
+        """Release the pre-queue when the sale opens, then admit the next users of the line."""
+        now = self._clock()
+        if settings.on_sale_at is not None and now < settings.on_sale_at:
+            return []
+        if settings.on_sale_at is not None and settings.event_id not in self._released:
+            if not await self.backend.is_released(settings.event_id):
+                await self.release_prequeue(settings.event_id)
+            if await self.backend.is_released(settings.event_id):
+                self._released.add(settings.event_id)
+        policy = AdmissionPolicy(
+            admit_per_minute=settings.admit_per_minute,
+            max_active=settings.max_active_shoppers,
+            claim_ms=self.claim_seconds * 1000,
+            paused=not settings.admitting,
+        )
+        admitted = await self.backend.admit(settings.event_id, policy, now_ms=to_ms(now), tick=tick)
+        if admitted:
+            log.info("queue.admitted", event_id=settings.event_id, count=len(admitted))
+        return admitted
+
+    async def release_prequeue(self, event_id: int) -> None:
+        for _ in range(RELEASE_ATTEMPTS):
+            members = await self.backend.prequeue_members(event_id)
+            if await self.backend.release_prequeue(
+                event_id, draw_order(members), now_ms=to_ms(self._clock())
+            ):
+                log.info("queue.prequeue_released", event_id=event_id, users=len(members))
+                return
+        log.warning("queue.prequeue_release_retrying", event_id=event_id)

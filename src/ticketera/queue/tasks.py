@@ -1,0 +1,54 @@
+"""The admission ticker: every replica runs one; the backends make each tick count once per event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import structlog
+
+from ticketera.events import repository as events_repository
+from ticketera.kit.clock import Clock
+from ticketera.kit.db import Database
+from ticketera.kit.errors import ServiceUnavailable
+from ticketera.queue.service import EventQueueSettings, WaitingRoom, to_ms
+
+log = structlog.get_logger(__name__)
+
+# Events stay in the ticker's list this long after they start, for late admissions at the door.
+ADMIT_AFTER_START = timedelta(hours=6)
+
+
+async def admission_tick(room: WaitingRoom, database: Database, clock: Clock, *, tick_seconds: float) -> int:
+    """One admission step for every event with an open waiting room; how many users were let in."""
+    now = clock()
+    async with database.read_session() as session:
+        events = await events_repository.events_with_open_queues(
+            session, started_before=now - ADMIT_AFTER_START
+        )
+        settings = [EventQueueSettings.of(event) for event in events]
+    tick = to_ms(now) // int(tick_seconds * 1000)
+    admitted = 0
+    for event_settings in settings:
+        try:
+            admitted += len(await room.admission_step(event_settings, tick=tick))
+        except ServiceUnavailable as exc:
+            log.warning("queue.tick_skipped", event_id=event_settings.event_id, error=exc.code)
+    return admitted
+
+
+async def run_admission_ticker(
+    room: WaitingRoom, database: Database, clock: Clock, *, tick_seconds: float
+) -> None:
+    """Step every open waiting room each tick until cancelled; a failed tick never stops the loop."""
+    log.info("queue.ticker_started", tick_seconds=tick_seconds)
+    while True:
+        started = time.monotonic()
+        try:
+            await admission_tick(room, database, clock, tick_seconds=tick_seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("queue.tick_failed", error=type(exc).__name__)
+        await asyncio.sleep(max(0.05, tick_seconds - (time.monotonic() - started)))

@@ -1,0 +1,71 @@
+"""Signed tokens of the waiting room (JWT, HS256, keyed with SECRET_KEY).
+
+- The queue token names (event, user) and never expires: joining again, from any tab or device,
+  hands out the very same token, and it lets its holder read their place in line.
+- The access token names (event, user) and expires `accessMinutes` after the turn was claimed:
+  purchase endpoints check it with no database or Redis round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+
+from ticketera.queue.errors import InvalidQueueToken
+
+ALGORITHM = "HS256"
+QUEUE_TOKEN = "queue"  # noqa: S105 - a token kind, not a secret
+ACCESS_TOKEN = "access"  # noqa: S105 - a token kind, not a secret
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    event_id: int
+    user_id: str
+    expires_at: datetime | None
+
+
+class TokenSigner:
+    def __init__(self, secret_key: str) -> None:
+        # A key of its own, so tokens of this kind can never be confused with other signed values.
+        self._key = f"ticketera.queue:{secret_key}"
+
+    def queue_token(self, event_id: int, user_id: str) -> str:
+        # No issued-at or expiry: the same (event, user) always gets the same token.
+        return jwt.encode(
+            {"typ": QUEUE_TOKEN, "eid": event_id, "sub": user_id}, self._key, algorithm=ALGORITHM
+        )
+
+    def access_token(self, event_id: int, user_id: str, expires_at: datetime) -> str:
+        claims = {"typ": ACCESS_TOKEN, "eid": event_id, "sub": user_id, "exp": int(expires_at.timestamp())}
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def verify_queue_token(self, token: str | None, event_id: int) -> TokenClaims:
+        return self._verify(token, event_id, QUEUE_TOKEN, now=None)
+
+    def verify_access_token(self, token: str | None, event_id: int, *, now: datetime) -> TokenClaims:
+        return self._verify(token, event_id, ACCESS_TOKEN, now=now)
+
+    def _verify(self, token: str | None, event_id: int, kind: str, *, now: datetime | None) -> TokenClaims:
+        if not token:
+            raise InvalidQueueToken(f"A {kind} token is required.")
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                # Expiry is checked below against the app's clock, so tests can move time.
+                options={"verify_exp": False, "require": ["typ", "eid", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidQueueToken(f"The {kind} token is not valid.") from exc
+        if claims["typ"] != kind or claims["eid"] != event_id or not isinstance(claims["sub"], str):
+            raise InvalidQueueToken(f"The {kind} token is not valid for this event.")
+        expires_at = None
+        if "exp" in claims:
+            expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
+        if now is not None and (expires_at is None or expires_at <= now):
+            raise InvalidQueueToken(f"The {kind} token has expired.")
+        return TokenClaims(event_id, claims["sub"], expires_at)

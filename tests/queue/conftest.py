@@ -1,0 +1,180 @@
+"""Waiting-room backends for the contract suite: in-process, Redis, and a 3-master Redis Cluster.
+
+The cluster is started by the tests on loopback ports (`redis-server --cluster-enabled yes` and
+`redis-cli --cluster create`) and torn down at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _backend_unavailable
+from ticketera.infra.redis import RedisConnection
+from ticketera.queue.backend import QueueBackend
+from ticketera.queue.memory import MemoryQueueBackend
+from ticketera.queue.redis_backend import RedisQueueBackend
+
+# A database of its own on the shared Redis, emptied around each test.
+TEST_REDIS_URL = os.environ.get("TICKETERA_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+class FakeClock:
+    """The app's clock, moved by tests instead of sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2030, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    @property
+    def ms(self) -> int:
+        return int(self.now.timestamp() * 1000)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus port (port + 10000) is free too; Redis wants them below 55536."""
+    chosen: list[int] = []
+    for port in random.sample(range(20000, 45000), 2000):
+        if _bindable(port) and _bindable(port + 10000):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise RuntimeError("no free ports for a test Redis Cluster")
+
+
+def start_redis_server(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"redis-server on port {port} did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster on loopback ports, for this test session."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        _backend_unavailable("redis-cluster", "redis-server or redis-cli is not installed")
+    ports = free_cluster_ports(3)
+    root = tmp_path_factory.mktemp("redis-cluster")
+    processes = [
+        start_redis_server(
+            port,
+            root / str(port),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            f"nodes-{port}.conf",
+            "--appendonly",
+            "no",
+        )
+        for port in ports
+    ]
+    try:
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{port}" for port in ports], "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            info = subprocess.run(
+                ["redis-cli", "-p", str(ports[0]), "cluster", "info"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            if "cluster_state:ok" in info:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok")
+        yield f"redis://127.0.0.1:{ports[0]}"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+
+
+async def redis_connection_or_skip(url: str, *, cluster: bool = False) -> RedisConnection:
+    connection = RedisConnection(url, cluster=cluster)
+    if not await connection.ping():
+        await connection.close()
+        _backend_unavailable("redis-cluster" if cluster else "redis", f"cannot connect to {url}")
+    return connection
+
+
+async def flush(connection: RedisConnection) -> None:
+    if connection.cluster:
+        await connection.client.flushall(target_nodes="primaries")
+    else:
+        await connection.client.flushdb()
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def queue_backend(request: pytest.FixtureRequest) -> AsyncIterator[QueueBackend]:
+    kind: str = request.param
+    if kind == "memory":
+        yield MemoryQueueBackend()
+        return
+    if kind == "redis":
+        connection = await redis_connection_or_skip(TEST_REDIS_URL)
+    else:
+        url: str = request.getfixturevalue("redis_cluster_url")
+        connection = await redis_connection_or_skip(url, cluster=True)
+    await flush(connection)
+    try:
+        yield RedisQueueBackend(connection)
+    finally:
+        await flush(connection)
+        await connection.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
