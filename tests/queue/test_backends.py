@@ -19,7 +19,7 @@ def policy(rate: int = 600, cap: int = BIG, claim_ms: int = 60_000, paused: bool
 
 async def join(
     backend: QueueBackend, user: str, clock: FakeClock, *, on_sale_ms: int | None = None, limit: int = BIG
-):
+) -> JoinOutcome:
     return await backend.join(EVENT, user, now_ms=clock.ms, on_sale_ms=on_sale_ms, max_waiting=limit)
 
 
