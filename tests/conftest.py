@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ticketera.config import Settings, to_async_url
+from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import create_engine
 from ticketera.kit.migrate import upgrade
 from ticketera.main import create_app
@@ -161,9 +162,9 @@ def settings(db: DatabaseUnderTest, tmp_path: Path) -> Settings:
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(settings: Settings, *, clock: Clock = utc_now) -> AsyncIterator[httpx.AsyncClient]:
     """An app built from these settings, started (lifespan), and a client talking to it in-process."""
-    app = create_app(settings)
+    app = create_app(settings, clock=clock)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),

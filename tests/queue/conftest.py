@@ -13,16 +13,20 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import _backend_unavailable
+from tests.conftest import DatabaseUnderTest, _backend_unavailable, make_settings, serving
 from ticketera.infra.redis import RedisConnection
 from ticketera.queue.backend import QueueBackend
 from ticketera.queue.memory import MemoryQueueBackend
 from ticketera.queue.redis_backend import RedisQueueBackend
+from ticketera.queue.tasks import admission_tick
 
 # A database of its own on the shared Redis, emptied around each test.
 TEST_REDIS_URL = os.environ.get("TICKETERA_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -178,3 +182,42 @@ async def queue_backend(request: pytest.FixtureRequest) -> AsyncIterator[QueueBa
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@asynccontextmanager
+async def open_room(
+    kind: str, database_url: str, tmp_path: Path, clock: FakeClock, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on this database, its waiting room in-process ("memory") or on Redis, time on `clock`."""
+    connection = None
+    if kind == "redis":
+        connection = await redis_connection_or_skip(TEST_REDIS_URL)
+        await flush(connection)
+        overrides = {"redis_url": TEST_REDIS_URL, **overrides}
+    try:
+        async with serving(make_settings(database_url, tmp_path, **overrides), clock=clock) as client:
+            yield client
+    finally:
+        if connection is not None:
+            await flush(connection)
+            await connection.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def room_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+async def room_client(
+    room_kind: str, db: DatabaseUnderTest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_room(room_kind, db.url, tmp_path, clock) as client:
+        yield client
+
+
+async def tick(client: httpx.AsyncClient, clock: FakeClock) -> int:
+    """One admission tick of the app behind `client`, at the clock's current time."""
+    state = client.app.state  # type: ignore[attr-defined]
+    return await admission_tick(state.waiting_room, state.database, clock, tick_seconds=1.0)

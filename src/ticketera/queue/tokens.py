@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,8 +31,9 @@ class TokenClaims:
 
 class TokenSigner:
     def __init__(self, secret_key: str) -> None:
-        # A key of its own, so tokens of this kind can never be confused with other signed values.
-        self._key = f"ticketera.queue:{secret_key}"
+        # A 256-bit key of its own, derived from SECRET_KEY: tokens of this kind can never be
+        # confused with other values signed with the same secret.
+        self._key = hmac.new(secret_key.encode(), b"ticketera.queue.tokens", hashlib.sha256).digest()
 
     def queue_token(self, event_id: int, user_id: str) -> str:
         # No issued-at or expiry: the same (event, user) always gets the same token.
