@@ -66,6 +66,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "log_level": "WARNING",
         # Tests step the admission ticker themselves, with an injected clock.
         "queue_ticker": False,
+        # Tests fire many requests from one address; the limits have tests of their own.
+        "app_rate_limit": "off",
+        "queue_join_rate_limit": "off",
     }
     values.update(overrides)
     return Settings(**values)

@@ -23,6 +23,7 @@ from ticketera.config import AppEnv, Settings, load_settings
 from ticketera.events import repository as events_repository
 from ticketera.events.endpoints import router as events_router
 from ticketera.infra.logging import RequestIdMiddleware, configure_logging
+from ticketera.infra.ratelimit import RateLimiter
 from ticketera.infra.redis import RedisConnection
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import Database, create_engine
@@ -60,6 +61,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         redis_url = settings.effective_redis_url
         redis = RedisConnection(redis_url, cluster=settings.redis_cluster) if redis_url else None
         room = build_waiting_room(settings, database, redis, clock)
+        app.state.rate_limiter = RateLimiter(
+            per_ip=settings.app_rate_limit,
+            per_user_join=settings.queue_join_rate_limit,
+            redis_url=redis_url,
+            cluster=settings.redis_cluster,
+            breaker=redis.breaker if redis is not None else None,
+        )
         app.state.database = database
         app.state.redis = redis
         app.state.waiting_room = room

@@ -21,7 +21,7 @@ from ticketera.events.schemas import (
     SectionOut,
 )
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.http import AdminOnly, CurrentClock, ReadSession, WriteSession, is_admin
+from ticketera.kit.http import AdminOnly, CurrentClock, PublicRateLimit, ReadSession, WriteSession, is_admin
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
@@ -33,7 +33,7 @@ async def create_event(body: EventCreate, session: WriteSession, clock: CurrentC
     return event_out(await service.create_event(session, body, clock=clock))
 
 
-@router.get("", response_model=EventPage)
+@router.get("", response_model=EventPage, dependencies=[PublicRateLimit])
 async def list_events(
     request: Request,
     session: ReadSession,
@@ -53,7 +53,7 @@ async def list_events(
     return EventPage(items=[event_out(view) for view in views], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{event_id}", response_model=EventOut)
+@router.get("/{event_id}", response_model=EventOut, dependencies=[PublicRateLimit])
 async def get_event(
     event_id: EventId, request: Request, session: ReadSession, clock: CurrentClock
 ) -> EventOut:
@@ -79,7 +79,12 @@ async def add_section(event_id: EventId, body: SectionIn, session: WriteSession)
     return section_out(view)
 
 
-@router.get("/{event_id}/seats", response_model=None, responses={200: {"model": SeatMap}})
+@router.get(
+    "/{event_id}/seats",
+    response_model=None,
+    responses={200: {"model": SeatMap}},
+    dependencies=[PublicRateLimit],
+)
 async def get_seat_map(
     event_id: EventId,
     request: Request,

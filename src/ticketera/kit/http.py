@@ -59,7 +59,21 @@ def require_admin(request: Request) -> None:
         raise AdminRequired()
 
 
+def client_ip(request: Request) -> str:
+    # Behind nginx, uvicorn's proxy-headers support has already put the real client here.
+    return request.client.host if request.client else "unknown"
+
+
+async def _public_rate_limit(request: Request) -> None:
+    """The app's own per-IP limit (APP_RATE_LIMIT) on public calls; admins are not limited."""
+    if is_admin(request):
+        return
+    limiter = request.app.state.rate_limiter
+    await limiter.enforce(limiter.per_ip, "ip", client_ip(request))
+
+
 WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 CurrentClock = Annotated[Clock, Depends(get_clock)]
 AdminOnly = Depends(require_admin)
+PublicRateLimit = Depends(_public_rate_limit)

@@ -13,13 +13,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from ticketera.events import service as events_service
 from ticketera.events.schemas import EventPatch, QueueSettingsIn
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.http import AdminOnly, CurrentClock, WriteSession
+from ticketera.kit.http import AdminOnly, CurrentClock, PublicRateLimit, WriteSession
 from ticketera.kit.security import bearer_token
 from ticketera.queue.backend import LineFigures
 from ticketera.queue.schemas import JoinOut, JoinRequest, QueueStatsOut, QueueStatusOut
 from ticketera.queue.service import EventQueueSettings, QueueStatus, WaitingRoom
 
-router = APIRouter(prefix="/api/queue", tags=["waiting room"])
+router = APIRouter(prefix="/api/queue", tags=["waiting room"], dependencies=[PublicRateLimit])
 
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 STREAM_INTERVAL_SECONDS = 2.0
@@ -46,7 +46,11 @@ def status_out(queue_status: QueueStatus) -> QueueStatusOut:
 
 
 @router.post("/{event_id}/join", response_model=JoinOut, responses={201: {"model": JoinOut}})
-async def join(event_id: EventId, body: JoinRequest, room: Room, response: Response) -> JoinOut:
+async def join(
+    event_id: EventId, body: JoinRequest, room: Room, request: Request, response: Response
+) -> JoinOut:
+    limiter = request.app.state.rate_limiter
+    await limiter.enforce(limiter.per_user_join, "join", str(event_id), body.user_id)
     result = await room.join(event_id, body.user_id)
     response.status_code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
     return JoinOut(queue_token=result.queue_token, **status_out(result.status).model_dump())
