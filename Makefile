@@ -9,8 +9,8 @@ WORKERS ?= 4
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev serve start-prod migrate demo health logs logs-error db-optimize test test-sqlite \
-	lint format bench lock clean
+.PHONY: help install dev serve start-prod migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
+	lint format bench bench-queue lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ logs-error: $(STAMP) ## Follow warnings and errors only (npm run logs:error)
 db-optimize: $(STAMP) ## Verify/create the performance indexes and ANALYZE (npm run db:optimize)
 	$(BIN)/ticketera db optimize
 
+redis-flush: $(STAMP) ## Clear disposable Redis data (rate-limit counters), never waiting rooms (npm run redis:flush)
+	$(BIN)/ticketera redis flush
+
 test: $(STAMP) ## Run the whole test suite (SQLite always; MariaDB when reachable, required with CI=true)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -69,6 +72,9 @@ format: $(STAMP) ## Format and autofix
 
 bench: $(STAMP) ## Venue creation and seat-map benchmarks (SQLite, and MariaDB if reachable)
 	$(BIN)/python benchmarks/create_venue.py
+
+bench-queue: $(STAMP) ## Waiting-room throughput and latency against a server with Redis
+	$(BIN)/python benchmarks/queue.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes -o requirements.lock

@@ -224,3 +224,37 @@ def test_logs_prints_past_lines_and_filters_errors(tmp_path: Path) -> None:
     assert "database.unreachable" in everything.stdout
     assert "http.request" not in errors.stdout
     assert "database.unreachable error=X" in errors.stdout
+
+
+def test_redis_flush_clears_counters_and_keeps_waiting_rooms_unless_told(tmp_path: Path) -> None:
+    import redis as sync_redis
+
+    url = "redis://127.0.0.1:6379/12"
+    client = sync_redis.Redis.from_url(url, decode_responses=True)
+    try:
+        client.ping()
+    except sync_redis.ConnectionError as exc:
+        from tests.conftest import _backend_unavailable
+
+        _backend_unavailable("redis", str(exc))
+    client.flushdb()
+    client.set("LIMITS:ip:1", "3")
+    client.hset("q:{event:7}:users", "ana", "waiting|1|0")
+    env = cli_env(tmp_path, REDIS_URL=url)
+    try:
+        plain = run_cli("redis", "flush", workdir=tmp_path, env=env)
+        kept = client.exists("q:{event:7}:users")
+        unconfirmed = run_cli("redis", "flush", "--queue-event", "7", workdir=tmp_path, env=env)
+        confirmed = run_cli("redis", "flush", "--queue-event", "7", "--yes", workdir=tmp_path, env=env)
+        erased = client.exists("q:{event:7}:users")
+    finally:
+        client.flushdb()
+        client.close()
+
+    assert plain.returncode == 0, plain.stderr
+    assert "Deleted 1 keys: rate-limit counters." in plain.stdout
+    assert kept == 1
+    assert unconfirmed.returncode == 2
+    assert confirmed.returncode == 0
+    assert "Deleted 1 keys: waiting room of event 7." in confirmed.stdout
+    assert erased == 0

@@ -5,6 +5,7 @@ npm run start:prod   ->  ticketera serve
 npm run health       ->  ticketera health
 npm run logs         ->  ticketera logs        (logs:error -> ticketera logs --errors)
 npm run db:optimize  ->  ticketera db optimize
+npm run redis:flush  ->  ticketera redis flush
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from ticketera.config import ConfigError, Settings, load_settings
 app = typer.Typer(help="Ticketera: ticket sales for high-demand on-sales.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+redis_app = typer.Typer(help="Redis maintenance.", no_args_is_help=True)
+app.add_typer(redis_app, name="redis")
+# The `limits` library's key prefix: counters that are safe to lose at any time.
+RATE_LIMIT_KEYS = "LIMITS*"
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to listen on (default: HOST or 0.0.0.0).")]
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default: PORT or 3000).")]
@@ -248,6 +253,44 @@ def _format_log_line(line: str) -> str:
     record.pop("logger", None)
     fields = " ".join(f"{key}={value}" for key, value in record.items())
     return f"{timestamp} {level:<8} {event} {fields}".rstrip()
+
+
+@redis_app.command("flush")
+def redis_flush(
+    queue_event: Annotated[
+        int | None, typer.Option(help="Also erase this event's waiting room: every place in line is lost.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm erasing a waiting room.")] = False,
+) -> None:
+    """Clear Ticketera's disposable Redis data (rate-limit counters); waiting rooms only on request."""
+    from ticketera.infra.redis import RedisConnection
+
+    settings = _settings()
+    url = settings.effective_redis_url
+    if url is None:
+        typer.echo("No Redis configured (REDIS_URL / REDIS_HOST): nothing to flush.")
+        return
+    if queue_event is not None and not yes:
+        typer.secho("Erasing a waiting room loses every place in line; add --yes to confirm.", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> list[tuple[str, int]]:
+        connection = RedisConnection(url, cluster=settings.redis_cluster)
+        try:
+            done = [("rate-limit counters", await connection.delete_matching(RATE_LIMIT_KEYS))]
+            if queue_event is not None:
+                done.append(
+                    (
+                        f"waiting room of event {queue_event}",
+                        await connection.delete_matching(f"q:{{event:{queue_event}}}:*"),
+                    )
+                )
+            return done
+        finally:
+            await connection.close()
+
+    for what, count in asyncio.run(run()):
+        typer.echo(f"Deleted {count} keys: {what}.")
 
 
 @db_app.command("optimize")

@@ -77,3 +77,11 @@ class RedisConnection:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def delete_matching(self, pattern: str) -> int:
+        """Delete every key matching `pattern` (SCAN, never KEYS, so Redis keeps serving meanwhile)."""
+        deleted = 0
+        async for key in self.client.scan_iter(match=pattern, count=1000):
+            # One key at a time: keys of different cluster slots cannot share a DEL.
+            deleted += int(await self.client.delete(key))
+        return deleted
