@@ -206,7 +206,7 @@ async def test_admins_see_stats_and_change_admission_live(
         "admitPerMinute": 120,
         "maxActiveShoppers": 3,
         "measuredAdmitPerMinute": 3,
-        "released": False,
+        "released": True,  # no onSaleAt: the (empty) pre-queue is released at the first tick
         "backend": "",
     }
 

@@ -68,6 +68,7 @@ class JoinOutcome:
     entry: QueueEntry
     created: bool
     full: bool = False
+    ahead: int | None = None  # users in line before this one, when waiting
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ class MemoryQueueBackend:
         self._expire_overdue(line, now_ms)
         current = line.entries.get(user_id)
         if current is not None and current.state not in FINISHED_STATES:
-            return JoinOutcome(current, created=False)
+            return JoinOutcome(current, created=False, ahead=self._ahead(line, user_id, current))
         if len(line.line) + len(line.prequeue) >= max_waiting:
             return JoinOutcome(current or QueueEntry(UserState.LEFT), created=False, full=True)
         if not line.released and on_sale_ms is not None and now_ms < on_sale_ms:
@@ -68,7 +68,11 @@ class MemoryQueueBackend:
             entry = QueueEntry(UserState.WAITING, LATE_JOIN_BASE + line.late_joins)
             line.line.add((entry.sequence, user_id))
         line.entries[user_id] = entry
-        return JoinOutcome(entry, created=True)
+        return JoinOutcome(entry, created=True, ahead=self._ahead(line, user_id, entry))
+
+    @staticmethod
+    def _ahead(line: _Line, user_id: str, entry: QueueEntry) -> int | None:
+        return line.line.index((entry.sequence, user_id)) if entry.state is UserState.WAITING else None
 
     async def view(self, event_id: int, user_id: str, *, now_ms: int) -> UserView | None:
         line = self._line(event_id)
@@ -77,8 +81,7 @@ class MemoryQueueBackend:
             return None
         if entry.state in ACTIVE_STATES and entry.deadline_ms <= now_ms:
             entry = QueueEntry(UserState.EXPIRED, entry.sequence, entry.deadline_ms)
-        ahead = line.line.index((entry.sequence, user_id)) if entry.state is UserState.WAITING else None
-        return UserView(entry, ahead)
+        return UserView(entry, self._ahead(line, user_id, entry))
 
     async def prequeue_members(self, event_id: int) -> list[str]:
         return sorted(self._line(event_id).prequeue)

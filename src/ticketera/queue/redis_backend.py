@@ -111,7 +111,7 @@ class RedisQueueBackend:
         self, event_id: int, user_id: str, *, now_ms: int, on_sale_ms: int | None, max_waiting: int
     ) -> JoinOutcome:
         k = EventKeys(event_id)
-        raw, outcome = await self._script(
+        raw, outcome, rank = await self._script(
             self._join,
             [k.users, k.line, k.prequeue, k.late_joins, k.released, k.active],
             [user_id, now_ms, "" if on_sale_ms is None else on_sale_ms, max_waiting, LATE_JOIN_BASE],
@@ -120,7 +120,9 @@ class RedisQueueBackend:
             return JoinOutcome(
                 parse_entry(raw) if raw else QueueEntry(UserState.LEFT), created=False, full=True
             )
-        return JoinOutcome(parse_entry(raw), created=outcome == 1)
+        return JoinOutcome(
+            parse_entry(raw), created=outcome == 1, ahead=int(rank) if int(rank) >= 0 else None
+        )
 
     async def view(self, event_id: int, user_id: str, *, now_ms: int) -> UserView | None:
         k = EventKeys(event_id)

@@ -158,7 +158,7 @@ class WaitingRoom:
             raise QueueFull()
         if outcome.created:
             log.info("queue.joined", event_id=event_id, state=outcome.entry.state.value)
-        status = await self._describe(settings, user_id, outcome.entry, ahead=None, now=now)
+        status = await self._describe(settings, user_id, outcome.entry, ahead=outcome.ahead, now=now)
         return JoinResult(token, status, created=outcome.created)
 
     async def status(self, event_id: int, user_id: str) -> QueueStatus:
@@ -242,7 +242,8 @@ class WaitingRoom:
         now = self._clock()
         if settings.on_sale_at is not None and now < settings.on_sale_at:
             return []
-        if settings.on_sale_at is not None and settings.event_id not in self._released:
+        # Released once the sale is open, also when onSaleAt was cleared after people had pre-queued.
+        if settings.event_id not in self._released:
             if not await self.backend.is_released(settings.event_id):
                 await self.release_prequeue(settings.event_id)
             if await self.backend.is_released(settings.event_id):
