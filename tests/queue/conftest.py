@@ -186,14 +186,26 @@ def clock() -> FakeClock:
 
 @asynccontextmanager
 async def open_room(
-    kind: str, database_url: str, tmp_path: Path, clock: FakeClock, **overrides: Any
+    kind: str,
+    database_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    *,
+    cluster_url: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app on this database, its waiting room in-process ("memory") or on Redis, time on `clock`."""
+    """The app on this database, its waiting room in-process ("memory"), on Redis ("redis") or on
+    a Redis Cluster ("cluster", at `cluster_url`), with time on `clock`."""
     connection = None
     if kind == "redis":
         connection = await redis_connection_or_skip(TEST_REDIS_URL)
-        await flush(connection)
         overrides = {"redis_url": TEST_REDIS_URL, **overrides}
+    elif kind == "cluster":
+        assert cluster_url is not None
+        connection = await redis_connection_or_skip(cluster_url, cluster=True)
+        overrides = {"redis_url": cluster_url, "redis_cluster": True, **overrides}
+    if connection is not None:
+        await flush(connection)
     try:
         async with serving(make_settings(database_url, tmp_path, **overrides), clock=clock) as client:
             yield client
@@ -203,7 +215,7 @@ async def open_room(
             await connection.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def room_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind
@@ -211,9 +223,10 @@ def room_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def room_client(
-    room_kind: str, db: DatabaseUnderTest, tmp_path: Path, clock: FakeClock
+    request: pytest.FixtureRequest, room_kind: str, db: DatabaseUnderTest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_room(room_kind, db.url, tmp_path, clock) as client:
+    cluster_url = request.getfixturevalue("redis_cluster_url") if room_kind == "cluster" else None
+    async with open_room(room_kind, db.url, tmp_path, clock, cluster_url=cluster_url) as client:
         yield client
 
 

@@ -212,9 +212,12 @@ async def test_admins_see_stats_and_change_admission_live(
 
 
 async def test_a_full_waiting_room_refuses_newcomers_but_not_those_in_line(
-    room_kind: str, db: DatabaseUnderTest, tmp_path: Path, clock: FakeClock
+    request: pytest.FixtureRequest, room_kind: str, db: DatabaseUnderTest, tmp_path: Path, clock: FakeClock
 ) -> None:
-    async with open_room(room_kind, db.url, tmp_path, clock, queue_max_size=2) as client:
+    cluster_url = request.getfixturevalue("redis_cluster_url") if room_kind == "cluster" else None
+    async with open_room(
+        room_kind, db.url, tmp_path, clock, cluster_url=cluster_url, queue_max_size=2
+    ) as client:
         event_id = await make_event(client, clock)
         await join(client, event_id, "a")
         await join(client, event_id, "b")
