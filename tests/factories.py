@@ -38,3 +38,22 @@ async def create_event(client: httpx.AsyncClient, **overrides: Any) -> dict[str,
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
+
+
+async def shopper_token(client: httpx.AsyncClient, event_id: int, user_id: str) -> str:
+    """An access token for `user_id`, from the waiting room of an event whose queue is disabled."""
+    response = await client.post(f"/api/queue/{event_id}/join", json={"userId": user_id})
+    assert response.status_code in (200, 201), response.text
+    token: str = response.json()["accessToken"]
+    return token
+
+
+async def open_sale(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """A published event on sale now, no waiting room: a reserved section of 2 x 5 and 10 places."""
+    body: dict[str, Any] = {
+        "sections": [reserved_section(rows=2, seats=5), ga_section(capacity=10)],
+        "queue": {"enabled": False},
+        "maxTicketsPerUser": 6,
+    }
+    body.update(overrides)
+    return await create_event(client, **body)

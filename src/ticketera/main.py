@@ -22,12 +22,14 @@ from ticketera import __version__
 from ticketera.config import AppEnv, Settings, load_settings
 from ticketera.events import repository as events_repository
 from ticketera.events.endpoints import router as events_router
+from ticketera.holds.endpoints import router as holds_router
 from ticketera.infra.logging import RequestIdMiddleware, configure_logging
 from ticketera.infra.ratelimit import RateLimiter
 from ticketera.infra.redis import RedisConnection
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import Database, create_engine
 from ticketera.kit.errors import DomainError
+from ticketera.kit.tokens import TokenSigner
 from ticketera.ops.endpoints import router as ops_router
 from ticketera.queue.backend import QueueBackend
 from ticketera.queue.endpoints import router as queue_router
@@ -35,7 +37,6 @@ from ticketera.queue.memory import MemoryQueueBackend
 from ticketera.queue.redis_backend import RedisQueueBackend
 from ticketera.queue.service import EventQueueSettings, WaitingRoom
 from ticketera.queue.tasks import run_admission_ticker
-from ticketera.queue.tokens import TokenSigner
 
 log = structlog.get_logger(__name__)
 
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(ops_router)
     app.include_router(events_router)
     app.include_router(queue_router)
+    app.include_router(holds_router)
     return app
 
 

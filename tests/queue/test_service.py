@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 from tests.queue.conftest import FakeClock
 from ticketera.events.models import EventStatus
+from ticketera.kit.tokens import TokenSigner
 from ticketera.queue.memory import MemoryQueueBackend
 from ticketera.queue.service import EventQueueSettings, WaitingRoom, draw_order
-from ticketera.queue.tokens import TokenSigner
 
 USERS = ["ana", "beto", "carla", "dario"]
 PERMUTATIONS = list(itertools.permutations(USERS))

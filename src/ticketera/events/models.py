@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -31,17 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ticketera.kit.clock import utc_now
-from ticketera.kit.db import Base, UTCDateTime
-
-# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-# Binary collation on MariaDB, as SQLite compares: uniqueness (section names, row labels) must mean
-# the same on both engines. Case-insensitive duplicates are caught by the services instead.
-MYSQL_TABLE_OPTIONS: dict[str, Any] = {
-    "mysql_engine": "InnoDB",
-    "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
-}
+from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime
 
 
 class EventStatus(StrEnum):
@@ -123,9 +112,10 @@ class Seat(Base):
     row_label: Mapped[str | None] = mapped_column(String(16))
     number: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=SeatStatus.AVAILABLE.value)
-    # The live hold on this unit, if any; the holds table (a later migration) owns the rest.
+    # The hold that took this unit last (live while `held_until` is ahead), and the order it was sold to.
     hold_id: Mapped[int | None] = mapped_column(BigInteger)
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    order_id: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
@@ -135,6 +125,7 @@ class Seat(Base):
         # Hot query: units of an event by status (seat map filters, sold/held reports, expiry).
         Index("ix_seats_event_id_status_held_until", "event_id", "status", "held_until"),
         Index("ix_seats_hold_id", "hold_id"),
+        Index("ix_seats_order_id", "order_id"),
         CheckConstraint("status IN ('available', 'held', 'sold')", name="status_known"),
         MYSQL_TABLE_OPTIONS,
     )

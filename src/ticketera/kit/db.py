@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -27,9 +27,10 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 from sqlalchemy.types import TypeDecorator
 
 from ticketera.kit.errors import Conflict, ServiceUnavailable
-from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, breaker_for
+from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, breaker_for
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # Explicit, short constraint names: Alembic needs names to drop constraints on both engines, and
 # MySQL refuses identifiers over 64 characters (tests/kit/test_db.py checks every name).
@@ -48,9 +49,21 @@ MAX_ID = 2**63 - 1
 # and lock-wait timeouts (1205) are contention, not an outage, and must not open the breaker.
 _MYSQL_OUTAGE_CODES = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
 _MYSQL_CONTENTION_CODES = {1205, 1213}
+_MYSQL_DEADLOCK = 1213
 SQLITE_BUSY_TIMEOUT_MS = 5000
 READ_ONLY_OPTION = "ticketera_read_only"
 PING_TIMEOUT_SECONDS = 2.0
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Binary collation on MariaDB, as SQLite compares: uniqueness (section names, row labels, keys) must
+# mean the same on both engines. Case-insensitive duplicates are caught by the services instead.
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
 
 
 class Base(DeclarativeBase):
@@ -108,6 +121,11 @@ def is_lock_contention(exc: BaseException) -> bool:
     if args and isinstance(args[0], int):
         return args[0] in _MYSQL_CONTENTION_CODES
     return "database is locked" in str(exc.orig).lower()
+
+
+def _is_deadlock(exc: BaseException) -> bool:
+    args: tuple[object, ...] = getattr(getattr(exc, "orig", None), "args", ())
+    return len(args) > 0 and args[0] == _MYSQL_DEADLOCK
 
 
 def create_engine(
@@ -209,6 +227,17 @@ class Database:
             yield session
             await session.commit()
 
+    async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a write session, again from scratch if it was chosen as a deadlock victim
+        (at most three attempts, with jittered backoff): contended paths call this instead of
+        taking the request's session."""
+
+        async def attempt() -> T:
+            async with self.write_session() as session:
+                return await work(session)
+
+        return await DEADLOCK_RETRY.run(attempt)
+
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
         """A session for reads only; whatever it did is rolled back."""
@@ -236,7 +265,7 @@ class Database:
         except Exception as exc:
             if is_lock_contention(exc):
                 log.info("database.lock_contention", detail=str(getattr(exc, "orig", exc))[:200])
-                raise ResourceBusy() from exc
+                raise ResourceBusy(deadlock=_is_deadlock(exc)) from exc
             if is_database_outage(exc):
                 log.error("database.unreachable", error=type(exc).__name__, detail=str(exc)[:200])
                 raise DatabaseUnavailable() from exc
@@ -278,8 +307,10 @@ class ResourceBusy(Conflict):
     code = "resource_busy"
     retry_after = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, *, deadlock: bool = False) -> None:
         super().__init__("Someone else is changing the same thing right now; try again in a moment.")
+        # InnoDB chose this transaction as a deadlock victim: running it again will very likely work.
+        self.deadlock = deadlock
 
 
 class ConflictingChange(Conflict):
@@ -303,3 +334,10 @@ class DatabaseUnavailable(ServiceUnavailable):
     def __init__(self, retry_after: float | None = None) -> None:
         super().__init__("The database is not reachable right now; try again shortly.")
         self.retry_after = retry_after or 5.0
+
+
+def _is_deadlock_victim(exc: BaseException) -> bool:
+    return isinstance(exc, ResourceBusy) and exc.deadlock
+
+
+DEADLOCK_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.1, is_retryable=_is_deadlock_victim)

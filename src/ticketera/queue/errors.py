@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ticketera.kit.errors import NotFound, ServiceUnavailable, Unauthorized
+from ticketera.kit.errors import NotFound, ServiceUnavailable
 
 
 class QueueUnavailable(ServiceUnavailable):
@@ -19,10 +19,6 @@ class QueueFull(ServiceUnavailable):
 
     def __init__(self) -> None:
         super().__init__("The waiting room is full right now; try again in a little while.")
-
-
-class InvalidQueueToken(Unauthorized):
-    code = "invalid_token"
 
 
 class NotInQueue(NotFound):

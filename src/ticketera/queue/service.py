@@ -17,6 +17,7 @@ import structlog
 from ticketera.events.models import Event, EventStatus
 from ticketera.events.service import EventCancelled, EventNotFound
 from ticketera.kit.clock import Clock
+from ticketera.kit.tokens import TokenSigner
 from ticketera.queue.backend import (
     AdmissionPolicy,
     LineFigures,
@@ -26,7 +27,6 @@ from ticketera.queue.backend import (
     eta_seconds,
 )
 from ticketera.queue.errors import NotInQueue, QueueFull
-from ticketera.queue.tokens import TokenSigner
 
 log = structlog.get_logger(__name__)
 

@@ -1,9 +1,10 @@
-"""Signed tokens of the waiting room (JWT, HS256, keyed with SECRET_KEY).
+"""Signed tokens handed to buyers (JWT, HS256, keyed with a key derived from SECRET_KEY).
 
 - The queue token names (event, user) and never expires: joining again, from any tab or device,
   hands out the very same token, and it lets its holder read their place in line.
 - The access token names (event, user) and expires `accessMinutes` after the turn was claimed:
   purchase endpoints check it with no database or Redis round trip.
+- The order token names one order and lets the buyer read it (and later its tickets).
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ from datetime import UTC, datetime
 
 import jwt
 
-from ticketera.queue.errors import InvalidQueueToken
+from ticketera.kit.errors import Unauthorized
 
 ALGORITHM = "HS256"
 QUEUE_TOKEN = "queue"  # noqa: S105 - a token kind, not a secret
 ACCESS_TOKEN = "access"  # noqa: S105 - a token kind, not a secret
+ORDER_TOKEN = "order"  # noqa: S105 - a token kind, not a secret
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class TokenSigner:
     def __init__(self, secret_key: str) -> None:
         # A 256-bit key of its own, derived from SECRET_KEY: tokens of this kind can never be
         # confused with other values signed with the same secret.
-        self._key = hmac.new(secret_key.encode(), b"ticketera.queue.tokens", hashlib.sha256).digest()
+        self._key = hmac.new(secret_key.encode(), b"ticketera.kit.tokens", hashlib.sha256).digest()
 
     def queue_token(self, event_id: int, user_id: str) -> str:
         # No issued-at or expiry: the same (event, user) always gets the same token.
@@ -45,6 +51,19 @@ class TokenSigner:
         claims = {"typ": ACCESS_TOKEN, "eid": event_id, "sub": user_id, "exp": int(expires_at.timestamp())}
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
+    def order_token(self, order_id: int) -> str:
+        return jwt.encode({"typ": ORDER_TOKEN, "oid": order_id}, self._key, algorithm=ALGORITHM)
+
+    def verify_order_token(self, token: str | None, order_id: int) -> None:
+        if not token:
+            raise InvalidToken("An order token is required.")
+        try:
+            claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], options={"require": ["typ", "oid"]})
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("The order token is not valid.") from exc
+        if claims["typ"] != ORDER_TOKEN or claims["oid"] != order_id:
+            raise InvalidToken("The order token is not valid for this order.")
+
     def verify_queue_token(self, token: str | None, event_id: int) -> TokenClaims:
         return self._verify(token, event_id, QUEUE_TOKEN, now=None)
 
@@ -53,7 +72,7 @@ class TokenSigner:
 
     def _verify(self, token: str | None, event_id: int, kind: str, *, now: datetime | None) -> TokenClaims:
         if not token:
-            raise InvalidQueueToken(f"A {kind} token is required.")
+            raise InvalidToken(f"A {kind} token is required.")
         try:
             claims = jwt.decode(
                 token,
@@ -63,12 +82,12 @@ class TokenSigner:
                 options={"verify_exp": False, "require": ["typ", "eid", "sub"]},
             )
         except jwt.PyJWTError as exc:
-            raise InvalidQueueToken(f"The {kind} token is not valid.") from exc
+            raise InvalidToken(f"The {kind} token is not valid.") from exc
         if claims["typ"] != kind or claims["eid"] != event_id or not isinstance(claims["sub"], str):
-            raise InvalidQueueToken(f"The {kind} token is not valid for this event.")
+            raise InvalidToken(f"The {kind} token is not valid for this event.")
         expires_at = None
         if "exp" in claims:
             expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
         if now is not None and (expires_at is None or expires_at <= now):
-            raise InvalidQueueToken(f"The {kind} token has expired.")
+            raise InvalidToken(f"The {kind} token has expired.")
         return TokenClaims(event_id, claims["sub"], expires_at)

@@ -1,0 +1,1 @@
+"""Seat holds: a buyer's short claim on seats or general-admission places while they check out."""

@@ -1,0 +1,63 @@
+"""The audit trail: one row per state change of a hold or an order (actor, time, from, to, reason).
+
+Written in the same transaction as the change it records, so the trail never disagrees with the data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, String, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime
+
+SYSTEM_ACTOR = "system"
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    entity: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(160))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index("ix_audit_log_entity_entity_id", "entity", "entity_id"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+
+async def record_changes(
+    session: AsyncSession,
+    entity: str,
+    entity_ids: list[int],
+    *,
+    actor: str,
+    at: datetime,
+    from_status: str | None,
+    to_status: str,
+    reason: str | None = None,
+) -> None:
+    """Audit rows for entities that all moved between the same two states (one INSERT for all)."""
+    if not entity_ids:
+        return
+    rows = [
+        {
+            "entity": entity,
+            "entity_id": entity_id,
+            "actor": actor[:160],
+            "at": at,
+            "from_status": from_status,
+            "to_status": to_status,
+            "reason": reason,
+        }
+        for entity_id in entity_ids
+    ]
+    await session.execute(insert(AuditEntry), rows)
