@@ -9,7 +9,7 @@ WORKERS ?= 4
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev serve start-prod migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
+.PHONY: help install dev serve start-prod worker migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
 	lint format bench bench-queue lock clean
 
 help: ## List the targets
@@ -32,6 +32,9 @@ serve: $(STAMP) ## Run the service as configured (.env / environment), migrating
 
 start-prod: $(STAMP) ## Production start: APP_ENV=production, $(WORKERS) workers (npm run start:prod)
 	APP_ENV=production $(BIN)/ticketera serve --workers $(WORKERS)
+
+worker: $(STAMP) ## Run the expiry worker (a separate process; several copies are safe)
+	$(BIN)/ticketera worker
 
 migrate: $(STAMP) ## Apply database migrations
 	$(BIN)/ticketera migrate

@@ -6,11 +6,13 @@ npm run health       ->  ticketera health
 npm run logs         ->  ticketera logs        (logs:error -> ticketera logs --errors)
 npm run db:optimize  ->  ticketera db optimize
 npm run redis:flush  ->  ticketera redis flush
+(new)                ->  ticketera worker       (expires overdue holds and orders)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -144,6 +146,35 @@ async def _load_demo(settings: Settings) -> tuple[int, bool]:
             return await ensure_demo_event(session)
     finally:
         await database.dispose()
+
+
+@app.command()
+def worker(
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between passes (default WORKER_INTERVAL_SECONDS).")
+    ] = None,
+) -> None:
+    """Expire overdue holds and orders in batches; run one or several beside the web servers."""
+    from ticketera.kit.clock import utc_now
+    from ticketera.kit.db import Database, create_engine
+    from ticketera.ops.worker import run_worker
+
+    settings = _settings()
+    from ticketera.infra.logging import configure_logging
+
+    configure_logging(
+        json_console=settings.is_production_like, level=settings.log_level, log_dir=settings.log_dir
+    )
+
+    async def run() -> None:
+        database = Database(create_engine(settings.async_database_url, pool_size=2, use_ssl=settings.db_ssl))
+        try:
+            await run_worker(database, utc_now, interval=interval or settings.worker_interval_seconds)
+        finally:
+            await database.dispose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 @app.command()

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
 
     public_base_url: str | None = None
     hold_minutes: int = Field(default=10, ge=1, le=120)
+    # How often the worker records expired holds and orders; and whether the web process runs it
+    # itself (default: on the embedded SQLite default, where no separate worker is expected).
+    worker_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    worker_in_process: bool | None = None
     log_dir: Path = Path("logs")
     log_level: str = "INFO"
 
@@ -173,6 +177,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return make_url(self.async_database_url).get_backend_name() == "sqlite"
+
+    @property
+    def runs_worker_in_process(self) -> bool:
+        return self.worker_in_process if self.worker_in_process is not None else self.is_sqlite
 
     @property
     def effective_redis_url(self) -> str | None:

@@ -31,6 +31,8 @@ from ticketera.kit.db import Database, create_engine
 from ticketera.kit.errors import DomainError
 from ticketera.kit.tokens import TokenSigner
 from ticketera.ops.endpoints import router as ops_router
+from ticketera.ops.worker import run_worker
+from ticketera.orders.endpoints import router as orders_router
 from ticketera.queue.backend import QueueBackend
 from ticketera.queue.endpoints import router as queue_router
 from ticketera.queue.memory import MemoryQueueBackend
@@ -44,7 +46,10 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(
-        json_console=settings.is_production_like, level=settings.log_level, log_dir=settings.log_dir
+        json_console=settings.is_production_like,
+        level=settings.log_level,
+        log_dir=settings.log_dir,
+        cache_loggers=settings.app_env is not AppEnv.TEST,
     )
 
     @asynccontextmanager
@@ -72,11 +77,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         app.state.database = database
         app.state.redis = redis
         app.state.waiting_room = room
-        ticker = None
+        background: list[asyncio.Task[None]] = []
         if settings.queue_ticker:
-            ticker = asyncio.create_task(
-                run_admission_ticker(room, database, clock, tick_seconds=settings.queue_tick_seconds),
-                name="queue-admission-ticker",
+            background.append(
+                asyncio.create_task(
+                    run_admission_ticker(room, database, clock, tick_seconds=settings.queue_tick_seconds),
+                    name="queue-admission-ticker",
+                )
+            )
+        if settings.runs_worker_in_process:
+            background.append(
+                asyncio.create_task(
+                    run_worker(database, clock, interval=settings.worker_interval_seconds),
+                    name="expiry-worker",
+                )
             )
         # Everything alive now (modules, mappers, routes) lives as long as the process: moving it out
         # of the collector's reach makes full collections cheap. Measured on a 5,000-seat map read,
@@ -95,10 +109,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         try:
             yield
         finally:
-            if ticker is not None:
-                ticker.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
+                    await task
             await room.backend.close()
             if redis is not None:
                 await redis.close()
@@ -136,6 +150,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(events_router)
     app.include_router(queue_router)
     app.include_router(holds_router)
+    app.include_router(orders_router)
     return app
 
 

@@ -14,13 +14,13 @@ from ticketera.infra.logging import LOG_FILE_NAME, configure_logging
 @pytest.fixture(autouse=True)
 def _restore_logging() -> object:
     yield
-    configure_logging(json_console=False, level="WARNING")
+    configure_logging(json_console=False, level="WARNING", cache_loggers=False)
 
 
 def test_production_console_and_file_are_json_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging(json_console=True, level="INFO", log_dir=tmp_path)
+    configure_logging(json_console=True, level="INFO", log_dir=tmp_path, cache_loggers=False)
 
     with structlog.contextvars.bound_contextvars(request_id="r-1"):
         structlog.get_logger("ticketera.test").info("order.paid", order_id=7, total="15000.00")
@@ -38,7 +38,7 @@ def test_development_console_is_readable_and_stdlib_loggers_are_structured(
 ) -> None:
     import logging
 
-    configure_logging(json_console=False, level="INFO", log_dir=tmp_path)
+    configure_logging(json_console=False, level="INFO", log_dir=tmp_path, cache_loggers=False)
 
     structlog.get_logger("ticketera.test").warning("breaker.opened", breaker="redis")
     logging.getLogger("uvicorn.error").info("Started server process")

@@ -75,19 +75,20 @@ def hold_out(view: service.HoldView) -> HoldOut:
         event_id=view.event_id,
         status=hold.status,
         expires_at=hold.expires_at,
-        seats=[
-            HeldUnitOut(
-                id=unit.id,
-                section=unit.section_id,
-                section_name=unit.section_name,
-                row=unit.row,
-                number=unit.number,
-                label=unit.label,
-                price=unit.price,
-            )
-            for unit in view.units
-        ],
+        seats=[held_unit_out(unit) for unit in view.units],
         quantity=hold.quantity,
         total=hold.total,
         currency=hold.currency,
+    )
+
+
+def held_unit_out(unit: service.HeldUnit) -> HeldUnitOut:
+    return HeldUnitOut(
+        id=unit.id,
+        section=unit.section_id,
+        section_name=unit.section_name,
+        row=unit.row,
+        number=unit.number,
+        label=unit.label,
+        price=unit.price,
     )

@@ -134,7 +134,7 @@ async def hold_units(
         assert request.section_id is not None
         assert request.quantity is not None
         await _take_places(session, hold, request.section_id, request.quantity, now)
-    units = await _units(session, hold.id)
+    units = await units_of(session, hold.id)
     hold.total = to_money(sum((unit.price for unit in units), Decimal(0)))
     await record_changes(
         session,
@@ -161,7 +161,7 @@ async def _take_seats(session: AsyncSession, hold: Hold, seat_ids: list[int], no
     if unknown:
         raise InvalidInput("seatIds", f"not reserved seats of this event: {unknown}")
     # Our own partial write is still in this transaction: what is not free besides it is the answer.
-    taken_by_us = {unit.id for unit in await _units(session, hold.id)}
+    taken_by_us = {unit.id for unit in await units_of(session, hold.id)}
     not_free = await repository.seats_not_free(session, event_id=hold.event_id, seat_ids=seat_ids, now=now)
     unavailable = sorted(set(not_free) - taken_by_us) or sorted(set(seat_ids) - taken_by_us)
     raise SeatsUnavailable(
@@ -187,7 +187,8 @@ async def _take_places(
         )
 
 
-async def _units(session: AsyncSession, hold_id: int) -> list[HeldUnit]:
+async def units_of(session: AsyncSession, hold_id: int) -> list[HeldUnit]:
+    """The units that name this hold (held, sold to its order, or lapsed and not retaken)."""
     return [
         HeldUnit(unit_id, section_id, section_name, row, number, price)
         for unit_id, section_id, section_name, row, number, price in await repository.units_of_hold(
@@ -200,7 +201,7 @@ async def get_hold(session: AsyncSession, public_id: str) -> HoldView:
     hold = await repository.find_hold(session, public_id)
     if hold is None:
         raise HoldNotFound("This hold does not exist.")
-    return HoldView(hold, await _units(session, hold.id), hold.event_id)
+    return HoldView(hold, await units_of(session, hold.id), hold.event_id)
 
 
 async def release_hold(session: AsyncSession, public_id: str, *, actor: str, now: datetime) -> None:

@@ -29,7 +29,10 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = structlog.get_logger(__name__)
 
 
-def configure_logging(*, json_console: bool, level: str = "INFO", log_dir: Path | None = None) -> None:
+def configure_logging(
+    *, json_console: bool, level: str = "INFO", log_dir: Path | None = None, cache_loggers: bool = True
+) -> None:
+    """`cache_loggers=False` only for tests, which capture logs by swapping processors later."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -38,11 +41,15 @@ def configure_logging(*, json_console: bool, level: str = "INFO", log_dir: Path 
         structlog.processors.StackInfoRenderer(),
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Calls below the level stop at the first processor, before any work is done for them.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        # Not cached: tests capture logs by swapping processors, which cached loggers would bypass.
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache_loggers,
     )
     json_renderer = structlog.processors.JSONRenderer()
     console_renderer: structlog.types.Processor = (

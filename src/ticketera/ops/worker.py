@@ -1,0 +1,68 @@
+"""The background worker: records expired holds and orders, in batches, safe in several copies.
+
+Correctness never waits for it (expired holds and orders are free by query); it keeps the stored
+statuses and the audit trail up to date. Each batch is its own short transaction, and rows are
+claimed with SKIP LOCKED, so two workers never expire the same hold or order twice.
+`ticketera worker` runs it as its own process; the embedded default runs it inside the web process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ticketera.holds import service as holds_service
+from ticketera.kit.clock import Clock
+from ticketera.kit.db import Database
+from ticketera.orders import service as orders_service
+
+log = structlog.get_logger(__name__)
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class ExpiryPass:
+    holds: int
+    orders: int
+
+
+async def expire_overdue(database: Database, clock: Clock, *, batch: int = BATCH) -> ExpiryPass:
+    """Expire everything overdue right now, one batch per transaction, until nothing is left."""
+    holds = orders = 0
+
+    async def expire_holds(session: AsyncSession) -> int:
+        return await holds_service.expire_overdue_holds(session, clock(), batch=batch)
+
+    async def expire_orders(session: AsyncSession) -> int:
+        return await orders_service.expire_overdue_orders(session, clock(), batch=batch)
+
+    while (done := await database.transaction(expire_holds)) > 0:
+        holds += done
+        if done < batch:
+            break
+    while (done := await database.transaction(expire_orders)) > 0:
+        orders += done
+        if done < batch:
+            break
+    return ExpiryPass(holds, orders)
+
+
+async def run_worker(database: Database, clock: Clock, *, interval: float) -> None:
+    """Expire overdue holds and orders every `interval` seconds until cancelled."""
+    log.info("worker.started", interval=interval)
+    while True:
+        started = time.monotonic()
+        try:
+            done = await expire_overdue(database, clock)
+            if done.holds or done.orders:
+                log.info("worker.pass", holds=done.holds, orders=done.orders)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("worker.pass_failed", error=type(exc).__name__)
+        await asyncio.sleep(max(0.1, interval - (time.monotonic() - started)))

@@ -1,0 +1,101 @@
+"""HTTP routes of orders; the rules live in `service`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ticketera.holds.endpoints import held_unit_out
+from ticketera.kit.db import MAX_ID, ConflictingChange
+from ticketera.kit.http import (
+    AdminOnly,
+    CurrentClock,
+    ReadSession,
+    WriteSession,
+    get_database,
+    get_settings,
+    is_admin,
+)
+from ticketera.kit.security import bearer_token
+from ticketera.kit.tokens import TokenSigner
+from ticketera.orders import service
+from ticketera.orders.schemas import BuyerOut, IdempotencyKey, OrderOut, OrderRequest
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def signer_of(request: Request) -> TokenSigner:
+    signer: TokenSigner = request.app.state.waiting_room.signer
+    return signer
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+async def create_order(
+    body: OrderRequest,
+    request: Request,
+    response: Response,
+    clock: CurrentClock,
+    idempotency_key: Annotated[IdempotencyKey, Header(description="the client's key for this purchase")],
+) -> OrderOut:
+    database = get_database(request)
+    payment_minutes = get_settings(request).hold_minutes
+
+    async def create(session: AsyncSession) -> service.OrderView:
+        return await service.create_order(
+            session, key=idempotency_key, request=body, now=clock(), payment_minutes=payment_minutes
+        )
+
+    async def replay(session: AsyncSession) -> service.OrderView | None:
+        return await service.replay_of(session, idempotency_key, service.request_digest(body), clock())
+
+    try:
+        view = await database.transaction(create)
+    except ConflictingChange:
+        # Two requests with one key raced and the other inserted first: answer with its order.
+        replayed = await database.transaction(replay)
+        if replayed is None:
+            raise
+        view = replayed
+    if view.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return order_out(view, token=signer_of(request).order_token(view.order.id))
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+async def get_order(
+    order_id: OrderId, request: Request, session: ReadSession, clock: CurrentClock
+) -> OrderOut:
+    if not is_admin(request):
+        signer_of(request).verify_order_token(bearer_token(request.headers.get("authorization")), order_id)
+    return order_out(await service.get_order(session, order_id, clock()))
+
+
+@router.post("/{order_id}/cancel", response_model=OrderOut, dependencies=[AdminOnly])
+async def cancel_order(order_id: OrderId, session: WriteSession, clock: CurrentClock) -> OrderOut:
+    return order_out(
+        await service.cancel_order(session, order_id, actor="admin", now=clock(), reason="admin")
+    )
+
+
+def order_out(view: service.OrderView, *, token: str | None = None) -> OrderOut:
+    order = view.order
+    return OrderOut(
+        id=order.id,
+        event_id=order.event_id,
+        status=view.status.value,
+        status_reason=order.status_reason,
+        total=order.total,
+        currency=order.currency,
+        quantity=order.quantity,
+        expires_at=order.expires_at,
+        paid_at=order.paid_at,
+        created_at=order.created_at,
+        buyer=BuyerOut(email=order.buyer_email, name=order.buyer_name),
+        seats=[held_unit_out(unit) for unit in view.units],
+        checkout_url=None,
+        order_token=token,
+    )

@@ -1,0 +1,255 @@
+"""The rules of orders: from a hold to a payable order, then paid, expired, cancelled or refunded.
+
+An unpaid order past `expires_at` is expired (and its units free) by query, whatever the worker has
+or has not recorded yet. Services flush but never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import orjson
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ticketera.holds import repository as holds_repository
+from ticketera.holds import service as holds_service
+from ticketera.holds.models import HoldStatus
+from ticketera.kit.audit import SYSTEM_ACTOR, record_changes
+from ticketera.kit.errors import Conflict, NotFound
+from ticketera.orders import repository
+from ticketera.orders.models import Order, OrderStatus
+from ticketera.orders.schemas import OrderRequest
+
+log = structlog.get_logger(__name__)
+
+AUDIT_ENTITY = "order"
+EXPIRY_BATCH = 500
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class IdempotencyMismatch(Conflict):
+    code = "idempotency_mismatch"
+
+
+class HoldExpired(Conflict):
+    code = "hold_expired"
+
+
+class OrderNotCancellable(Conflict):
+    code = "order_not_cancellable"
+
+
+class PaymentOutcome(StrEnum):
+    SOLD = "sold"  # the order is paid now and its units sold
+    ALREADY_PAID = "already_paid"  # nothing to do: a repeated confirmation
+    SEATS_LOST = "seats_lost"  # expired and some unit was taken by someone else: refund it
+    NOT_PAYABLE = "not_payable"  # cancelled or refunded: refund the payment
+
+
+@dataclass(frozen=True)
+class OrderView:
+    order: Order
+    units: list[holds_service.HeldUnit]
+    status: OrderStatus
+    replayed: bool = False
+
+
+def request_digest(request: OrderRequest) -> str:
+    """A fingerprint of what was asked, to tell a retry from a different request under one key."""
+    canonical = orjson.dumps(request.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def effective_status(order: Order, now: datetime) -> OrderStatus:
+    status = OrderStatus(order.status)
+    if status is OrderStatus.PENDING_PAYMENT and order.expires_at <= now:
+        return OrderStatus.EXPIRED
+    return status
+
+
+async def replay_of(session: AsyncSession, key: str, digest: str, now: datetime) -> OrderView | None:
+    """The order an earlier request with this Idempotency-Key created, if any (and if it matches)."""
+    existing = await repository.find_by_idempotency_key(session, key)
+    if existing is None:
+        return None
+    if existing.request_digest != digest:
+        raise IdempotencyMismatch("This Idempotency-Key was already used with a different request.")
+    return await _view(session, existing, now, replayed=True)
+
+
+async def create_order(
+    session: AsyncSession, *, key: str, request: OrderRequest, now: datetime, payment_minutes: int
+) -> OrderView:
+    digest = request_digest(request)
+    replay = await replay_of(session, key, digest, now)
+    if replay is not None:
+        return replay
+    hold = await holds_repository.find_hold(session, request.hold_id, lock=True)
+    if hold is None:
+        raise holds_service.HoldNotFound("This hold does not exist.")
+    if hold.status == HoldStatus.ORDERED.value:
+        raise holds_service.HoldAlreadyOrdered("This hold already became an order.")
+    if hold.status != HoldStatus.ACTIVE.value or hold.expires_at <= now:
+        raise HoldExpired("This hold has expired or was released; hold the seats again.")
+    expires_at = now + timedelta(minutes=payment_minutes)
+    live = await repository.extend_hold_units(session, hold.id, now=now, until=expires_at)
+    if live != hold.quantity:
+        raise HoldExpired("Some seats of this hold are no longer held; hold the seats again.")
+    order = await repository.add_order(
+        session,
+        Order(
+            event_id=hold.event_id,
+            hold_id=hold.id,
+            user_id=hold.user_id,
+            buyer_email=str(request.buyer.email),
+            buyer_name=request.buyer.name,
+            status=OrderStatus.PENDING_PAYMENT.value,
+            total=hold.total,
+            currency=hold.currency,
+            quantity=hold.quantity,
+            expires_at=expires_at,
+            idempotency_key=key,
+            request_digest=digest,
+        ),
+    )
+    hold.status = HoldStatus.ORDERED.value
+    actor = f"user:{hold.user_id}"
+    await record_changes(
+        session,
+        holds_service.AUDIT_ENTITY,
+        [hold.id],
+        actor=actor,
+        at=now,
+        from_status=HoldStatus.ACTIVE.value,
+        to_status=HoldStatus.ORDERED.value,
+        reason=f"order:{order.id}",
+    )
+    await record_changes(
+        session,
+        AUDIT_ENTITY,
+        [order.id],
+        actor=actor,
+        at=now,
+        from_status=None,
+        to_status=OrderStatus.PENDING_PAYMENT.value,
+    )
+    await session.flush()
+    log.info("order.created", order_id=order.id, event_id=order.event_id, units=order.quantity)
+    return await _view(session, order, now)
+
+
+async def get_order(session: AsyncSession, order_id: int, now: datetime) -> OrderView:
+    order = await repository.find_order(session, order_id)
+    if order is None:
+        raise OrderNotFound(f"Order {order_id} does not exist.")
+    return await _view(session, order, now)
+
+
+async def cancel_order(
+    session: AsyncSession, order_id: int, *, actor: str, now: datetime, reason: str
+) -> OrderView:
+    """Cancel an unpaid order (expired ones too) and put its units back on sale at once."""
+    order = await repository.find_order(session, order_id, lock=True)
+    if order is None:
+        raise OrderNotFound(f"Order {order_id} does not exist.")
+    status = OrderStatus(order.status)
+    if status is OrderStatus.CANCELLED:
+        return await _view(session, order, now)
+    if status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED):
+        raise OrderNotCancellable(f"An order that is {status.value} cannot be cancelled; refund it instead.")
+    freed = await repository.release_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
+    order.status = OrderStatus.CANCELLED.value
+    order.status_reason = reason
+    await record_changes(
+        session,
+        AUDIT_ENTITY,
+        [order.id],
+        actor=actor,
+        at=now,
+        from_status=status.value,
+        to_status=OrderStatus.CANCELLED.value,
+        reason=reason,
+    )
+    await session.flush()
+    log.info("order.cancelled", order_id=order.id, units=freed, reason=reason)
+    return await _view(session, order, now)
+
+
+async def confirm_payment(
+    session: AsyncSession, order_id: int, *, actor: str, now: datetime
+) -> PaymentOutcome:
+    """Turn a paid order's held units into sold ones, atomically; idempotent.
+
+    An order that expired is still sold if every unit is still free (nobody took it since); if any
+    was taken, nothing is sold and SEATS_LOST tells the payment side to refund. Never sells twice.
+    """
+    order = await repository.find_order(session, order_id, lock=True)
+    if order is None:
+        raise OrderNotFound(f"Order {order_id} does not exist.")
+    status = OrderStatus(order.status)
+    if status is OrderStatus.PAID:
+        return PaymentOutcome.ALREADY_PAID
+    if status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
+        return PaymentOutcome.NOT_PAYABLE
+    sold_all = True
+    async with session.begin_nested() as savepoint:
+        sold = await repository.sell_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
+        if sold != order.quantity:
+            sold_all = False
+            await savepoint.rollback()
+    if not sold_all:
+        log.warning("order.seats_lost", order_id=order.id, expected=order.quantity, still_free=sold)
+        return PaymentOutcome.SEATS_LOST
+    order.status = OrderStatus.PAID.value
+    order.paid_at = now
+    order.status_reason = None if status is OrderStatus.PENDING_PAYMENT else "paid_after_expiry"
+    await record_changes(
+        session,
+        AUDIT_ENTITY,
+        [order.id],
+        actor=actor,
+        at=now,
+        from_status=status.value,
+        to_status=OrderStatus.PAID.value,
+        reason=order.status_reason,
+    )
+    await session.flush()
+    log.info("order.paid", order_id=order.id, units=order.quantity)
+    return PaymentOutcome.SOLD
+
+
+async def expire_overdue_orders(session: AsyncSession, now: datetime, *, batch: int = EXPIRY_BATCH) -> int:
+    """Record as expired the unpaid orders past their deadline (their units are free already)."""
+    overdue = await repository.overdue_order_ids(session, now, limit=batch)
+    if overdue:
+        await repository.mark_orders(
+            session,
+            overdue,
+            from_status=OrderStatus.PENDING_PAYMENT.value,
+            to_status=OrderStatus.EXPIRED.value,
+            now=now,
+        )
+        await record_changes(
+            session,
+            AUDIT_ENTITY,
+            overdue,
+            actor=SYSTEM_ACTOR,
+            at=now,
+            from_status=OrderStatus.PENDING_PAYMENT.value,
+            to_status=OrderStatus.EXPIRED.value,
+            reason="deadline",
+        )
+        log.info("orders.expired", orders=len(overdue))
+    return len(overdue)
+
+
+async def _view(session: AsyncSession, order: Order, now: datetime, *, replayed: bool = False) -> OrderView:
+    units = await holds_service.units_of(session, order.hold_id)
+    return OrderView(order, units, effective_status(order, now), replayed=replayed)
