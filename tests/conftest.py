@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tests.fakes import FakeClock
 from ticketera.config import Settings, to_async_url
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import create_engine
@@ -180,6 +181,19 @@ async def serving(settings: Settings, *, clock: Clock = utc_now) -> AsyncIterato
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(settings) as http:
+        yield http
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The app's clock for tests that move time (set apps up with `serving(..., clock=clock)`)."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def clocked_client(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """Like `client`, with time on `clock`."""
+    async with serving(settings, clock=clock) as http:
         yield http
 
 

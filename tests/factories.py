@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ADMIN
+from tests.fakes import FakeClock
 
 
 def future(days: float = 30) -> str:
@@ -48,12 +49,19 @@ async def shopper_token(client: httpx.AsyncClient, event_id: int, user_id: str) 
     return token
 
 
-async def open_sale(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
-    """A published event on sale now, no waiting room: a reserved section of 2 x 5 and 10 places."""
+async def open_sale(
+    client: httpx.AsyncClient, clock: FakeClock | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A published event on sale now, no waiting room: a reserved section of 2 x 5 and 10 places.
+
+    With `clock`, the event starts thirty days after the clock's now instead of the real one.
+    """
     body: dict[str, Any] = {
         "sections": [reserved_section(rows=2, seats=5), ga_section(capacity=10)],
         "queue": {"enabled": False},
         "maxTicketsPerUser": 6,
     }
+    if clock is not None:
+        body["startsAt"] = (clock.now + timedelta(days=30)).isoformat().replace("+00:00", "Z")
     body.update(overrides)
     return await create_event(client, **body)

@@ -14,7 +14,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import DatabaseUnderTest, _backend_unavailable, make_settings, serving
+from tests.fakes import FakeClock
 from ticketera.infra.redis import RedisConnection
 from ticketera.queue.backend import QueueBackend
 from ticketera.queue.memory import MemoryQueueBackend
@@ -30,23 +30,6 @@ from ticketera.queue.tasks import admission_tick
 
 # A database of its own on the shared Redis, emptied around each test.
 TEST_REDIS_URL = os.environ.get("TICKETERA_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-
-
-class FakeClock:
-    """The app's clock, moved by tests instead of sleeping."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2030, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    @property
-    def ms(self) -> int:
-        return int(self.now.timestamp() * 1000)
 
 
 def _bindable(port: int) -> bool:
@@ -177,11 +160,6 @@ async def queue_backend(request: pytest.FixtureRequest) -> AsyncIterator[QueueBa
     finally:
         await flush(connection)
         await connection.close()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @asynccontextmanager

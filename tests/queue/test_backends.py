@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.queue.conftest import FakeClock
+from tests.fakes import FakeClock
 from ticketera.queue.backend import LATE_JOIN_BASE, AdmissionPolicy, JoinOutcome, QueueBackend, UserState
 
 EVENT = 42
@@ -254,3 +254,36 @@ async def test_concurrent_joins_get_unique_dense_positions(
 
     found = await positions(queue_backend, users, clock)
     assert sorted(position for position in found if position is not None) == list(range(1, 501))
+
+
+async def test_a_replica_with_a_lagging_clock_never_admits_extra(
+    queue_backend: QueueBackend, clock: FakeClock
+) -> None:
+    for index in range(100):
+        await join(queue_backend, f"u{index:03}", clock)
+    admitted = 0
+    for second in range(1, 31):
+        now = clock.ms + second * 1000
+        ahead = await queue_backend.admit(EVENT, policy(rate=60), now_ms=now, tick=now // 1000)
+        lagging = await queue_backend.admit(
+            EVENT, policy(rate=60), now_ms=now - 500, tick=(now - 500) // 1000
+        )
+        assert lagging == []
+        admitted += len(ahead)
+
+    assert admitted <= 5 + 30  # the burst plus one a second at 60/min
+
+
+def test_only_redis_own_failures_count_against_its_breaker() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import MaxConnectionsError, ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    from ticketera.infra.redis import is_redis_outage
+
+    assert is_redis_outage(RedisConnectionError("Connection refused"))
+    assert is_redis_outage(RedisTimeout("Timeout reading from socket"))
+    assert is_redis_outage(ResponseError("CLUSTERDOWN The cluster is down"))
+    assert not is_redis_outage(TimeoutError())  # our own deadline: this process was busy
+    assert not is_redis_outage(MaxConnectionsError("Too many connections"))
+    assert not is_redis_outage(ResponseError("ERR wrong number of arguments"))

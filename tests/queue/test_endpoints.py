@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import ADMIN, DatabaseUnderTest
 from tests.factories import ga_section
-from tests.queue.conftest import FakeClock, open_room, tick
+from tests.fakes import FakeClock
+from tests.queue.conftest import open_room, tick
 
 
 def iso(moment: datetime) -> str:

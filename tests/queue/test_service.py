@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from tests.queue.conftest import FakeClock
+from tests.fakes import FakeClock
 from ticketera.events.models import EventStatus
 from ticketera.kit.tokens import TokenSigner
 from ticketera.queue.memory import MemoryQueueBackend

@@ -22,13 +22,17 @@ REDIS_POOL_SIZE = 64
 def is_redis_outage(exc: BaseException) -> bool:
     """Errors that mean Redis cannot serve us, as opposed to a mistake or this process being busy.
 
-    A full connection pool is our own overload: the caller is refused, but the breaker stays closed.
+    A full connection pool, or our own deadline expiring (`asyncio.timeout`, builtin TimeoutError),
+    is this process being busy: the caller is refused, but the breaker stays closed. Redis's own
+    socket timeouts (`redis.exceptions.TimeoutError`) do count: Redis did not answer in time.
     """
     if isinstance(exc, ResponseError):
         return any(marker in str(exc) for marker in ("CLUSTERDOWN", "LOADING", "TRYAGAIN", "MASTERDOWN"))
     if isinstance(exc, MaxConnectionsError) or "No connection available" in str(exc):
         return False
-    return isinstance(exc, (RedisError, OSError, TimeoutError))
+    if isinstance(exc, TimeoutError):
+        return False
+    return isinstance(exc, (RedisError, OSError))
 
 
 class RedisConnection:

@@ -105,16 +105,19 @@ class MemoryQueueBackend:
     async def admit(self, event_id: int, policy: AdmissionPolicy, *, now_ms: int, tick: int) -> list[str]:
         line = self._line(event_id)
         self._expire_overdue(line, now_ms)
-        if line.last_tick == tick:
+        # One step per tick; an older tick number (a replica whose clock lags) never steps again.
+        if line.last_tick is not None and tick <= line.last_tick:
             return []
         line.last_tick = tick
         burst = burst_of(policy.admit_per_minute)
         if line.tokens_at_ms is None:
             line.tokens = burst
+            line.tokens_at_ms = now_ms
         else:
             elapsed = max(0, now_ms - line.tokens_at_ms)
             line.tokens = min(burst, line.tokens + elapsed * policy.admit_per_minute / 60_000)
-        line.tokens_at_ms = now_ms
+            # The bucket's time never moves back, so no stretch of time is refilled twice.
+            line.tokens_at_ms = max(line.tokens_at_ms, now_ms)
         if policy.paused:
             return []
         count = min(int(line.tokens), policy.max_active - len(line.active), len(line.line))

@@ -96,6 +96,10 @@ class RedisQueueBackend:
                 return await step()
         except CircuitOpenError as exc:
             raise QueueUnavailable(retry_after=exc.retry_after) from exc
+        except TimeoutError as exc:
+            # Our own deadline: answer fast, but a busy event loop is no proof that Redis is down.
+            log.warning("queue.redis_step_timeout")
+            raise QueueUnavailable(retry_after=1.0) from exc
         except Exception as exc:
             if self.connection.is_outage(exc):
                 log.warning("queue.redis_unavailable", error=type(exc).__name__, detail=str(exc)[:200])

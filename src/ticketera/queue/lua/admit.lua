@@ -7,23 +7,28 @@ local now, rate, max_active = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARG
 local claim_ms, paused, tick, burst = tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6], tonumber(ARGV[7])
 
 expire_overdue(users, active, now)
--- One step per tick, however many replicas run the ticker.
-if redis.call('GET', last_tick) == tick then return {} end
+-- One step per tick, however many replicas run the ticker; a replica whose clock lags behind
+-- (an older tick number) never steps again.
+local last = tonumber(redis.call('GET', last_tick))
+if last and tonumber(tick) <= last then return {} end
 redis.call('SET', last_tick, tick, 'PX', 3600000)
 
 local tokens = tonumber(redis.call('HGET', bucket, 'tokens'))
 local tokens_at = tonumber(redis.call('HGET', bucket, 'at'))
 if not tokens_at then
   tokens = burst
+  tokens_at = now
 else
   tokens = math.min(burst, tokens + math.max(0, now - tokens_at) * rate / 60000)
+  -- The bucket's time never moves back, so no stretch of time is refilled twice.
+  tokens_at = math.max(tokens_at, now)
 end
 local count = 0
 if not paused then
   count = math.min(math.floor(tokens), max_active - redis.call('ZCARD', active), redis.call('ZCARD', line))
 end
 if count <= 0 then
-  redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', whole(now))
+  redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', whole(tokens_at))
   return {}
 end
 local popped = redis.call('ZPOPMIN', line, count)
@@ -35,7 +40,7 @@ for i = 1, #popped, 2 do
   redis.call('ZADD', active, deadline, user)
   admitted[#admitted + 1] = user
 end
-redis.call('HSET', bucket, 'tokens', tostring(tokens - #admitted), 'at', whole(now))
+redis.call('HSET', bucket, 'tokens', tostring(tokens - #admitted), 'at', whole(tokens_at))
 redis.call('LPUSH', admissions, whole(now) .. ':' .. #admitted)
 redis.call('LTRIM', admissions, 0, 599)
 redis.call('HINCRBY', counters, 'admitted', #admitted)
