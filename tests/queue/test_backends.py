@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.fakes import FakeClock
+from ticketera.infra.redis import REDIS_POOL_SIZE
 from ticketera.queue.backend import LATE_JOIN_BASE, AdmissionPolicy, JoinOutcome, QueueBackend, UserState
 
 EVENT = 42
@@ -249,8 +250,15 @@ async def test_concurrent_joins_get_unique_dense_positions(
     queue_backend: QueueBackend, clock: FakeClock
 ) -> None:
     users = [f"user-{index}" for index in range(500)]
+    # As many in flight as one process keeps Redis connections (more would queue for a connection
+    # slot and, on a loaded machine, be shed with 503 by design: not what this test is about).
+    in_flight = asyncio.Semaphore(REDIS_POOL_SIZE)
 
-    await asyncio.gather(*(join(queue_backend, user, clock) for user in users + users[:100]))
+    async def join_one(user: str) -> None:
+        async with in_flight:
+            await join(queue_backend, user, clock)
+
+    await asyncio.gather(*(join_one(user) for user in users + users[:100]))
 
     found = await positions(queue_backend, users, clock)
     assert sorted(position for position in found if position is not None) == list(range(1, 501))
