@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, select, text
 
 from tests.conftest import DatabaseUnderTest
@@ -170,3 +171,39 @@ def test_lock_contention_is_told_apart_from_outages() -> None:
     assert is_lock_contention(OperationalError("x", {}, DriverError("database is locked")))
     assert not is_lock_contention(OperationalError("x", {}, DriverError(2003, "Can't connect")))
     assert not is_lock_contention(ValueError("x"))
+
+
+async def test_transactions_inno_db_gave_up_on_are_run_again(tmp_path: Path) -> None:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from ticketera.kit.db import Database, ResourceBusy
+
+    database = Database(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'retry.db'}"))
+    calls: list[str] = []
+
+    def work_failing(times: int, error: ResourceBusy) -> Callable[[AsyncSession], Awaitable[str]]:
+        async def work(session: AsyncSession) -> str:
+            calls.append("try")
+            if len(calls) <= times:
+                raise error
+            return "done"
+
+        return work
+
+    try:
+        assert (
+            await database.transaction(work_failing(2, ResourceBusy(deadlock=True, retryable=True))) == "done"
+        )
+        assert len(calls) == 3
+        calls.clear()
+        with pytest.raises(ResourceBusy):
+            await database.transaction(work_failing(3, ResourceBusy(retryable=True)))
+        assert len(calls) == 3
+        calls.clear()
+        with pytest.raises(ResourceBusy):
+            await database.transaction(work_failing(1, ResourceBusy()))
+        assert len(calls) == 1
+    finally:
+        await database.dispose()

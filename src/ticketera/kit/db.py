@@ -123,9 +123,9 @@ def is_lock_contention(exc: BaseException) -> bool:
     return "database is locked" in str(exc.orig).lower()
 
 
-def _is_deadlock(exc: BaseException) -> bool:
+def _mysql_code(exc: BaseException) -> int | None:
     args: tuple[object, ...] = getattr(getattr(exc, "orig", None), "args", ())
-    return len(args) > 0 and args[0] == _MYSQL_DEADLOCK
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def create_engine(
@@ -228,9 +228,9 @@ class Database:
             await session.commit()
 
     async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run `work` in a write session, again from scratch if it was chosen as a deadlock victim
-        (at most three attempts, with jittered backoff): contended paths call this instead of
-        taking the request's session."""
+        """Run `work` in a write session, again from scratch if InnoDB gave up on it (a deadlock
+        victim or a lock-wait timeout; at most three attempts, with jittered backoff): contended
+        paths call this instead of taking the request's session."""
 
         async def attempt() -> T:
             async with self.write_session() as session:
@@ -265,7 +265,9 @@ class Database:
         except Exception as exc:
             if is_lock_contention(exc):
                 log.info("database.lock_contention", detail=str(getattr(exc, "orig", exc))[:200])
-                raise ResourceBusy(deadlock=_is_deadlock(exc)) from exc
+                raise ResourceBusy(
+                    deadlock=_mysql_code(exc) == _MYSQL_DEADLOCK, retryable=_mysql_code(exc) is not None
+                ) from exc
             if is_database_outage(exc):
                 log.error("database.unreachable", error=type(exc).__name__, detail=str(exc)[:200])
                 raise DatabaseUnavailable() from exc
@@ -307,10 +309,13 @@ class ResourceBusy(Conflict):
     code = "resource_busy"
     retry_after = 1.0
 
-    def __init__(self, *, deadlock: bool = False) -> None:
+    def __init__(self, *, deadlock: bool = False, retryable: bool = False) -> None:
         super().__init__("Someone else is changing the same thing right now; try again in a moment.")
-        # InnoDB chose this transaction as a deadlock victim: running it again will very likely work.
         self.deadlock = deadlock
+        # InnoDB gave up on this transaction (deadlock victim, or a lock wait that timed out): running
+        # it again will very likely work. SQLite's "database is locked" already waited its full
+        # busy timeout, so it is not retried.
+        self.retryable = retryable
 
 
 class ConflictingChange(Conflict):
@@ -336,8 +341,8 @@ class DatabaseUnavailable(ServiceUnavailable):
         self.retry_after = retry_after or 5.0
 
 
-def _is_deadlock_victim(exc: BaseException) -> bool:
-    return isinstance(exc, ResourceBusy) and exc.deadlock
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, ResourceBusy) and exc.retryable
 
 
-DEADLOCK_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.1, is_retryable=_is_deadlock_victim)
+DEADLOCK_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.1, is_retryable=_worth_retrying)
