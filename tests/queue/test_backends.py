@@ -232,7 +232,10 @@ async def test_measured_rate_counts_the_last_minute(queue_backend: QueueBackend,
     later = await queue_backend.figures(EVENT, now_ms=clock.ms)
 
     assert recent.admitted_last_minute == 8
-    assert recent.admission_rate_per_second(fallback_per_minute=60) == pytest.approx(8 / 60)
+    assert recent.admission_rate_per_second(configured_per_minute=60) == pytest.approx(
+        1.0
+    )  # 8 in 3 s, capped
+    assert recent.admission_rate_per_second(configured_per_minute=600) == pytest.approx(8 / 3)
     assert later.admitted_last_minute == 0
     assert later.admitted_total == 8
 

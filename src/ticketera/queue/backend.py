@@ -95,13 +95,19 @@ class LineFigures:
     admitted_total: int
     admitted_last_minute: int
     released: bool
+    measured_at_ms: int = 0
     recent_admissions: list[tuple[int, int]] = field(default_factory=list)
 
-    def admission_rate_per_second(self, fallback_per_minute: float) -> float:
-        """Measured outflow over the last minute; the configured rate until something was measured."""
-        if self.admitted_last_minute > 0:
-            return self.admitted_last_minute / (RATE_WINDOW_MS / 1000)
-        return fallback_per_minute / 60
+    def admission_rate_per_second(self, configured_per_minute: float) -> float:
+        """The outflow measured over the last minute (or since admissions began, if sooner), never
+        above the configured rate: an opening burst must not promise a short wait. The configured
+        rate until anything was measured."""
+        configured = configured_per_minute / 60
+        if not self.recent_admissions:
+            return configured
+        earliest = min(at for at, _ in self.recent_admissions)
+        span_seconds = max((self.measured_at_ms - earliest) / 1000, 1.0)
+        return min(self.admitted_last_minute / span_seconds, configured)
 
 
 def eta_seconds(ahead: int, rate_per_second: float) -> int | None:

@@ -176,6 +176,7 @@ class MemoryQueueBackend:
             admitted_total=line.admitted_total,
             admitted_last_minute=sum(count for _, count in recent),
             released=line.released,
+            measured_at_ms=now_ms,
             recent_admissions=recent,
         )
 

@@ -204,6 +204,7 @@ class RedisQueueBackend:
             admitted_total=int(admitted_total),
             admitted_last_minute=sum(count for _, count in recent),
             released=bool(released),
+            measured_at_ms=now_ms,
             recent_admissions=recent,
         )
 
