@@ -172,10 +172,11 @@ class InventoryMachine(RuleBasedStateMachine):
         over_limit = self.model.owned_by(user, now) + len(seat_ids) > LIMIT
         taken = any(not self.model.units[seat].free(now) for seat in seat_ids)
         outcome = self._hold(user, HoldRequest.model_validate({"seatIds": seat_ids}))
-        if over_limit:
-            assert isinstance(outcome, holds_service.LimitExceeded), outcome
-        elif taken:
+        # What is visibly gone is refused before the buyer's limit is counted.
+        if taken:
             assert isinstance(outcome, holds_service.SeatsUnavailable), outcome
+        elif over_limit:
+            assert isinstance(outcome, holds_service.LimitExceeded), outcome
         else:
             assert isinstance(outcome, ModelHold), outcome
             assert sorted(outcome.units) == seat_ids
@@ -190,10 +191,10 @@ class InventoryMachine(RuleBasedStateMachine):
         outcome = self._hold(
             user, HoldRequest.model_validate({"sectionId": self.ga_section, "quantity": quantity})
         )
-        if over_limit:
-            assert isinstance(outcome, holds_service.LimitExceeded), outcome
-        elif free < quantity:
+        if free < quantity:
             assert isinstance(outcome, holds_service.SeatsUnavailable), outcome
+        elif over_limit:
+            assert isinstance(outcome, holds_service.LimitExceeded), outcome
         else:
             assert isinstance(outcome, ModelHold), outcome
             assert len(outcome.units) == quantity

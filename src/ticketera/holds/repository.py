@@ -133,6 +133,22 @@ async def seats_not_free(
     return list((await session.execute(statement)).scalars())
 
 
+async def reserved_seat_states(
+    session: AsyncSession, *, event_id: int, seat_ids: Sequence[int], now: datetime
+) -> dict[int, bool]:
+    """For each of these ids that is a reserved seat of the event: whether it is free right now."""
+    statement = select(Seat.id, free_unit(now)).where(
+        Seat.id.in_(seat_ids), Seat.event_id == event_id, Seat.row_label.is_not(None)
+    )
+    return {seat_id: bool(free) for seat_id, free in (await session.execute(statement)).all()}
+
+
+async def count_free_places(session: AsyncSession, *, section_id: int, now: datetime, enough: int) -> int:
+    """Free places of a section, counted up to `enough` (no need to count a stadium to sell two)."""
+    free = select(Seat.id).where(Seat.section_id == section_id, free_unit(now)).limit(enough).subquery()
+    return int((await session.execute(select(func.count()).select_from(free))).scalar_one())
+
+
 async def existing_reserved_seats(
     session: AsyncSession, *, event_id: int, seat_ids: Sequence[int]
 ) -> set[int]:

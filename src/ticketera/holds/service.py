@@ -105,6 +105,14 @@ async def hold_units(
 ) -> HoldView:
     event = ensure_on_sale(await events_repository.find_event(session, event_id), event_id, now)
     wanted = len(request.seat_ids) if request.seat_ids is not None else request.quantity or 0
+    # Refuse early what is visibly gone, with one read and no lock: in a rush most attempts lose,
+    # and a loser should cost one query. What looks free here is decided by the conditional write.
+    if request.seat_ids is not None:
+        await _refuse_taken_seats(session, event_id, request.seat_ids, now)
+    else:
+        assert request.section_id is not None
+        assert request.quantity is not None
+        await _refuse_sold_out(session, event_id, request.section_id, request.quantity, now)
     await repository.lock_shopper(session, event_id, user_id)
     already = await repository.count_buyer_units(session, event_id, user_id, now)
     if already + wanted > event.max_tickets_per_user:
@@ -150,6 +158,38 @@ async def hold_units(
     return HoldView(hold, units, event_id)
 
 
+async def _refuse_taken_seats(
+    session: AsyncSession, event_id: int, seat_ids: list[int], now: datetime
+) -> None:
+    states = await repository.reserved_seat_states(session, event_id=event_id, seat_ids=seat_ids, now=now)
+    unknown = sorted(set(seat_ids) - set(states))
+    if unknown:
+        raise InvalidInput("seatIds", f"not reserved seats of this event: {unknown}")
+    taken = sorted(seat_id for seat_id, free in states.items() if not free)
+    if taken:
+        raise SeatsUnavailable(
+            "Some of these seats were taken by someone else.", seats=taken, requested=sorted(seat_ids)
+        )
+
+
+async def _refuse_sold_out(
+    session: AsyncSession, event_id: int, section_id: int, quantity: int, now: datetime
+) -> None:
+    sections = await events_repository.sections_of_event(session, event_id)
+    section = next((candidate for candidate in sections if candidate.id == section_id), None)
+    if section is None:
+        raise SectionNotFound(f"Event {event_id} has no section {section_id}.")
+    if section.kind != SectionKind.GENERAL_ADMISSION.value:
+        raise InvalidInput("sectionId", "a reserved section is held by seatIds, not by quantity")
+    if (
+        await repository.count_free_places(session, section_id=section_id, now=now, enough=quantity)
+        < quantity
+    ):
+        raise SeatsUnavailable(
+            f"Not enough places left in {section.name}.", section=section_id, requested=quantity
+        )
+
+
 async def _take_seats(session: AsyncSession, hold: Hold, seat_ids: list[int], now: datetime) -> None:
     taken = await repository.take_seats(
         session, hold_id=hold.id, event_id=hold.event_id, seat_ids=seat_ids, now=now, until=hold.expires_at
@@ -172,18 +212,12 @@ async def _take_seats(session: AsyncSession, hold: Hold, seat_ids: list[int], no
 async def _take_places(
     session: AsyncSession, hold: Hold, section_id: int, quantity: int, now: datetime
 ) -> None:
-    sections = await events_repository.sections_of_event(session, hold.event_id)
-    section = next((candidate for candidate in sections if candidate.id == section_id), None)
-    if section is None:
-        raise SectionNotFound(f"Event {hold.event_id} has no section {section_id}.")
-    if section.kind != SectionKind.GENERAL_ADMISSION.value:
-        raise InvalidInput("sectionId", "a reserved section is held by seatIds, not by quantity")
     taken = await repository.take_places(
         session, hold_id=hold.id, section_id=section_id, quantity=quantity, now=now, until=hold.expires_at
     )
     if taken < quantity:
         raise SeatsUnavailable(
-            f"Not enough places left in {section.name}.", section=section_id, requested=quantity
+            "Not enough places left in this section.", section=section_id, requested=quantity
         )
 
 

@@ -8,6 +8,7 @@ ends cleanly and rolls back otherwise; services only flush. Read-only requests u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -215,6 +216,10 @@ class Database:
         self._read_sessions = async_sessionmaker(
             engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
         )
+        # SQLite has one writer at a time. Waiting for it inside SQLite means polling a busy
+        # handler, first come not first served, and a "database is locked" for whoever loses too
+        # often; waiting here instead is a fair queue that costs no CPU.
+        self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @property
     def backend(self) -> str:
@@ -223,7 +228,10 @@ class Database:
     @asynccontextmanager
     async def write_session(self) -> AsyncIterator[AsyncSession]:
         """A session whose work is committed when the block ends cleanly."""
-        async with self._guarded(self._write_sessions) as session:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._sqlite_writer is not None:
+                await stack.enter_async_context(self._sqlite_writer)
+            session = await stack.enter_async_context(self._guarded(self._write_sessions))
             yield session
             await session.commit()
 

@@ -7,7 +7,6 @@ module decides what to ask of them and how to answer users.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ import structlog
 
 from ticketera.events.models import Event, EventStatus
 from ticketera.events.service import EventCancelled, EventNotFound
+from ticketera.kit.cache import TtlCache
 from ticketera.kit.clock import Clock
 from ticketera.kit.tokens import TokenSigner
 from ticketera.queue.backend import (
@@ -121,22 +121,20 @@ class WaitingRoom:
         self._clock = clock
         self.max_waiting = max_waiting
         self.claim_seconds = claim_seconds
-        self._settings_cache: dict[int, tuple[float, EventQueueSettings | None]] = {}
-        self._figures_cache: dict[int, tuple[float, LineFigures]] = {}
+        self._settings_cache: TtlCache[int, EventQueueSettings | None] = TtlCache(SETTINGS_TTL_SECONDS)
+        self._figures_cache: TtlCache[int, LineFigures] = TtlCache(SETTINGS_TTL_SECONDS)
         self._released: set[int] = set()
 
     async def settings_for(self, event_id: int, *, fresh: bool = False) -> EventQueueSettings:
-        cached = self._settings_cache.get(event_id)
-        if fresh or cached is None or time.monotonic() - cached[0] > SETTINGS_TTL_SECONDS:
-            cached = (time.monotonic(), await self._load_settings(event_id))
-            self._settings_cache[event_id] = cached
-        settings = cached[1]
+        settings = await self._settings_cache.get(
+            event_id, lambda: self._load_settings(event_id), fresh=fresh
+        )
         if settings is None or settings.status is EventStatus.DRAFT:
             raise EventNotFound(f"Event {event_id} does not exist.")
         return settings
 
     def forget_settings(self, event_id: int) -> None:
-        self._settings_cache.pop(event_id, None)
+        self._settings_cache.forget(event_id)
 
     async def join(self, event_id: int, user_id: str) -> JoinResult:
         settings = await self.settings_for(event_id)
@@ -225,11 +223,9 @@ class WaitingRoom:
         return QueueStatus(state.value, None, None, None)
 
     async def _cached_figures(self, event_id: int, now: datetime) -> LineFigures:
-        cached = self._figures_cache.get(event_id)
-        if cached is None or time.monotonic() - cached[0] > SETTINGS_TTL_SECONDS:
-            cached = (time.monotonic(), await self.backend.figures(event_id, now_ms=to_ms(now)))
-            self._figures_cache[event_id] = cached
-        return cached[1]
+        return await self._figures_cache.get(
+            event_id, lambda: self.backend.figures(event_id, now_ms=to_ms(now))
+        )
 
     def _open_access(self, settings: EventQueueSettings, user_id: str, now: datetime) -> QueueStatus:
         """No queue for this event: every user is let in at once, with a token like any other."""
