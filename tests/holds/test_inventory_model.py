@@ -157,9 +157,7 @@ class InventoryMachine(RuleBasedStateMachine):
             view = self.write(take)
         except DomainError as error:
             return error
-        hold = ModelHold(
-            view.hold.id, view.hold.public_id, user, [unit.id for unit in view.units], view.hold.expires_at
-        )
+        hold = ModelHold(view.id, view.public_id, user, [unit.id for unit in view.units], view.expires_at)
         self.model.holds[hold.id] = hold
         for unit_id in hold.units:
             self.model.units[unit_id] = ModelUnit(holder=hold.id, until=hold.expires_at)

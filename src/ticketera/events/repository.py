@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from ticketera.events.models import Event, Seat, SeatStatus, Section
 
@@ -24,12 +24,15 @@ class SectionCounts:
     sold: int = 0
 
 
-def live_hold(now: datetime) -> ColumnElement[bool]:
+Moment = datetime | BindParameter[datetime]
+
+
+def live_hold(now: Moment) -> ColumnElement[bool]:
     """A unit held by a hold that has not expired: the one definition of "held" in SQL."""
     return and_(Seat.status == SeatStatus.HELD.value, Seat.held_until > now)
 
 
-def free_unit(now: datetime) -> ColumnElement[bool]:
+def free_unit(now: Moment) -> ColumnElement[bool]:
     """A unit nobody holds or bought: never held, or held by a hold that has expired."""
     return or_(
         Seat.status == SeatStatus.AVAILABLE.value,

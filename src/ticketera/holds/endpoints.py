@@ -69,16 +69,15 @@ async def release_hold(hold_id: HoldId, session: WriteSession, clock: CurrentClo
 
 
 def hold_out(view: service.HoldView) -> HoldOut:
-    hold = view.hold
     return HoldOut(
-        hold_id=hold.public_id,
+        hold_id=view.public_id,
         event_id=view.event_id,
-        status=hold.status,
-        expires_at=hold.expires_at,
+        status=view.status,
+        expires_at=view.expires_at,
         seats=[held_unit_out(unit) for unit in view.units],
-        quantity=hold.quantity,
-        total=hold.total,
-        currency=hold.currency,
+        quantity=view.quantity,
+        total=view.total,
+        currency=view.currency,
     )
 
 

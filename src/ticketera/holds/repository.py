@@ -9,57 +9,182 @@ each other over the same units.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.events.models import Seat, SeatStatus, Section
+from ticketera.events.models import Event, Seat, SeatStatus, Section
 from ticketera.events.repository import free_unit, live_hold
 from ticketera.holds.models import Hold, HoldStatus, Shopper
+from ticketera.kit.db import UTCDateTime
+
+# The hot path of an on-sale runs the statements below thousands of times a minute: they are built
+# once, with bound parameters, so a request pays neither their construction nor their cache key.
+NOW = bindparam("now", type_=UTCDateTime())
+UNTIL = bindparam("until", type_=UTCDateTime())
+HOLDS = cast(Table, Hold.__table__)
 
 
-async def lock_shopper(session: AsyncSession, event_id: int, user_id: str) -> None:
+@dataclass(frozen=True)
+class SaleSection:
+    id: int
+    kind: str
+    name: str
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class Sale:
+    """What taking a hold needs to know of an event, read in one query."""
+
+    event_id: int
+    status: str
+    on_sale_at: datetime | None
+    starts_at: datetime
+    max_tickets_per_user: int
+    currency: str
+    sections: dict[int, SaleSection]
+
+
+@dataclass(frozen=True)
+class SeatState:
+    id: int
+    section_id: int
+    row: str | None
+    number: int | None
+    free: bool
+
+
+_SALE = (
+    select(
+        Event.id,
+        Event.status,
+        Event.on_sale_at,
+        Event.starts_at,
+        Event.max_tickets_per_user,
+        Event.currency,
+        Section.id,
+        Section.kind,
+        Section.name,
+        Section.price,
+    )
+    .select_from(Event)
+    .outerjoin(Section, Section.event_id == Event.id)
+    .where(Event.id == bindparam("event_id"))
+)
+
+
+async def find_sale(session: AsyncSession, event_id: int) -> Sale | None:
+    rows = (await session.execute(_SALE, {"event_id": event_id})).all()
+    if not rows:
+        return None
+    first = rows[0]
+    sections = {row[6]: SaleSection(row[6], row[7], row[8], row[9]) for row in rows if row[6] is not None}
+    return Sale(first[0], first[1], first[2], first[3], first[4], first[5], sections)
+
+
+_SEAT_STATES = select(Seat.id, Seat.section_id, Seat.row_label, Seat.number, free_unit(NOW)).where(
+    Seat.id.in_(bindparam("seat_ids", expanding=True)),
+    Seat.event_id == bindparam("event_id"),
+    Seat.row_label.is_not(None),
+)
+
+
+async def reserved_seat_states(
+    session: AsyncSession, *, event_id: int, seat_ids: Sequence[int], now: datetime
+) -> dict[int, SeatState]:
+    """Each of these ids that is a reserved seat of the event, with whether it is free right now."""
+    rows = await session.execute(_SEAT_STATES, {"seat_ids": list(seat_ids), "event_id": event_id, "now": now})
+    return {row[0]: SeatState(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows}
+
+
+_COUNT_FREE_PLACES = select(func.count()).select_from(
+    select(Seat.id)
+    .where(Seat.section_id == bindparam("section_id"), free_unit(NOW))
+    .limit(bindparam("enough"))
+    .subquery()
+)
+
+
+async def count_free_places(session: AsyncSession, *, section_id: int, now: datetime, enough: int) -> int:
+    """Free places of a section, counted up to `enough` (no need to count a stadium to sell two)."""
+    params = {"section_id": section_id, "now": now, "enough": enough}
+    return int((await session.execute(_COUNT_FREE_PLACES, params)).scalar_one())
+
+
+_LOCK_SHOPPER = mysql.insert(Shopper).values(
+    event_id=bindparam("shopper_event"),
+    user_id=bindparam("shopper"),
+    created_at=bindparam("since", type_=UTCDateTime()),
+)
+_LOCK_SHOPPER = _LOCK_SHOPPER.on_duplicate_key_update(user_id=_LOCK_SHOPPER.inserted.user_id)
+
+
+async def lock_shopper(session: AsyncSession, event_id: int, user_id: str, now: datetime) -> None:
     """Take the buyer's row lock for this event, creating the row on first use.
 
     Held until the transaction ends: a buyer's concurrent holds are counted one after another, so
-    two of them can never both slip under maxTicketsPerUser.
+    two of them can never both slip under maxTicketsPerUser. One statement: an upsert locks the row
+    whether it inserts it or finds it.
     """
-    values = {"event_id": event_id, "user_id": user_id}
     if session.get_bind().dialect.name == "sqlite":
         # SQLite has no row locks: BEGIN IMMEDIATE already serialises every writer.
-        await session.execute(sqlite.insert(Shopper).values(**values).on_conflict_do_nothing())
         return
-    await session.execute(mysql.insert(Shopper).values(**values).prefix_with("IGNORE"))
-    await session.execute(
-        select(Shopper.user_id)
-        .where(Shopper.event_id == event_id, Shopper.user_id == user_id)
-        .with_for_update()
+    await session.execute(_LOCK_SHOPPER, {"shopper_event": event_id, "shopper": user_id, "since": now})
+
+
+_COUNT_BUYER_UNITS = (
+    select(func.count())
+    .select_from(Seat)
+    .join(Hold, Hold.id == Seat.hold_id)
+    .where(
+        Hold.event_id == bindparam("event_id"),
+        Hold.user_id == bindparam("user_id"),
+        Hold.status.in_((HoldStatus.ACTIVE.value, HoldStatus.ORDERED.value)),
+        (Seat.status == SeatStatus.SOLD.value) | live_hold(NOW),
     )
+)
 
 
 async def count_buyer_units(session: AsyncSession, event_id: int, user_id: str, now: datetime) -> int:
     """Units the buyer holds right now or has bought, in this event."""
-    statement = (
-        select(func.count())
-        .select_from(Seat)
-        .join(Hold, Hold.id == Seat.hold_id)
-        .where(
-            Hold.event_id == event_id,
-            Hold.user_id == user_id,
-            Hold.status.in_((HoldStatus.ACTIVE.value, HoldStatus.ORDERED.value)),
-            (Seat.status == SeatStatus.SOLD.value) | live_hold(now),
-        )
+    params = {"event_id": event_id, "user_id": user_id, "now": now}
+    return int((await session.execute(_COUNT_BUYER_UNITS, params)).scalar_one())
+
+
+async def insert_hold(session: AsyncSession, values: dict[str, Any]) -> int:
+    result = await session.execute(insert(HOLDS).values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+
+
+_TAKE_SEATS = (
+    update(Seat)
+    .where(
+        Seat.id.in_(bindparam("seat_ids", expanding=True)),
+        Seat.event_id == bindparam("of_event"),
+        Seat.row_label.is_not(None),
+        free_unit(NOW),
     )
-    return int((await session.execute(statement)).scalar_one())
-
-
-async def add_hold(session: AsyncSession, hold: Hold) -> Hold:
-    session.add(hold)
-    await session.flush()
-    return hold
+    .values(status=SeatStatus.HELD.value, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
+    .execution_options(synchronize_session=False)
+)
+_FREE_PLACE_IDS = (
+    select(Seat.id)
+    .where(Seat.section_id == bindparam("section_id"), free_unit(NOW))
+    .limit(bindparam("quantity"))
+    .with_for_update(skip_locked=True)
+)
+_TAKE_UNITS = (
+    update(Seat)
+    .where(Seat.id.in_(bindparam("unit_ids", expanding=True)), free_unit(NOW))
+    .values(status=SeatStatus.HELD.value, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
+    .execution_options(synchronize_session=False)
+)
 
 
 async def take_seats(
@@ -75,50 +200,32 @@ async def take_seats(
 
     The caller rolls back unless all were: all or nothing.
     """
-    statement = (
-        update(Seat)
-        .where(
-            Seat.id.in_(sorted(seat_ids)),
-            Seat.event_id == event_id,
-            Seat.row_label.is_not(None),
-            free_unit(now),
-        )
-        .values(status=SeatStatus.HELD.value, hold_id=hold_id, held_until=until, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    result = await session.execute(statement)
+    params = {
+        "seat_ids": sorted(seat_ids),
+        "of_event": event_id,
+        "taker": hold_id,
+        "until": until,
+        "now": now,
+    }
+    result = await session.execute(_TAKE_SEATS, params)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def take_places(
     session: AsyncSession, *, hold_id: int, section_id: int, quantity: int, now: datetime, until: datetime
-) -> int:
-    """Hold `quantity` free places of a general-admission section; returns how many were taken.
+) -> list[int]:
+    """Hold `quantity` free places of a general-admission section; returns the ids taken.
 
     On MariaDB the free places are picked with FOR UPDATE SKIP LOCKED: concurrent buyers of the
     same section take different places instead of queueing on the same rows.
     """
-    free_ids = (
-        (
-            await session.execute(
-                select(Seat.id)
-                .where(Seat.section_id == section_id, free_unit(now))
-                .limit(quantity)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    params = {"section_id": section_id, "now": now, "quantity": quantity}
+    free_ids = sorted((await session.execute(_FREE_PLACE_IDS, params)).scalars().all())
     if len(free_ids) < quantity:
-        return len(free_ids)
-    statement = (
-        update(Seat)
-        .where(Seat.id.in_(sorted(free_ids)), free_unit(now))
-        .values(status=SeatStatus.HELD.value, hold_id=hold_id, held_until=until, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+        return free_ids
+    params = {"unit_ids": free_ids, "taker": hold_id, "until": until, "now": now}
+    taken = int((await session.execute(_TAKE_UNITS, params)).rowcount)  # type: ignore[attr-defined]
+    return free_ids if taken == quantity else free_ids[:taken]
 
 
 async def seats_not_free(
@@ -133,22 +240,6 @@ async def seats_not_free(
     return list((await session.execute(statement)).scalars())
 
 
-async def reserved_seat_states(
-    session: AsyncSession, *, event_id: int, seat_ids: Sequence[int], now: datetime
-) -> dict[int, bool]:
-    """For each of these ids that is a reserved seat of the event: whether it is free right now."""
-    statement = select(Seat.id, free_unit(now)).where(
-        Seat.id.in_(seat_ids), Seat.event_id == event_id, Seat.row_label.is_not(None)
-    )
-    return {seat_id: bool(free) for seat_id, free in (await session.execute(statement)).all()}
-
-
-async def count_free_places(session: AsyncSession, *, section_id: int, now: datetime, enough: int) -> int:
-    """Free places of a section, counted up to `enough` (no need to count a stadium to sell two)."""
-    free = select(Seat.id).where(Seat.section_id == section_id, free_unit(now)).limit(enough).subquery()
-    return int((await session.execute(select(func.count()).select_from(free))).scalar_one())
-
-
 async def existing_reserved_seats(
     session: AsyncSession, *, event_id: int, seat_ids: Sequence[int]
 ) -> set[int]:
@@ -158,17 +249,20 @@ async def existing_reserved_seats(
     return set((await session.execute(statement)).scalars())
 
 
+_UNITS_OF_HOLD = (
+    select(Seat.id, Seat.section_id, Section.name, Seat.row_label, Seat.number, Section.price)
+    .join(Section, Section.id == Seat.section_id)
+    .where(Seat.hold_id == bindparam("hold_id"))
+    .order_by(Seat.id)
+)
+
+
 async def units_of_hold(
     session: AsyncSession, hold_id: int
-) -> Sequence[tuple[int, int, str, str | None, int | None, Decimal]]:
+) -> list[tuple[int, int, str, str | None, int | None, Decimal]]:
     """The hold's units with their section and price: (id, section id, section name, row, number, price)."""
-    statement = (
-        select(Seat.id, Seat.section_id, Section.name, Seat.row_label, Seat.number, Section.price)
-        .join(Section, Section.id == Seat.section_id)
-        .where(Seat.hold_id == hold_id)
-        .order_by(Seat.id)
-    )
-    return [tuple(row) for row in (await session.execute(statement)).all()]  # type: ignore[misc]
+    rows = await session.execute(_UNITS_OF_HOLD, {"hold_id": hold_id})
+    return [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in rows]
 
 
 async def find_hold(session: AsyncSession, public_id: str, *, lock: bool = False) -> Hold | None:

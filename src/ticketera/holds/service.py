@@ -14,8 +14,7 @@ from decimal import Decimal
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.events import repository as events_repository
-from ticketera.events.models import Event, EventStatus, SectionKind, seat_label
+from ticketera.events.models import EventStatus, SectionKind, seat_label
 from ticketera.events.service import EventCancelled, EventNotFound, SectionNotFound
 from ticketera.holds import repository
 from ticketera.holds.models import Hold, HoldStatus
@@ -66,32 +65,52 @@ class HeldUnit:
 
 @dataclass(frozen=True)
 class HoldView:
-    hold: Hold
-    units: list[HeldUnit]
+    id: int
+    public_id: str
     event_id: int
+    status: str
+    expires_at: datetime
+    quantity: int
+    total: Decimal
+    currency: str
+    units: list[HeldUnit]
+
+    @classmethod
+    def of(cls, hold: Hold, units: list[HeldUnit]) -> HoldView:
+        return cls(
+            hold.id,
+            hold.public_id,
+            hold.event_id,
+            hold.status,
+            hold.expires_at,
+            hold.quantity,
+            hold.total,
+            hold.currency,
+            units,
+        )
 
 
 def new_public_id() -> str:
     return "h_" + secrets.token_urlsafe(18)
 
 
-def ensure_on_sale(event: Event | None, event_id: int, now: datetime) -> Event:
+def ensure_on_sale(sale: repository.Sale | None, event_id: int, now: datetime) -> repository.Sale:
     """Only a published event whose sale has opened sells anything."""
-    if event is None or event.status == EventStatus.DRAFT.value:
+    if sale is None or sale.status == EventStatus.DRAFT.value:
         raise EventNotFound(f"Event {event_id} does not exist.")
-    if event.status == EventStatus.CANCELLED.value:
+    if sale.status == EventStatus.CANCELLED.value:
         raise EventCancelled(f"Event {event_id} is cancelled.")
-    if event.status == EventStatus.PAUSED.value:
+    if sale.status == EventStatus.PAUSED.value:
         raise SalesClosed("Sales for this event are paused.", reason="paused")
-    if event.on_sale_at is not None and now < event.on_sale_at:
+    if sale.on_sale_at is not None and now < sale.on_sale_at:
         raise SalesClosed(
             "Sales for this event have not opened yet.",
             reason="not_on_sale",
-            onSaleAt=event.on_sale_at.isoformat(),
+            onSaleAt=sale.on_sale_at.isoformat(),
         )
-    if now >= event.starts_at:
+    if now >= sale.starts_at:
         raise SalesClosed("This event has already started.", reason="started")
-    return event
+    return sale
 
 
 async def hold_units(
@@ -103,82 +122,101 @@ async def hold_units(
     now: datetime,
     hold_minutes: int,
 ) -> HoldView:
-    event = ensure_on_sale(await events_repository.find_event(session, event_id), event_id, now)
-    wanted = len(request.seat_ids) if request.seat_ids is not None else request.quantity or 0
-    # Refuse early what is visibly gone, with one read and no lock: in a rush most attempts lose,
-    # and a loser should cost one query. What looks free here is decided by the conditional write.
+    """Hold seats or places for a buyer: 8 statements at most, each built once (see `repository`).
+
+    What is visibly gone is refused first, with one read and no lock: in a rush most attempts
+    lose, and a loser should cost two queries. What looks free is then decided by the conditional
+    write, under the buyer's own lock for the ticket limit.
+    """
+    sale = ensure_on_sale(await repository.find_sale(session, event_id), event_id, now)
     if request.seat_ids is not None:
-        await _refuse_taken_seats(session, event_id, request.seat_ids, now)
+        wanted = await _free_seats_or_refuse(session, sale, request.seat_ids, now)
     else:
         assert request.section_id is not None
         assert request.quantity is not None
-        await _refuse_sold_out(session, event_id, request.section_id, request.quantity, now)
-    await repository.lock_shopper(session, event_id, user_id)
+        wanted = await _free_places_or_refuse(session, sale, request.section_id, request.quantity, now)
+    quantity = len(wanted)
+    await repository.lock_shopper(session, event_id, user_id, now)
     already = await repository.count_buyer_units(session, event_id, user_id, now)
-    if already + wanted > event.max_tickets_per_user:
+    if already + quantity > sale.max_tickets_per_user:
         raise LimitExceeded(
-            f"At most {event.max_tickets_per_user} tickets per buyer for this event.",
-            limit=event.max_tickets_per_user,
+            f"At most {sale.max_tickets_per_user} tickets per buyer for this event.",
+            limit=sale.max_tickets_per_user,
             alreadyHeldOrBought=already,
-            requested=wanted,
+            requested=quantity,
         )
+    public_id = new_public_id()
     until = now + timedelta(minutes=hold_minutes)
-    hold = await repository.add_hold(
+    total = to_money(sum((unit.price for unit in wanted), Decimal(0)))
+    hold_id = await repository.insert_hold(
         session,
-        Hold(
-            public_id=new_public_id(),
-            event_id=event_id,
-            user_id=user_id,
-            status=HoldStatus.ACTIVE.value,
-            quantity=wanted,
-            total=Decimal(0),
-            currency=event.currency,
-            expires_at=until,
-        ),
+        {
+            "public_id": public_id,
+            "event_id": event_id,
+            "user_id": user_id,
+            "status": HoldStatus.ACTIVE.value,
+            "quantity": quantity,
+            "total": total,
+            "currency": sale.currency,
+            "expires_at": until,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     if request.seat_ids is not None:
-        await _take_seats(session, hold, request.seat_ids, now)
+        await _take_seats(session, hold_id, event_id, [unit.id for unit in wanted], now, until)
+        units = wanted
     else:
-        assert request.section_id is not None
-        assert request.quantity is not None
-        await _take_places(session, hold, request.section_id, request.quantity, now)
-    units = await units_of(session, hold.id)
-    hold.total = to_money(sum((unit.price for unit in units), Decimal(0)))
+        units = await _take_places(session, hold_id, wanted, now, until)
     await record_changes(
         session,
         AUDIT_ENTITY,
-        [hold.id],
+        [hold_id],
         actor=f"user:{user_id}",
         at=now,
         from_status=None,
         to_status=HoldStatus.ACTIVE.value,
     )
-    await session.flush()
-    log.info("hold.created", event_id=event_id, hold_id=hold.id, units=wanted)
-    return HoldView(hold, units, event_id)
+    log.info("hold.created", event_id=event_id, hold_id=hold_id, units=quantity)
+    return HoldView(
+        hold_id, public_id, event_id, HoldStatus.ACTIVE.value, until, quantity, total, sale.currency, units
+    )
 
 
-async def _refuse_taken_seats(
-    session: AsyncSession, event_id: int, seat_ids: list[int], now: datetime
-) -> None:
-    states = await repository.reserved_seat_states(session, event_id=event_id, seat_ids=seat_ids, now=now)
+async def _free_seats_or_refuse(
+    session: AsyncSession, sale: repository.Sale, seat_ids: list[int], now: datetime
+) -> list[HeldUnit]:
+    states = await repository.reserved_seat_states(
+        session, event_id=sale.event_id, seat_ids=seat_ids, now=now
+    )
     unknown = sorted(set(seat_ids) - set(states))
     if unknown:
         raise InvalidInput("seatIds", f"not reserved seats of this event: {unknown}")
-    taken = sorted(seat_id for seat_id, free in states.items() if not free)
+    taken = sorted(seat.id for seat in states.values() if not seat.free)
     if taken:
         raise SeatsUnavailable(
             "Some of these seats were taken by someone else.", seats=taken, requested=sorted(seat_ids)
         )
+    return [
+        HeldUnit(
+            seat.id,
+            seat.section_id,
+            sale.sections[seat.section_id].name,
+            seat.row,
+            seat.number,
+            sale.sections[seat.section_id].price,
+        )
+        for seat in sorted(states.values(), key=lambda seat: seat.id)
+    ]
 
 
-async def _refuse_sold_out(
-    session: AsyncSession, event_id: int, section_id: int, quantity: int, now: datetime
-) -> None:
-    sections = await events_repository.sections_of_event(session, event_id)
-    section = next((candidate for candidate in sections if candidate.id == section_id), None)
+async def _free_places_or_refuse(
+    session: AsyncSession, sale: repository.Sale, section_id: int, quantity: int, now: datetime
+) -> list[HeldUnit]:
+    """Placeholders for `quantity` places of the section (which ones is decided when taking them)."""
+    section = sale.sections.get(section_id)
     if section is None:
-        raise SectionNotFound(f"Event {event_id} has no section {section_id}.")
+        raise SectionNotFound(f"Event {sale.event_id} has no section {section_id}.")
     if section.kind != SectionKind.GENERAL_ADMISSION.value:
         raise InvalidInput("sectionId", "a reserved section is held by seatIds, not by quantity")
     if (
@@ -188,21 +226,21 @@ async def _refuse_sold_out(
         raise SeatsUnavailable(
             f"Not enough places left in {section.name}.", section=section_id, requested=quantity
         )
+    return [HeldUnit(0, section.id, section.name, None, None, section.price) for _ in range(quantity)]
 
 
-async def _take_seats(session: AsyncSession, hold: Hold, seat_ids: list[int], now: datetime) -> None:
+async def _take_seats(
+    session: AsyncSession, hold_id: int, event_id: int, seat_ids: list[int], now: datetime, until: datetime
+) -> None:
     taken = await repository.take_seats(
-        session, hold_id=hold.id, event_id=hold.event_id, seat_ids=seat_ids, now=now, until=hold.expires_at
+        session, hold_id=hold_id, event_id=event_id, seat_ids=seat_ids, now=now, until=until
     )
     if taken == len(seat_ids):
         return
-    known = await repository.existing_reserved_seats(session, event_id=hold.event_id, seat_ids=seat_ids)
-    unknown = sorted(set(seat_ids) - known)
-    if unknown:
-        raise InvalidInput("seatIds", f"not reserved seats of this event: {unknown}")
-    # Our own partial write is still in this transaction: what is not free besides it is the answer.
-    taken_by_us = {unit.id for unit in await units_of(session, hold.id)}
-    not_free = await repository.seats_not_free(session, event_id=hold.event_id, seat_ids=seat_ids, now=now)
+    # Someone took one between our look and our write. Our own partial write is still in this
+    # transaction (and is rolled back with it): what is not free besides it is the answer.
+    taken_by_us = {unit.id for unit in await units_of(session, hold_id)}
+    not_free = await repository.seats_not_free(session, event_id=event_id, seat_ids=seat_ids, now=now)
     unavailable = sorted(set(not_free) - taken_by_us) or sorted(set(seat_ids) - taken_by_us)
     raise SeatsUnavailable(
         "Some of these seats were taken by someone else.", seats=unavailable, requested=sorted(seat_ids)
@@ -210,15 +248,20 @@ async def _take_seats(session: AsyncSession, hold: Hold, seat_ids: list[int], no
 
 
 async def _take_places(
-    session: AsyncSession, hold: Hold, section_id: int, quantity: int, now: datetime
-) -> None:
+    session: AsyncSession, hold_id: int, wanted: list[HeldUnit], now: datetime, until: datetime
+) -> list[HeldUnit]:
+    section_id = wanted[0].section_id
     taken = await repository.take_places(
-        session, hold_id=hold.id, section_id=section_id, quantity=quantity, now=now, until=hold.expires_at
+        session, hold_id=hold_id, section_id=section_id, quantity=len(wanted), now=now, until=until
     )
-    if taken < quantity:
+    if len(taken) < len(wanted):
         raise SeatsUnavailable(
-            "Not enough places left in this section.", section=section_id, requested=quantity
+            "Not enough places left in this section.", section=section_id, requested=len(wanted)
         )
+    return [
+        HeldUnit(unit_id, section_id, wanted[0].section_name, None, None, wanted[0].price)
+        for unit_id in taken
+    ]
 
 
 async def units_of(session: AsyncSession, hold_id: int) -> list[HeldUnit]:
@@ -235,7 +278,7 @@ async def get_hold(session: AsyncSession, public_id: str) -> HoldView:
     hold = await repository.find_hold(session, public_id)
     if hold is None:
         raise HoldNotFound("This hold does not exist.")
-    return HoldView(hold, await units_of(session, hold.id), hold.event_id)
+    return HoldView.of(hold, await units_of(session, hold.id))
 
 
 async def release_hold(session: AsyncSession, public_id: str, *, actor: str, now: datetime) -> None:

@@ -6,8 +6,9 @@ Written in the same transaction as the change it records, so the trail never dis
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import BigInteger, Index, String, insert
+from sqlalchemy import BigInteger, Index, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +33,9 @@ class AuditEntry(Base):
         Index("ix_audit_log_entity_entity_id", "entity", "entity_id"),
         MYSQL_TABLE_OPTIONS,
     )
+
+
+AUDIT_LOG = cast(Table, AuditEntry.__table__)
 
 
 async def record_changes(
@@ -60,4 +64,4 @@ async def record_changes(
         }
         for entity_id in entity_ids
     ]
-    await session.execute(insert(AuditEntry), rows)
+    await session.execute(AUDIT_LOG.insert(), rows)

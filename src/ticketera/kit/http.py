@@ -1,5 +1,8 @@
 """Request-boundary dependencies shared by every domain's endpoints.
 
+Dependencies are `async def` even when they do not await: FastAPI runs plain `def` dependencies in
+a thread pool, a thread hop per request that costs more than the dependency itself.
+
 The write-session dependency runs with `scope="function"` so the commit happens before the
 response is sent: a client never sees 201 for work that then failed to commit.
 """
@@ -29,7 +32,7 @@ def get_database(request: Request) -> Database:
     return database
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
@@ -54,7 +57,7 @@ class AdminRequired(Unauthorized):
         super().__init__("This call needs Authorization: Bearer <ADMIN_API_KEY>.")
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     if not is_admin(request):
         raise AdminRequired()
 

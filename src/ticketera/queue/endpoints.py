@@ -25,7 +25,7 @@ EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 STREAM_INTERVAL_SECONDS = 2.0
 
 
-def get_waiting_room(request: Request) -> WaitingRoom:
+async def get_waiting_room(request: Request) -> WaitingRoom:
     room: WaitingRoom = request.app.state.waiting_room
     return room
 
