@@ -47,14 +47,20 @@ async def hold_seats(
     user_id = shopper_of(request, event_id, x_access_token)
     hold_minutes = get_settings(request).hold_minutes
 
+    async def plan(session: AsyncSession) -> service.HoldPlan:
+        return await service.plan_hold(session, event_id=event_id, request=body, now=clock())
+
     async def take(session: AsyncSession) -> HoldOut:
         view = await service.hold_units(
-            session, event_id=event_id, user_id=user_id, request=body, now=clock(), hold_minutes=hold_minutes
+            session, plan=planned, user_id=user_id, now=clock(), hold_minutes=hold_minutes
         )
         return hold_out(view)
 
-    # Its own transaction, retried if InnoDB picks it as a deadlock victim.
-    return await get_database(request).transaction(take)
+    database = get_database(request)
+    # Losers are refused from a read session, never queueing behind writers; the write is its own
+    # transaction, run again if InnoDB gives up on it (deadlock victim, lock-wait timeout).
+    planned = await database.read(plan)
+    return await database.transaction(take)
 
 
 @router.get("/api/holds/{hold_id}", response_model=HoldOut)

@@ -113,28 +113,37 @@ def ensure_on_sale(sale: repository.Sale | None, event_id: int, now: datetime) -
     return sale
 
 
-async def hold_units(
-    session: AsyncSession,
-    *,
-    event_id: int,
-    user_id: str,
-    request: HoldRequest,
-    now: datetime,
-    hold_minutes: int,
-) -> HoldView:
-    """Hold seats or places for a buyer: 8 statements at most, each built once (see `repository`).
+@dataclass(frozen=True)
+class HoldPlan:
+    """What a buyer asked for, checked against what looked free a moment ago."""
 
-    What is visibly gone is refused first, with one read and no lock: in a rush most attempts
-    lose, and a loser should cost two queries. What looks free is then decided by the conditional
-    write, under the buyer's own lock for the ticket limit.
+    sale: repository.Sale
+    wanted: list[HeldUnit]
+    by_seat: bool
+
+
+async def plan_hold(session: AsyncSession, *, event_id: int, request: HoldRequest, now: datetime) -> HoldPlan:
+    """Refuse what is visibly gone, with two reads and no lock (run it in a read session).
+
+    In a rush most attempts lose: a loser should cost two queries and never wait for a writer.
+    What looks free here is decided afterwards by `hold_units`' conditional write.
     """
     sale = ensure_on_sale(await repository.find_sale(session, event_id), event_id, now)
     if request.seat_ids is not None:
-        wanted = await _free_seats_or_refuse(session, sale, request.seat_ids, now)
-    else:
-        assert request.section_id is not None
-        assert request.quantity is not None
-        wanted = await _free_places_or_refuse(session, sale, request.section_id, request.quantity, now)
+        return HoldPlan(sale, await _free_seats_or_refuse(session, sale, request.seat_ids, now), by_seat=True)
+    assert request.section_id is not None
+    assert request.quantity is not None
+    wanted = await _free_places_or_refuse(session, sale, request.section_id, request.quantity, now)
+    return HoldPlan(sale, wanted, by_seat=False)
+
+
+async def hold_units(
+    session: AsyncSession, *, plan: HoldPlan, user_id: str, now: datetime, hold_minutes: int
+) -> HoldView:
+    """Take the planned units for a buyer: at most 6 statements, each built once (see `repository`),
+    under the buyer's own lock for the ticket limit."""
+    sale, wanted = plan.sale, plan.wanted
+    event_id = sale.event_id
     quantity = len(wanted)
     await repository.lock_shopper(session, event_id, user_id, now)
     already = await repository.count_buyer_units(session, event_id, user_id, now)
@@ -163,7 +172,7 @@ async def hold_units(
             "updated_at": now,
         },
     )
-    if request.seat_ids is not None:
+    if plan.by_seat:
         await _take_seats(session, hold_id, event_id, [unit.id for unit in wanted], now, until)
         units = wanted
     else:

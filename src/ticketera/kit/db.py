@@ -246,6 +246,11 @@ class Database:
 
         return await DEADLOCK_RETRY.run(attempt)
 
+    async def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a read session (no write lock; on SQLite it never waits for writers)."""
+        async with self.read_session() as session:
+            return await work(session)
+
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
         """A session for reads only; whatever it did is rolled back."""
