@@ -89,6 +89,9 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
+        # Longer than nginx's upstream keepalive_timeout (60 s), so the proxy always closes an idle
+        # connection first and never sends a request down one the app is closing (a 502).
+        timeout_keep_alive=75,
     )
 
 

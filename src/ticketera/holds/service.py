@@ -144,6 +144,12 @@ async def hold_units(
     under the buyer's own lock for the ticket limit."""
     sale, wanted = plan.sale, plan.wanted
     event_id = sale.event_id
+    # The plan may be a few milliseconds old, and in a rush the writers ahead of us took most of
+    # what it saw free: one more look before the lock and the writes lets a late loser go at once.
+    if plan.by_seat:
+        await _free_seats_or_refuse(session, sale, [unit.id for unit in wanted], now)
+    else:
+        await _free_places_or_refuse(session, sale, wanted[0].section_id, len(wanted), now)
     quantity = len(wanted)
     await repository.lock_shopper(session, event_id, user_id, now)
     already = await repository.count_buyer_units(session, event_id, user_id, now)

@@ -188,7 +188,11 @@ def _create_sqlite_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
         # silently deferring it: that is how writers get BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # Switching to WAL needs the database to itself; once the file is in WAL mode (it stays so),
+        # a new connection must not ask again, or it would wait behind every writer at connect time.
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
