@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
-	lint format bench bench-queue lock clean
+	lint format bench bench-queue bench-onsale lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench: $(STAMP) ## Venue creation and seat-map benchmarks (SQLite, and MariaDB i
 
 bench-queue: $(STAMP) ## Waiting-room throughput and latency against a server with Redis
 	$(BIN)/python benchmarks/queue.py
+
+bench-onsale: $(STAMP) ## Tickets per second through join -> hold -> order, on MariaDB and SQLite
+	$(BIN)/python benchmarks/onsale.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes -o requirements.lock
