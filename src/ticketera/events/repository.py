@@ -119,11 +119,6 @@ async def find_event_id_by_name(session: AsyncSession, name: str) -> int | None:
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def sections_of_event(session: AsyncSession, event_id: int) -> list[Section]:
-    statement = select(Section).where(Section.event_id == event_id).order_by(Section.position, Section.id)
-    return list((await session.execute(statement)).scalars())
-
-
 async def section_names(session: AsyncSession, event_id: int) -> set[str]:
     statement = select(Section.name).where(Section.event_id == event_id)
     return set((await session.execute(statement)).scalars())

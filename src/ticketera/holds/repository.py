@@ -240,15 +240,6 @@ async def seats_not_free(
     return list((await session.execute(statement)).scalars())
 
 
-async def existing_reserved_seats(
-    session: AsyncSession, *, event_id: int, seat_ids: Sequence[int]
-) -> set[int]:
-    statement = select(Seat.id).where(
-        Seat.id.in_(seat_ids), Seat.event_id == event_id, Seat.row_label.is_not(None)
-    )
-    return set((await session.execute(statement)).scalars())
-
-
 _UNITS_OF_HOLD = (
     select(Seat.id, Seat.section_id, Section.name, Seat.row_label, Seat.number, Section.price)
     .join(Section, Section.id == Seat.section_id)
