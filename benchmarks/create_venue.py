@@ -34,15 +34,22 @@ anything took, so a slow machine cannot make it fail.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# The sibling benchmarks/queue.py shares its name with the standard library's `queue` (the issue
+# names it so), and running this file as a script puts its folder first on sys.path, where
+# `import queue` (aiosqlite, redis, asyncio's executor) would find that file. Drop the folder first.
+if os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(os.path.realpath(__file__)):
+    sys.path.pop(0)
+
 import argparse
 import asyncio
 import json
-import os
 import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
