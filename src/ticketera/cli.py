@@ -22,6 +22,7 @@ import httpx
 import typer
 
 from ticketera.config import ConfigError, Settings, load_settings
+from ticketera.infra.workers import reuse_port_supported, serve_workers
 
 app = typer.Typer(help="Ticketera: ticket sales for high-demand on-sales.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -78,20 +79,22 @@ def serve(
         )
     if migrate:
         _migrate(settings)
-    uvicorn.run(
-        "ticketera.main:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        proxy_headers=True,
-        forwarded_allow_ips="*" if settings.is_production_like else "127.0.0.1",
-        log_config=None,
-        access_log=False,
-        server_header=False,
+    options: dict[str, Any] = {
+        "proxy_headers": True,
+        "forwarded_allow_ips": "*" if settings.is_production_like else "127.0.0.1",
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
         # Longer than nginx's upstream keepalive_timeout (60 s), so the proxy always closes an idle
         # connection first and never sends a request down one the app is closing (a 502).
-        timeout_keep_alive=75,
+        "timeout_keep_alive": 75,
+    }
+    bind_host, bind_port = host or settings.host, port or settings.port
+    if workers > 1 and reuse_port_supported():
+        serve_workers(bind_host, bind_port, workers, options)
+        return
+    uvicorn.run(
+        "ticketera.main:create_app", factory=True, host=bind_host, port=bind_port, workers=workers, **options
     )
 
 
