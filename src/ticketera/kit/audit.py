@@ -38,6 +38,33 @@ class AuditEntry(Base):
 AUDIT_LOG = cast(Table, AuditEntry.__table__)
 
 
+def audit_row(
+    entity: str,
+    entity_id: int,
+    *,
+    actor: str,
+    at: datetime,
+    from_status: str | None,
+    to_status: str,
+    reason: str | None = None,
+) -> dict[str, object]:
+    return {
+        "entity": entity,
+        "entity_id": entity_id,
+        "actor": actor[:160],
+        "at": at,
+        "from_status": from_status,
+        "to_status": to_status,
+        "reason": reason,
+    }
+
+
+async def record_rows(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    """Audit rows of any entities, in one INSERT."""
+    if rows:
+        await session.execute(AUDIT_LOG.insert(), rows)
+
+
 async def record_changes(
     session: AsyncSession,
     entity: str,
@@ -53,15 +80,9 @@ async def record_changes(
     if not entity_ids:
         return
     rows = [
-        {
-            "entity": entity,
-            "entity_id": entity_id,
-            "actor": actor[:160],
-            "at": at,
-            "from_status": from_status,
-            "to_status": to_status,
-            "reason": reason,
-        }
+        audit_row(
+            entity, entity_id, actor=actor, at=at, from_status=from_status, to_status=to_status, reason=reason
+        )
         for entity_id in entity_ids
     ]
-    await session.execute(AUDIT_LOG.insert(), rows)
+    await record_rows(session, rows)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.events.models import Seat, SeatStatus
+from ticketera.holds.models import Hold, HoldStatus
+from ticketera.holds.repository import NOW, UNTIL
 from ticketera.orders.models import Order, OrderStatus
+
+ORDERS = cast(Table, Order.__table__)
 
 
 async def find_by_idempotency_key(session: AsyncSession, key: str) -> Order | None:
@@ -23,20 +30,94 @@ async def find_order(session: AsyncSession, order_id: int, *, lock: bool = False
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def add_order(session: AsyncSession, order: Order) -> Order:
-    session.add(order)
-    await session.flush()
-    return order
+@dataclass(frozen=True)
+class LockedHold:
+    id: int
+    status: str
+    expires_at: datetime
+    event_id: int
+    user_id: str
+    quantity: int
+    total: Decimal
+    currency: str
+
+
+_LOCK_HOLD = (
+    select(
+        Hold.id,
+        Hold.status,
+        Hold.expires_at,
+        Hold.event_id,
+        Hold.user_id,
+        Hold.quantity,
+        Hold.total,
+        Hold.currency,
+    )
+    .where(Hold.public_id == bindparam("public_id"))
+    .with_for_update()
+)
+
+
+async def lock_hold(session: AsyncSession, public_id: str) -> LockedHold | None:
+    """The hold row, locked: one order per hold, even when two requests race for it."""
+    row = (await session.execute(_LOCK_HOLD, {"public_id": public_id})).one_or_none()
+    return LockedHold(*row) if row is not None else None
+
+
+_ORDER_COLUMNS = (
+    "event_id",
+    "hold_id",
+    "user_id",
+    "buyer_email",
+    "buyer_name",
+    "status",
+    "status_reason",
+    "total",
+    "currency",
+    "quantity",
+    "expires_at",
+    "paid_at",
+    "idempotency_key",
+    "request_digest",
+    "created_at",
+    "updated_at",
+)
+
+
+async def insert_order(session: AsyncSession, order: Order) -> int:
+    """Insert with Core (no unit of work for one row on the hot path); returns the new id."""
+    values = {column: getattr(order, column) for column in _ORDER_COLUMNS}
+    result = await session.execute(insert(ORDERS).values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+
+
+_MARK_HOLD_ORDERED = (
+    update(Hold)
+    .where(Hold.id == bindparam("ordered_hold"))
+    .values(status=HoldStatus.ORDERED.value, updated_at=NOW)
+    .execution_options(synchronize_session=False)
+)
+
+
+async def mark_hold_ordered(session: AsyncSession, hold_id: int, now: datetime) -> None:
+    await session.execute(_MARK_HOLD_ORDERED, {"ordered_hold": hold_id, "now": now})
+
+
+_EXTEND_HOLD_UNITS = (
+    update(Seat)
+    .where(
+        Seat.hold_id == bindparam("extended_hold"),
+        Seat.status == SeatStatus.HELD.value,
+        Seat.held_until > NOW,
+    )
+    .values(held_until=UNTIL, updated_at=NOW)
+    .execution_options(synchronize_session=False)
+)
 
 
 async def extend_hold_units(session: AsyncSession, hold_id: int, *, now: datetime, until: datetime) -> int:
     """Keep the hold's live units for the order until it must be paid; returns how many were live."""
-    result = await session.execute(
-        update(Seat)
-        .where(Seat.hold_id == hold_id, Seat.status == SeatStatus.HELD.value, Seat.held_until > now)
-        .values(held_until=until, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    result = await session.execute(_EXTEND_HOLD_UNITS, {"extended_hold": hold_id, "now": now, "until": until})
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -15,10 +15,9 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.holds import repository as holds_repository
 from ticketera.holds import service as holds_service
 from ticketera.holds.models import HoldStatus
-from ticketera.kit.audit import SYSTEM_ACTOR, record_changes
+from ticketera.kit.audit import SYSTEM_ACTOR, audit_row, record_changes, record_rows
 from ticketera.kit.errors import Conflict, NotFound
 from ticketera.orders import repository
 from ticketera.orders.models import Order, OrderStatus
@@ -87,14 +86,19 @@ async def replay_of(session: AsyncSession, key: str, digest: str, now: datetime)
 async def create_order(
     session: AsyncSession, *, key: str, request: OrderRequest, now: datetime, payment_minutes: int
 ) -> OrderView:
+    """Turn a live hold into an order awaiting payment: six statements, each built once.
+
+    A repeated request finds its hold already ordered and gets the same order back; two requests
+    racing with one key meet at the key's unique index (the endpoint then answers the replay).
+    """
     digest = request_digest(request)
-    replay = await replay_of(session, key, digest, now)
-    if replay is not None:
-        return replay
-    hold = await holds_repository.find_hold(session, request.hold_id, lock=True)
+    hold = await repository.lock_hold(session, request.hold_id)
     if hold is None:
         raise holds_service.HoldNotFound("This hold does not exist.")
     if hold.status == HoldStatus.ORDERED.value:
+        replay = await replay_of(session, key, digest, now)
+        if replay is not None:
+            return replay
         raise holds_service.HoldAlreadyOrdered("This hold already became an order.")
     if hold.status != HoldStatus.ACTIVE.value or hold.expires_at <= now:
         raise HoldExpired("This hold has expired or was released; hold the seats again.")
@@ -102,45 +106,49 @@ async def create_order(
     live = await repository.extend_hold_units(session, hold.id, now=now, until=expires_at)
     if live != hold.quantity:
         raise HoldExpired("Some seats of this hold are no longer held; hold the seats again.")
-    order = await repository.add_order(
-        session,
-        Order(
-            event_id=hold.event_id,
-            hold_id=hold.id,
-            user_id=hold.user_id,
-            buyer_email=str(request.buyer.email),
-            buyer_name=request.buyer.name,
-            status=OrderStatus.PENDING_PAYMENT.value,
-            total=hold.total,
-            currency=hold.currency,
-            quantity=hold.quantity,
-            expires_at=expires_at,
-            idempotency_key=key,
-            request_digest=digest,
-        ),
+    order = Order(
+        event_id=hold.event_id,
+        hold_id=hold.id,
+        user_id=hold.user_id,
+        buyer_email=str(request.buyer.email),
+        buyer_name=request.buyer.name,
+        status=OrderStatus.PENDING_PAYMENT.value,
+        status_reason=None,
+        total=hold.total,
+        currency=hold.currency,
+        quantity=hold.quantity,
+        expires_at=expires_at,
+        paid_at=None,
+        idempotency_key=key,
+        request_digest=digest,
+        created_at=now,
+        updated_at=now,
     )
-    hold.status = HoldStatus.ORDERED.value
+    order.id = await repository.insert_order(session, order)
+    await repository.mark_hold_ordered(session, hold.id, now)
     actor = f"user:{hold.user_id}"
-    await record_changes(
+    await record_rows(
         session,
-        holds_service.AUDIT_ENTITY,
-        [hold.id],
-        actor=actor,
-        at=now,
-        from_status=HoldStatus.ACTIVE.value,
-        to_status=HoldStatus.ORDERED.value,
-        reason=f"order:{order.id}",
+        [
+            audit_row(
+                holds_service.AUDIT_ENTITY,
+                hold.id,
+                actor=actor,
+                at=now,
+                from_status=HoldStatus.ACTIVE.value,
+                to_status=HoldStatus.ORDERED.value,
+                reason=f"order:{order.id}",
+            ),
+            audit_row(
+                AUDIT_ENTITY,
+                order.id,
+                actor=actor,
+                at=now,
+                from_status=None,
+                to_status=OrderStatus.PENDING_PAYMENT.value,
+            ),
+        ],
     )
-    await record_changes(
-        session,
-        AUDIT_ENTITY,
-        [order.id],
-        actor=actor,
-        at=now,
-        from_status=None,
-        to_status=OrderStatus.PENDING_PAYMENT.value,
-    )
-    await session.flush()
     log.info("order.created", order_id=order.id, event_id=order.event_id, units=order.quantity)
     return await _view(session, order, now)
 
