@@ -296,3 +296,16 @@ async def test_the_worker_records_expiries_once_with_an_audit_trail(
         ("order", "expired", 1),
         ("order", "pending_payment", 1),
     ]
+
+
+async def test_a_late_payment_is_marked_late_even_before_the_worker_ran(
+    clocked_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    order = await ga_order(clocked_client, clock, quantity=1)
+    clock.advance(11 * 60)  # expired by query; the stored status is still pending_payment
+
+    outcome = await confirm(clocked_client, order["id"], clock)
+    shown = (await clocked_client.get(f"/api/orders/{order['id']}", headers=ADMIN)).json()
+
+    assert outcome is PaymentOutcome.SOLD
+    assert (shown["status"], shown["statusReason"]) == ("paid", "paid_after_expiry")

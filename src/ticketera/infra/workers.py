@@ -81,4 +81,5 @@ def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
+            process.join()
     log.info("workers.stopped")

@@ -217,7 +217,9 @@ async def confirm_payment(
         return PaymentOutcome.SEATS_LOST
     order.status = OrderStatus.PAID.value
     order.paid_at = now
-    order.status_reason = None if status is OrderStatus.PENDING_PAYMENT else "paid_after_expiry"
+    # Stored as pending or expired, what matters is whether the deadline had passed when paid.
+    on_time = effective_status(order, now) is OrderStatus.PENDING_PAYMENT
+    order.status_reason = None if on_time else "paid_after_expiry"
     await record_changes(
         session,
         AUDIT_ENTITY,
