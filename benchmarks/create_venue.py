@@ -43,34 +43,38 @@ import sys
 if os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(os.path.realpath(__file__)):
     sys.path.pop(0)
 
+# Then the project root, so the shared plumbing imports as `benchmarks.harness`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
 import argparse
 import asyncio
 import json
-import signal
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Column, Integer, MetaData, String, Table, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Column, Integer, MetaData, String, Table
 
-from ticketera.config import Settings, to_async_url
+from benchmarks.harness import (
+    ADMIN_HEADERS,
+    MYSQL_SERVER_URL,
+    BenchmarkError,
+    Latency,
+    mysql_database,
+    mysql_unreachable_reason,
+    running_service,
+    scrubbed_environment,
+    service_environment,
+    service_problems,
+    starts_at,
+)
+from ticketera.config import to_async_url
 from ticketera.kit.db import create_engine
 
-ADMIN_KEY = "bench-admin"
-ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
-MYSQL_SERVER_URL = os.environ.get("TICKETERA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
 BACKENDS = ("sqlite", "mariadb")
 
 VENUE_ROWS = 100
@@ -81,26 +85,7 @@ MAP_SEATS_PER_ROW = 100
 MAP_SEATS = MAP_ROWS * MAP_SEATS_PER_ROW  # 5,000
 RAW_CHUNK = 5000
 WARM_UP_READS = 10
-READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 300.0
-
-
-@dataclass
-class Latency:
-    """Milliseconds of a series of sequential requests."""
-
-    p50: float
-    p95: float
-    p99: float
-    mean: float
-    samples: int
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Latency:
-        ms = [value * 1000.0 for value in seconds]
-        cuts = statistics.quantiles(ms, n=100, method="inclusive")
-        return cls(p50=cuts[49], p95=cuts[94], p99=cuts[98], mean=statistics.fmean(ms), samples=len(ms))
 
 
 @dataclass
@@ -120,45 +105,8 @@ class BackendResult:
     service_problems: list[str] = field(default_factory=list)
 
 
-class BenchmarkError(Exception):
-    """The service did not start or answered wrongly; the message says how."""
-
-
 # --------------------------------------------------------------------------------------------
 # Databases
-
-
-async def _mysql_unreachable_reason() -> str | None:
-    engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), connect_args={"connect_timeout": 3})
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        return None
-    except Exception as exc:  # any failure means "skip MariaDB", with the reason
-        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
-    finally:
-        await engine.dispose()
-
-
-async def _mysql_admin(statement: str) -> None:
-    engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), pool_size=1)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-@contextmanager
-def mysql_database() -> Iterator[str]:
-    """A fresh database on the MySQL server, dropped afterwards; yields its plain mysql:// URL."""
-    name = f"ticketera_bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-    try:
-        url = make_url(MYSQL_SERVER_URL).set(drivername="mysql", database=name)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_mysql_admin(f"DROP DATABASE IF EXISTS `{name}`"))
 
 
 async def _raw_insert(database_url: str, runs: int) -> list[float]:
@@ -201,112 +149,8 @@ async def _raw_insert(database_url: str, runs: int) -> list[float]:
 # The service
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _service_environment(database_url: str, workdir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # Nothing from the caller's shell may configure the service under test.
-    for name in [*Settings.model_fields, "node_env", "db_host", "redis_host"]:
-        env.pop(name.upper(), None)
-    env.update(
-        {
-            "APP_ENV": "development",
-            "DATABASE_URL": database_url,
-            "DATA_DIR": str(workdir / "data"),
-            "LOG_DIR": str(workdir / "logs"),
-            "LOG_LEVEL": "WARNING",
-            "ADMIN_API_KEY": ADMIN_KEY,
-            "STAFF_API_KEY": "bench-staff",
-            "SECRET_KEY": "bench-secret-key",
-            "MP_ACCESS_TOKEN": "TEST-bench-token",
-            "MP_WEBHOOK_SECRET": "bench-webhook-secret",
-        }
-    )
-    return env
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return "(no output)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@contextmanager
-def running_service(database_url: str, workdir: Path) -> Iterator[tuple[str, Path]]:
-    """`ticketera serve` on a free port, ready; yields its base URL and its output file."""
-    command = Path(sys.executable).parent / "ticketera"
-    port = _free_port()
-    output_path = workdir / "service-output.log"
-    with output_path.open("wb") as output:
-        process = subprocess.Popen(  # our own entry point, fixed arguments
-            [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=workdir,
-            env=_service_environment(database_url, workdir),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            _wait_ready(process, base_url, output_path)
-            yield base_url, output_path
-        finally:
-            _stop(process)
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, output_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchmarkError(
-                f"the service exited with code {process.returncode} before it was ready:\n"
-                f"{_tail(output_path)}"
-            )
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise BenchmarkError(
-        f"the service was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n{_tail(output_path)}"
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _service_problems(workdir: Path, output_path: Path) -> list[str]:
-    """Warning and error lines the service wrote to its output and its log file."""
-    markers = ("error", "warning", "traceback", "exception", "critical")
-    problems: list[str] = []
-    for path in [output_path, *sorted((workdir / "logs").glob("*.log"))]:
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            if any(marker in line.lower() for marker in markers):
-                problems.append(f"{path.name}: {line.strip()[:300]}")
-    return problems
-
-
 # --------------------------------------------------------------------------------------------
 # Measurements
-
-
-def _starts_at() -> str:
-    return (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _reserved_section(name: str, prefix: str, rows: int, seats_per_row: int, price: str) -> dict[str, Any]:
@@ -332,7 +176,7 @@ def measure_venue_creation(client: httpx.Client, runs: int) -> list[float]:
     for run in range(1, runs + 1):
         body = {
             "name": f"Bench {run}",
-            "startsAt": _starts_at(),
+            "startsAt": starts_at(),
             "sections": [_reserved_section("Estadio", "R", VENUE_ROWS, VENUE_SEATS_PER_ROW, "20000.00")],
         }
         started = time.perf_counter()
@@ -345,7 +189,7 @@ def measure_section_map(client: httpx.Client, reads: int) -> tuple[Latency, int,
     """Seat-map and /health/live latencies (interleaved, so both see the same machine load)."""
     body = {
         "name": "Bench map",
-        "startsAt": _starts_at(),
+        "startsAt": starts_at(),
         "sections": [
             _reserved_section("Platea", "P", MAP_ROWS, MAP_SEATS_PER_ROW, "30000.00"),
             _reserved_section("Palco", "V", 2, 10, "90000.00"),
@@ -396,7 +240,11 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
     output_path = workdir / "service-output.log"
     try:
         with (
-            running_service(database_url, workdir) as (base_url, output_path),
+            running_service(workdir, service_environment(scrubbed_environment(), database_url, workdir)) as (
+                base_url,
+                _,
+                output_path,
+            ),
             httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS) as client,
         ):
             result.venue_runs_s = measure_venue_creation(client, args.venue_runs)
@@ -404,7 +252,7 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
                 client, args.map_reads
             )
     finally:
-        result.service_problems = _service_problems(workdir, output_path)
+        result.service_problems = service_problems(workdir, output_path)
     # After the service stopped, so the two never compete for the machine or the database.
     result.raw_insert_runs_s = asyncio.run(_raw_insert(database_url, args.venue_runs))
     result.venue_median_s = statistics.median(result.venue_runs_s)
@@ -479,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             if backend == "sqlite":
                 result = run_backend(backend, f"sqlite:///{workdir / 'bench.db'}", workdir, args)
             else:
-                reason = asyncio.run(_mysql_unreachable_reason())
+                reason = asyncio.run(mysql_unreachable_reason())
                 if reason is not None:
                     skipped[backend] = reason
                     print(f"\nmariadb  skipped: no server answers at {MYSQL_SERVER_URL} ({reason})")

@@ -55,46 +55,52 @@ import sys
 if os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(os.path.realpath(__file__)):
     sys.path.pop(0)
 
+# Then the project root, so the shared plumbing imports as `benchmarks.harness`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
 import argparse
 import asyncio
 import contextlib
 import itertools
 import json
 import random
-import resource
 import signal
-import socket
-import statistics
 import subprocess
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from benchmarks.harness import (
+    ADMIN_HEADERS,
+    MYSQL_SERVER_URL,
+    BenchmarkError,
+    Latency,
+    client_cpu_seconds,
+    mysql_database,
+    mysql_unreachable_reason,
+    passed_environment,
+    proc_stat,
+    running_service,
+    service_environment,
+    service_problems,
+    starts_at,
+    tree_cpu_seconds_by_process,
+)
 from ticketera.config import to_async_url
 
-ADMIN_KEY = "bench-admin"
-ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
-MYSQL_SERVER_URL = os.environ.get("TICKETERA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
 BACKENDS = ("mariadb", "sqlite")
 DEFAULT_WORKERS = {"mariadb": 4, "sqlite": 1}
-READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 30.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 SEATS_PER_ROW = 50
 WARM_UP_QUOTA = 100
 
@@ -121,26 +127,6 @@ STATUS_COUNTERS = (
     "Innodb_deadlocks",
     "Innodb_data_fsyncs",
 )
-
-
-@dataclass
-class Latency:
-    """Milliseconds of a series of requests (or of whole purchase paths)."""
-
-    p50: float = 0.0
-    p95: float = 0.0
-    p99: float = 0.0
-    mean: float = 0.0
-    samples: int = 0
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Latency:
-        ms = [value * 1000.0 for value in seconds]
-        if len(ms) < 2:
-            only = ms[0] if ms else 0.0
-            return cls(p50=only, p95=only, p99=only, mean=only, samples=len(ms))
-        cuts = statistics.quantiles(ms, n=100, method="inclusive")
-        return cls(p50=cuts[49], p95=cuts[94], p99=cuts[98], mean=statistics.fmean(ms), samples=len(ms))
 
 
 @dataclass
@@ -213,45 +199,8 @@ class BackendResult:
     service_problems: list[str] = field(default_factory=list)
 
 
-class BenchmarkError(Exception):
-    """The service did not start or answered wrongly; the message says how."""
-
-
 # --------------------------------------------------------------------------------------------
 # Databases
-
-
-async def _mysql_unreachable_reason() -> str | None:
-    engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), connect_args={"connect_timeout": 3})
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        return None
-    except Exception as exc:  # any failure means "skip MariaDB", with the reason
-        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
-    finally:
-        await engine.dispose()
-
-
-async def _mysql_admin(statement: str) -> None:
-    engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), pool_size=1)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-@contextmanager
-def mysql_database() -> Iterator[str]:
-    """A fresh database on the MySQL server, dropped afterwards; yields its plain mysql:// URL."""
-    name = f"ticketera_bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-    try:
-        url = make_url(MYSQL_SERVER_URL).set(drivername="mysql", database=name)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_mysql_admin(f"DROP DATABASE IF EXISTS `{name}`"))
 
 
 class ServerStatus:
@@ -280,141 +229,21 @@ class ServerStatus:
 # The service and what the processes cost
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return "(no output)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _service_environment(database_url: str, workdir: Path) -> dict[str, str]:
-    # Only what a process needs to run is passed on: nothing from the caller's shell may configure
-    # the service under test (and the working directory holds no .env).
-    env = {name: value for name, value in os.environ.items() if name in PASSED_ENVIRONMENT}
-    env.update(
-        {
-            "APP_ENV": "production",
-            "DATABASE_URL": database_url,
-            "DATA_DIR": str(workdir / "data"),
-            "LOG_DIR": str(workdir / "logs"),
-            "LOG_LEVEL": "WARNING",
+    """Production mode, rate limits and the admission ticker off, no in-process worker."""
+    return service_environment(
+        passed_environment(),
+        database_url,
+        workdir,
+        app_env="production",
+        secret_key="bench-secret-key-with-enough-length-0123456789",
+        extra={
             "APP_RATE_LIMIT": "off",
             "QUEUE_JOIN_RATE_LIMIT": "off",
             "QUEUE_TICKER": "false",
             "WORKER_IN_PROCESS": "false",
-            "ADMIN_API_KEY": ADMIN_KEY,
-            "STAFF_API_KEY": "bench-staff",
-            "SECRET_KEY": "bench-secret-key-with-enough-length-0123456789",
-            "MP_ACCESS_TOKEN": "TEST-bench-token",
-            "MP_WEBHOOK_SECRET": "bench-webhook-secret",
-        }
+        },
     )
-    return env
-
-
-@contextmanager
-def running_service(
-    database_url: str, workdir: Path, workers: int
-) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """`ticketera serve` on a free port, ready; yields its base URL, its process and its output file."""
-    command = Path(sys.executable).parent / "ticketera"
-    port = _free_port()
-    output_path = workdir / "service-output.log"
-    with output_path.open("wb") as output:
-        process = subprocess.Popen(  # our own entry point, fixed arguments
-            [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-            cwd=workdir,
-            env=_service_environment(database_url, workdir),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            _wait_ready(process, base_url, output_path)
-            yield base_url, process, output_path
-        finally:
-            _stop(process)
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, output_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchmarkError(
-                f"the service exited with code {process.returncode} before it was ready:\n"
-                f"{_tail(output_path)}"
-            )
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise BenchmarkError(
-        f"the service was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n{_tail(output_path)}"
-    )
-
-
-def _service_problems(workdir: Path, output_path: Path) -> list[str]:
-    """Warning and error lines the service wrote to its output and its log file."""
-    markers = ("error", "warning", "traceback", "exception", "critical")
-    problems: list[str] = []
-    for path in [output_path, *sorted((workdir / "logs").glob("*.log"))]:
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            if any(marker in line.lower() for marker in markers):
-                problems.append(f"{path.name}: {line.strip()[:300]}")
-    return problems
-
-
-def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds used) of a live process, from /proc; None when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def _all_stats() -> dict[int, tuple[int, float]]:
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
-            stats[int(entry.name)] = stat
-    return stats
-
-
-def _tree_cpu_seconds(root: int) -> dict[int, float]:
-    """CPU seconds of a process and each of its live descendants (the service's uvicorn workers)."""
-    stats = _all_stats()
-    tree = {root}
-    grew = True
-    while grew:
-        grew = False
-        for pid, (parent, _) in stats.items():
-            if parent in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    return {pid: stats[pid][1] for pid in tree if pid in stats}
 
 
 def _mariadb_pids() -> list[int]:
@@ -423,11 +252,6 @@ def _mariadb_pids() -> list[int]:
     except OSError:
         return []
     return [int(pid) for pid in found.stdout.split()]
-
-
-def _client_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -439,9 +263,9 @@ class Meters:
     server_status: ServerStatus | None
 
     async def read(self) -> tuple[float, dict[int, float], float, dict[str, int]]:
-        mariadb = sum(stat[1] for pid in self.mariadb_pids if (stat := _proc_stat(pid)) is not None)
+        mariadb = sum(stat[1] for pid in self.mariadb_pids if (stat := proc_stat(pid)) is not None)
         counters = await self.server_status.counters() if self.server_status is not None else {}
-        return _client_cpu_seconds(), _tree_cpu_seconds(self.service_pid), mariadb, counters
+        return client_cpu_seconds(), tree_cpu_seconds_by_process(self.service_pid), mariadb, counters
 
     async def cost_since(
         self, before: tuple[float, dict[int, float], float, dict[str, int]], wall_s: float
@@ -471,14 +295,10 @@ class Meters:
 # Events
 
 
-def _starts_at() -> str:
-    return (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 async def create_event(client: httpx.AsyncClient, name: str, section: dict[str, Any]) -> dict[str, Any]:
     body = {
         "name": name,
-        "startsAt": _starts_at(),
+        "startsAt": starts_at(),
         "maxTicketsPerUser": 10,
         "queue": {"enabled": False},
         "sections": [section],
@@ -811,10 +631,14 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
                 await status.close()
 
     try:
-        with running_service(database_url, workdir, workers) as (base_url, process, output_path):
+        with running_service(workdir, _service_environment(database_url, workdir), workers) as (
+            base_url,
+            process,
+            output_path,
+        ):
             asyncio.run(measure(base_url, process.pid))
     finally:
-        result.service_problems = _service_problems(workdir, output_path)
+        result.service_problems = service_problems(workdir, output_path)
     if result.service_problems:
         print(f"  service logged {len(result.service_problems)} warning/error line(s), first ones:")
         for problem in result.service_problems[:5]:
@@ -1040,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
             if backend == "sqlite":
                 results.append(run_backend(backend, f"sqlite:///{workdir / 'bench.db'}", workdir, args))
                 continue
-            reason = asyncio.run(_mysql_unreachable_reason())
+            reason = asyncio.run(mysql_unreachable_reason())
             if reason is not None:
                 skipped[backend] = reason
                 print(f"\nmariadb: skipped, no server answers at {MYSQL_SERVER_URL} ({reason})")

@@ -42,17 +42,16 @@ import sys
 if os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(os.path.realpath(__file__)):
     sys.path.pop(0)
 
+# Then the project root, so the shared plumbing imports as `benchmarks.harness`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
 import argparse
 import asyncio
 import contextlib
 import itertools
 import json
-import resource
 import secrets
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import tempfile
 import time
@@ -60,7 +59,6 @@ from collections import Counter
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,41 +66,32 @@ import httpx
 import redis
 import redis.asyncio
 
+from benchmarks.harness import (
+    ADMIN_HEADERS,
+    READY_TIMEOUT_SECONDS,
+    BenchmarkError,
+    Latency,
+    client_cpu_seconds,
+    free_port,
+    passed_environment,
+    proc_stat,
+    running_service,
+    service_environment,
+    service_problems,
+    starts_at,
+    stop,
+    tail,
+    tree_cpu_seconds,
+)
 from ticketera.infra.redis import RedisConnection
 from ticketera.queue.redis_backend import EventKeys, RedisQueueBackend
 
-ADMIN_KEY = "bench-admin"
-ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
-READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 USER_ID_LENGTH = 24
 GUIDE_REQUESTS_PER_MINUTE = 2000.0
 GUIDE_P95_MS = 100.0
 CEILING_SHARE_TARGET = 0.5
 MEMORY_EVENT_ID = 900_000_001  # only in Redis: no event row is needed by the backend itself
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
-
-
-@dataclass
-class Latency:
-    """Milliseconds of the completed requests of one phase."""
-
-    p50: float
-    p95: float
-    p99: float
-    mean: float
-    samples: int
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Latency:
-        ms = [value * 1000.0 for value in seconds]
-        if len(ms) < 2:
-            only = ms[0] if ms else 0.0
-            return cls(p50=only, p95=only, p99=only, mean=only, samples=len(ms))
-        cuts = statistics.quantiles(ms, n=100, method="inclusive")
-        return cls(p50=cuts[49], p95=cuts[94], p99=cuts[98], mean=statistics.fmean(ms), samples=len(ms))
 
 
 @dataclass
@@ -158,36 +147,8 @@ class Report:
     service_problems: list[str] = field(default_factory=list)
 
 
-class BenchmarkError(Exception):
-    """Redis or the service did not start, or the service answered wrongly; the message says how."""
-
-
 # --------------------------------------------------------------------------------------------
 # Processes: Redis, the service, and what they cost
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return "(no output)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @contextmanager
@@ -196,7 +157,7 @@ def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
     binary = shutil.which("redis-server")
     if binary is None:
         raise BenchmarkError("redis-server is not on PATH; install Redis to run this benchmark")
-    port = _free_port()
+    port = free_port()
     folder = workdir / "redis"
     folder.mkdir()
     output_path = workdir / "redis-output.log"
@@ -225,7 +186,7 @@ def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
             while True:
                 if process.poll() is not None:
                     raise BenchmarkError(
-                        f"redis-server exited with code {process.returncode}:\n{_tail(output_path)}"
+                        f"redis-server exited with code {process.returncode}:\n{tail(output_path)}"
                     )
                 try:
                     if probe.ping():
@@ -238,121 +199,23 @@ def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
             probe.close()
             yield f"redis://127.0.0.1:{port}/0", process
         finally:
-            _stop(process)
+            stop(process)
 
 
 def _service_environment(workdir: Path, redis_url: str) -> dict[str, str]:
-    # Only what a process needs to run is passed on: nothing from the caller's shell may configure
-    # the service under test (and the working directory holds no .env).
-    env = {name: value for name, value in os.environ.items() if name in PASSED_ENVIRONMENT}
-    env.update(
-        {
-            "APP_ENV": "development",
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+    """SQLite, the private Redis, rate limits and the admission ticker off."""
+    return service_environment(
+        passed_environment(),
+        f"sqlite:///{workdir / 'bench.db'}",
+        workdir,
+        extra={
             "REDIS_URL": redis_url,
-            "DATA_DIR": str(workdir / "data"),
-            "LOG_DIR": str(workdir / "logs"),
-            "LOG_LEVEL": "WARNING",
             "APP_RATE_LIMIT": "off",
             "QUEUE_JOIN_RATE_LIMIT": "off",
             "QUEUE_MAX_SIZE": "1000000",
             "QUEUE_TICKER": "false",
-            "ADMIN_API_KEY": ADMIN_KEY,
-            "STAFF_API_KEY": "bench-staff",
-            "SECRET_KEY": "bench-secret-key",
-            "MP_ACCESS_TOKEN": "TEST-bench-token",
-            "MP_WEBHOOK_SECRET": "bench-webhook-secret",
-        }
+        },
     )
-    return env
-
-
-@contextmanager
-def running_service(
-    workdir: Path, redis_url: str, workers: int
-) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """`ticketera serve` on a free port, ready; yields its base URL, its process and its output file."""
-    command = Path(sys.executable).parent / "ticketera"
-    port = _free_port()
-    output_path = workdir / "service-output.log"
-    with output_path.open("wb") as output:
-        process = subprocess.Popen(  # our own entry point, fixed arguments
-            [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-            cwd=workdir,
-            env=_service_environment(workdir, redis_url),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            _wait_ready(process, base_url, output_path)
-            yield base_url, process, output_path
-        finally:
-            _stop(process)
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, output_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchmarkError(
-                f"the service exited with code {process.returncode} before it was ready:\n"
-                f"{_tail(output_path)}"
-            )
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise BenchmarkError(
-        f"the service was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n{_tail(output_path)}"
-    )
-
-
-def _service_problems(workdir: Path, output_path: Path) -> list[str]:
-    """Warning and error lines the service wrote to its output and its log file."""
-    markers = ("error", "warning", "traceback", "exception", "critical")
-    problems: list[str] = []
-    for path in [output_path, *sorted((workdir / "logs").glob("*.log"))]:
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            if any(marker in line.lower() for marker in markers):
-                problems.append(f"{path.name}: {line.strip()[:300]}")
-    return problems
-
-
-def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds used) of a live process, from /proc; None when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def _tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of a process and all its live descendants (the service's workers)."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
-            stats[int(entry.name)] = stat
-    tree = {root}
-    grew = True
-    while grew:
-        grew = False
-        for pid, (parent, _) in stats.items():
-            if parent in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    return sum(stats[pid][1] for pid in tree if pid in stats)
-
-
-def _client_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -367,10 +230,10 @@ class Meters:
         """CPU seconds of client, service and Redis; Redis commands (also those inside scripts); scripts."""
         info = await self.redis_client.info("commandstats")
         calls = {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in info.items()}
-        redis_stat = _proc_stat(self.redis_pid)
+        redis_stat = proc_stat(self.redis_pid)
         return (
-            _client_cpu_seconds(),
-            _tree_cpu_seconds(self.service_pid),
+            client_cpu_seconds(),
+            tree_cpu_seconds(self.service_pid),
             redis_stat[1] if redis_stat else 0.0,
             sum(calls.values()),
             calls.get("evalsha", 0) + calls.get("eval", 0),
@@ -399,10 +262,6 @@ class Meters:
 # Load
 
 
-def _starts_at() -> str:
-    return (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _user_id(prefix: str, index: int) -> str:
     """A 24-character id, like a platform account id; distinct per prefix and index."""
     return f"{prefix}{index:0{USER_ID_LENGTH - len(prefix)}d}"
@@ -415,7 +274,7 @@ def _run_prefix(phase: str) -> str:
 async def create_queue_event(client: httpx.AsyncClient) -> int:
     body = {
         "name": "Bench",
-        "startsAt": _starts_at(),
+        "startsAt": starts_at(),
         "queue": {"enabled": True, "admitPerMinute": 60, "maxActiveShoppers": 100},
         "sections": [{"name": "Campo", "price": "9000.00", "capacity": 1000}],
     }
@@ -877,12 +736,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             output_path = workdir / "service-output.log"
             try:
-                with running_service(workdir, redis_url, args.workers) as (base_url, service, output_path):
+                with running_service(workdir, _service_environment(workdir, redis_url), args.workers) as (
+                    base_url,
+                    service,
+                    output_path,
+                ):
                     report.phases = asyncio.run(
                         _http_part(base_url, service.pid, redis_process.pid, redis_url, args)
                     )
             finally:
-                report.service_problems = _service_problems(workdir, output_path)
+                report.service_problems = service_problems(workdir, output_path)
             # After the service stopped: Redis is idle, so used_memory moves only with these joins.
             if args.memory_users:
                 report.memory = asyncio.run(measure_memory(redis_url, args.memory_users, args.memory_batch))
