@@ -107,6 +107,26 @@ async def drop_mysql_database(url: str) -> None:
         await admin.dispose()
 
 
+@asynccontextmanager
+async def fresh_database(backend: str, folder: Path, prefix: str = "ticketera_test") -> AsyncIterator[str]:
+    """A new, empty database's async URL: a SQLite file in `folder`, or a database of its own on
+    the MariaDB test server, dropped afterwards. A backend not selected is skipped; one that
+    cannot be reached is skipped, or fails the run with CI=true."""
+    if backend not in SELECTED_BACKENDS:
+        pytest.skip(f"{backend} not selected by TICKETERA_TEST_BACKENDS")
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{(folder / f'{prefix}.db').resolve()}"
+        return
+    reason = await mysql_reachable()
+    if reason is not None:
+        _backend_unavailable("mariadb", reason)
+    url = await create_mysql_database(prefix)
+    try:
+        yield url
+    finally:
+        await drop_mysql_database(url)
+
+
 async def mysql_reachable() -> str | None:
     """None when the test MySQL server answers, else why not."""
     engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), connect_args={"connect_timeout": 3})
@@ -126,23 +146,13 @@ async def test_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[DatabaseUnderTest]:
     backend: str = request.param
-    if backend not in SELECTED_BACKENDS:
-        pytest.skip(f"{backend} not selected by TICKETERA_TEST_BACKENDS")
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'ticketera.db'}"
-    else:
-        reason = await mysql_reachable()
-        if reason is not None:
-            _backend_unavailable("mariadb", reason)
-        url = await create_mysql_database()
-    engine = create_engine(url, pool_size=5)
-    await upgrade(engine)
-    try:
-        yield DatabaseUnderTest(backend, url, engine)
-    finally:
-        await engine.dispose()
-        if backend == "mariadb":
-            await drop_mysql_database(url)
+    async with fresh_database(backend, tmp_path_factory.mktemp(backend)) as url:
+        engine = create_engine(url, pool_size=5)
+        await upgrade(engine)
+        try:
+            yield DatabaseUnderTest(backend, url, engine)
+        finally:
+            await engine.dispose()
 
 
 async def empty_all_tables(engine: AsyncEngine) -> None:

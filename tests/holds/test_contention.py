@@ -25,12 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    _backend_unavailable,
-    create_mysql_database,
-    drop_mysql_database,
-    mysql_reachable,
-)
+from tests.conftest import fresh_database
 from tests.factories import event_body, ga_section, reserved_section
 from tests.test_cli import SECRETS, TICKETERA, cli_env, free_port, stop, wait_until_ready
 
@@ -79,18 +74,8 @@ class Database:
 @pytest.fixture(params=["mariadb", "sqlite"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A fresh, empty database: its own on the MariaDB test server, or a new SQLite file."""
-    backend: str = request.param
-    if backend == "sqlite":
-        yield Database(backend, f"sqlite:///{(tmp_path / 'contention.db').resolve()}")
-        return
-    reason = await mysql_reachable()
-    if reason is not None:
-        _backend_unavailable("mariadb", reason)  # fails instead of skipping under CI=true
-    url = await create_mysql_database("ticketera_contention")
-    try:
-        yield Database(backend, url)
-    finally:
-        await drop_mysql_database(url)
+    async with fresh_database(request.param, tmp_path, "ticketera_contention") as url:
+        yield Database(request.param, url)
 
 
 @pytest.fixture

@@ -91,30 +91,19 @@ def test_outages_are_told_apart_from_refused_queries() -> None:
 
 
 async def test_aiomysql_is_chosen_by_url_and_serves_the_api(tmp_path: Path) -> None:
-    import pytest
     from sqlalchemy.engine import make_url
 
     from tests.conftest import (
         ADMIN,
-        SELECTED_BACKENDS,
-        _backend_unavailable,
-        create_mysql_database,
-        drop_mysql_database,
+        fresh_database,
         make_settings,
-        mysql_reachable,
         serving,
     )
     from tests.factories import event_body, reserved_section
     from ticketera.kit.migrate import upgrade
 
-    if "mariadb" not in SELECTED_BACKENDS:
-        pytest.skip("mariadb not selected by TICKETERA_TEST_BACKENDS")
-    reason = await mysql_reachable()
-    if reason is not None:
-        _backend_unavailable("mariadb", reason)
-    asyncmy_url = await create_mysql_database("ticketera_aiomysql")
-    url = make_url(asyncmy_url).set(drivername="mysql+aiomysql").render_as_string(hide_password=False)
-    try:
+    async with fresh_database("mariadb", tmp_path, "ticketera_aiomysql") as asyncmy_url:
+        url = make_url(asyncmy_url).set(drivername="mysql+aiomysql").render_as_string(hide_password=False)
         engine = create_engine(url, pool_size=2)
         await upgrade(engine)
         await engine.dispose()
@@ -125,8 +114,6 @@ async def test_aiomysql_is_chosen_by_url_and_serves_the_api(tmp_path: Path) -> N
             )
             seats = await client.get(f"/api/events/{created.json()['id']}/seats")
             health = await client.get("/health")
-    finally:
-        await drop_mysql_database(asyncmy_url)
     assert driver == "aiomysql"
     assert created.status_code == 201
     assert len(seats.json()["seats"]) == 10

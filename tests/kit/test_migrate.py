@@ -12,13 +12,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import (
-    SELECTED_BACKENDS,
-    _backend_unavailable,
-    create_mysql_database,
-    drop_mysql_database,
-    mysql_reachable,
-)
+from tests.conftest import fresh_database
 from ticketera.kit.db import create_engine
 from ticketera.kit.migrate import current_revision, downgrade, head_revision, upgrade
 from ticketera.models import metadata
@@ -27,23 +21,12 @@ from ticketera.models import metadata
 @pytest.fixture(params=["sqlite", "mariadb"])
 async def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """An engine on a brand-new, empty database."""
-    backend: str = request.param
-    if backend not in SELECTED_BACKENDS:
-        pytest.skip(f"{backend} not selected by TICKETERA_TEST_BACKENDS")
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
-    else:
-        reason = await mysql_reachable()
-        if reason is not None:
-            _backend_unavailable("mariadb", reason)
-        url = await create_mysql_database("ticketera_migrations")
-    engine = create_engine(url, pool_size=2)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        if backend == "mariadb":
-            await drop_mysql_database(url)
+    async with fresh_database(request.param, tmp_path, "ticketera_migrations") as url:
+        engine = create_engine(url, pool_size=2)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 def _table_names(connection: Connection) -> set[str]:

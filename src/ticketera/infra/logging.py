@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ticketera.kit.errors import INTERNAL_ERROR_BODY
 
 LOG_FILE_NAME = "ticketera.log"
-REQUEST_ID_HEADER = "x-request-id"
 # A client-supplied id is echoed only if it is short and plain, so it cannot forge log content.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -45,7 +45,6 @@ class UserState(StrEnum):
 
 
 ACTIVE_STATES = frozenset({UserState.ADMITTED, UserState.SHOPPING})
-IN_LINE_STATES = frozenset({UserState.PREQUEUE, UserState.WAITING})
 FINISHED_STATES = frozenset({UserState.EXPIRED, UserState.LEFT, UserState.DONE})
 
 
