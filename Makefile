@@ -9,7 +9,7 @@ WORKERS ?= 4
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev serve start-prod worker migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
+.PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
 	lint format bench bench-queue bench-onsale lock clean
 
 help: ## List the targets
@@ -35,6 +35,9 @@ start-prod: $(STAMP) ## Production start: APP_ENV=production, $(WORKERS) workers
 
 worker: $(STAMP) ## Run the expiry worker (a separate process; several copies are safe)
 	$(BIN)/ticketera worker
+
+mp-sim: $(STAMP) ## Run the local MercadoPago simulator on :8090 (make dev starts one itself)
+	$(BIN)/ticketera mp-sim
 
 migrate: $(STAMP) ## Apply database migrations
 	$(BIN)/ticketera migrate

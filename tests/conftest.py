@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.fakes import FakeClock
+from tests.mpsim_server import running_simulator
 from ticketera.config import Settings, to_async_url
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import create_engine
@@ -31,6 +32,10 @@ from ticketera.main import create_app
 from ticketera.models import metadata
 
 ADMIN_KEY = "test-admin-key"
+ACCESS_TOKEN = "TEST-token"
+WEBHOOK_SECRET = "test-webhook-secret"
+# Notifications a receiver refuses are retried this fast here (MercadoPago: 15 minutes, growing).
+FAST_RETRIES = [0.05, 0.1, 0.2, 0.4, 0.8]
 STAFF_KEY = "test-staff-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -60,8 +65,8 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "admin_api_key": ADMIN_KEY,
         "staff_api_key": STAFF_KEY,
         "secret_key": "test-secret-key",
-        "mp_access_token": "TEST-token",
-        "mp_webhook_secret": "test-webhook-secret",
+        "mp_access_token": ACCESS_TOKEN,
+        "mp_webhook_secret": WEBHOOK_SECRET,
         "log_dir": tmp_path / "logs",
         "data_dir": tmp_path / "data",
         "log_level": "WARNING",
@@ -170,9 +175,16 @@ async def db(test_database: DatabaseUnderTest) -> AsyncIterator[DatabaseUnderTes
         await empty_all_tables(test_database.engine)
 
 
+@pytest.fixture(scope="session")
+async def simulator_url() -> AsyncIterator[str]:
+    """The MercadoPago simulator, serving over real HTTP for the whole session."""
+    async with running_simulator(ACCESS_TOKEN, WEBHOOK_SECRET, retry_schedule=FAST_RETRIES) as base_url:
+        yield base_url
+
+
 @pytest.fixture
-def settings(db: DatabaseUnderTest, tmp_path: Path) -> Settings:
-    return make_settings(db.url, tmp_path)
+def settings(db: DatabaseUnderTest, tmp_path: Path, simulator_url: str) -> Settings:
+    return make_settings(db.url, tmp_path, mp_base_url=simulator_url)
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ npm run logs         ->  ticketera logs        (logs:error -> ticketera logs --e
 npm run db:optimize  ->  ticketera db optimize
 npm run redis:flush  ->  ticketera redis flush
 (new)                ->  ticketera worker       (expires overdue holds and orders)
+(new)                ->  ticketera mp-sim       (the local MercadoPago simulator; `dev` starts it)
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 
 from ticketera.config import ConfigError, Settings, load_settings
 from ticketera.infra.workers import reuse_port_supported, serve_workers
+
+if TYPE_CHECKING:
+    from ticketera.mpsim.runner import SimulatorProcess
 
 app = typer.Typer(help="Ticketera: ticket sales for high-demand on-sales.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -31,6 +37,8 @@ redis_app = typer.Typer(help="Redis maintenance.", no_args_is_help=True)
 app.add_typer(redis_app, name="redis")
 # The `limits` library's key prefix: counters that are safe to lose at any time.
 RATE_LIMIT_KEYS = "LIMITS*"
+# Where `ticketera dev` and `ticketera mp-sim` put the MercadoPago simulator.
+MPSIM_PORT = 8090
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to listen on (default: HOST or 0.0.0.0).")]
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default: PORT or 3000).")]
@@ -103,8 +111,17 @@ def dev(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: PortOption = None,
     reload: Annotated[bool, typer.Option(help="Restart when the source changes.")] = True,
+    mp_sim: Annotated[
+        bool,
+        typer.Option(help="Start the MercadoPago simulator beside the service (unless MP_BASE_URL is set)."),
+    ] = True,
+    mp_sim_port: Annotated[int, typer.Option(help="Port of the MercadoPago simulator.")] = MPSIM_PORT,
 ) -> None:
-    """Run on the embedded default with reload: migrate, load the demo event, print the keys."""
+    """Run on the embedded default with reload: migrate, load the demo event, print the keys.
+
+    Also starts the MercadoPago simulator (`ticketera mp-sim`) on port 8090 with the same MP_ACCESS_TOKEN
+    and MP_WEBHOOK_SECRET, and points the service at it, unless MP_BASE_URL says otherwise.
+    """
     import uvicorn
 
     settings = Settings()
@@ -116,6 +133,9 @@ def dev(
     event_id, created = asyncio.run(_load_demo(settings))
     port = port or settings.port
     base = f"http://{host}:{port}"
+    simulator = _start_mp_simulator(settings, mp_sim_port) if mp_sim else None
+    if simulator is not None:
+        settings = settings.model_copy(update={"mp_base_url": simulator.base_url})
     typer.secho("\nTicketera (development)", bold=True)
     typer.echo(f"  API          {base}   docs {base}/docs")
     typer.echo(f"  Database     {_describe_database(settings)}")
@@ -124,22 +144,103 @@ def dev(
     )
     state = "created" if created else "already there"
     typer.echo(f"  Demo event   id {event_id} ({state}): {base}/api/events/{event_id}")
+    mercadopago = "simulator, control API /_sim/" if simulator is not None else "as configured"
+    typer.echo(f"  MercadoPago  {settings.mp_base_url} ({mercadopago})")
     typer.echo(f"  Admin key    {settings.admin_api_key}")
     typer.echo(f"  Staff key    {settings.staff_api_key}")
     if secrets:
         typer.echo(f"  (generated once, kept in {settings.data_dir / 'secrets.json'})")
     typer.echo(f'  Try:         curl -H "Authorization: Bearer {settings.admin_api_key}" {base}/api/events\n')
     source_dir = Path(__file__).resolve().parent
-    uvicorn.run(
-        "ticketera.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        reload=reload,
-        reload_dirs=[str(source_dir)] if reload else None,
-        log_config=None,
-        access_log=False,
+    try:
+        uvicorn.run(
+            "ticketera.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            reload=reload,
+            reload_dirs=[str(source_dir)] if reload else None,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if simulator is not None and simulator.process is not None:
+            simulator.process.stop()
+
+
+@dataclass
+class _DevSimulator:
+    base_url: str
+    process: SimulatorProcess | None  # None: one was already running, and stays
+
+
+def _start_mp_simulator(settings: Settings, port: int) -> _DevSimulator | None:
+    """The simulator for `ticketera dev`, unless MP_BASE_URL points elsewhere; None when not used."""
+    from ticketera.mpsim.runner import (
+        SimulatorStartError,
+        simulator_accepts,
+        simulator_answers,
+        start_simulator_process,
     )
+
+    url = f"http://127.0.0.1:{port}"
+    if "mp_base_url" in settings.model_fields_set and settings.mp_base_url.rstrip("/") != url:
+        return None
+    # Both filled in by with_development_secrets in development.
+    assert settings.mp_access_token
+    assert settings.mp_webhook_secret
+    # The service reads its settings from the environment (uvicorn's factory, reload workers too).
+    os.environ["MP_BASE_URL"] = url
+    if simulator_answers(url):
+        if not simulator_accepts(url, settings.mp_access_token):
+            typer.secho(
+                f"A MercadoPago simulator at {url} refuses this MP_ACCESS_TOKEN: "
+                "stop it, or use --mp-sim-port.",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        return _DevSimulator(url, None)
+    try:
+        process = start_simulator_process(
+            host="127.0.0.1",
+            port=port,
+            access_token=settings.mp_access_token,
+            webhook_secret=settings.mp_webhook_secret,
+        )
+    except SimulatorStartError as exc:
+        typer.secho(f"The MercadoPago simulator did not start: {exc}", fg=typer.colors.YELLOW, err=True)
+        return _DevSimulator(url, None)
+    return _DevSimulator(url, process)
+
+
+@app.command("mp-sim")
+def mp_sim(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = MPSIM_PORT,
+) -> None:
+    """Run the local MercadoPago simulator: REST API, checkout page, signed webhooks, /_sim control API."""
+    from ticketera.infra.logging import configure_logging
+    from ticketera.mpsim.runner import serve_simulator
+    from ticketera.mpsim.settings import SimulatorConfigError, SimulatorSettings
+
+    # The service's own MP_ACCESS_TOKEN and MP_WEBHOOK_SECRET (development ones included), so a
+    # service started separately with `ticketera dev` or `serve` is accepted and can verify.
+    service, _ = Settings().with_development_secrets()
+    simulator = SimulatorSettings(
+        mpsim_port=port, mp_access_token=service.mp_access_token, mp_webhook_secret=service.mp_webhook_secret
+    )
+    base = f"http://{host}:{port}"
+    typer.secho("\nMercadoPago simulator (ticketera.mpsim)", bold=True)
+    typer.echo(f"  API          {base}   (Authorization: Bearer <MP_ACCESS_TOKEN>), docs {base}/docs")
+    typer.echo(f"  Checkout     {simulator.public_url}/checkout/v1/redirect?pref_id=...")
+    typer.echo(f"  Control      {base}/_sim/config, /_sim/notifications, /_sim/faults, /_sim/reset")
+    typer.echo(f"  Set          MP_BASE_URL={base} for the service\n")
+    configure_logging(json_console=service.is_production_like, level=service.log_level)
+    try:
+        serve_simulator(simulator, host=host, port=port)
+    except SimulatorConfigError as exc:
+        typer.secho(f"Configuration error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
 
 
 async def _load_demo(settings: Settings) -> tuple[int, bool]:
@@ -160,10 +261,14 @@ def worker(
         float | None, typer.Option(help="Seconds between passes (default WORKER_INTERVAL_SECONDS).")
     ] = None,
 ) -> None:
-    """Expire overdue holds and orders in batches; run one or several beside the web servers."""
+    """Expire overdue holds and orders, process payment notifications, send due refunds and
+    reconcile unpaid orders with MercadoPago; run one or several beside the web servers."""
+    from ticketera.infra.redis import RedisConnection
     from ticketera.kit.clock import utc_now
     from ticketera.kit.db import Database, create_engine
+    from ticketera.main import build_waiting_room
     from ticketera.ops.worker import run_worker
+    from ticketera.payments.jobs import build_payment_processor
 
     settings = _settings()
     from ticketera.infra.logging import configure_logging
@@ -174,9 +279,24 @@ def worker(
 
     async def run() -> None:
         database = Database(create_engine(settings.async_database_url, pool_size=2, use_ssl=settings.db_ssl))
+        redis_url = settings.effective_redis_url
+        redis = RedisConnection(redis_url, cluster=settings.redis_cluster) if redis_url else None
+        # With Redis, a paid order frees its buyer's shopping slot in the shared waiting room; the
+        # in-process waiting room lives in the web process, which runs its own worker loop.
+        room = build_waiting_room(settings, database, redis, utc_now) if redis is not None else None
+        payments = build_payment_processor(settings, database, utc_now)
+        if room is not None:
+            payments.on_paid = room.finish_shopping
         try:
-            await run_worker(database, utc_now, interval=interval or settings.worker_interval_seconds)
+            await run_worker(
+                database, utc_now, interval=interval or settings.worker_interval_seconds, payments=payments
+            )
         finally:
+            await payments.gateway.close()
+            if room is not None:
+                await room.backend.close()
+            if redis is not None:
+                await redis.close()
             await database.dispose()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     mp_access_token: str | None = None
     mp_webhook_secret: str | None = None
     mp_base_url: str = MERCADOPAGO_API
+    mp_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Approved or rejected only, never pending (MercadoPago's binary_mode).
+    mp_binary_mode: bool = False
+    # Cash coupons (Rapipago, Pago Facil) can be paid days later: off unless an organizer wants them.
+    mp_allow_cash: bool = False
+    mp_statement_descriptor: str | None = Field(default=None, max_length=22)
+    # How old a webhook's signed timestamp may be before it is refused as a replay.
+    mp_webhook_tolerance_seconds: int = Field(default=300, ge=10, le=86400)
 
     public_base_url: str | None = None
     hold_minutes: int = Field(default=10, ge=1, le=120)

@@ -31,8 +31,11 @@ from ticketera.kit.db import Database, create_engine
 from ticketera.kit.errors import DomainError
 from ticketera.kit.tokens import TokenSigner
 from ticketera.ops.endpoints import router as ops_router
+from ticketera.ops.metrics import install_metrics
 from ticketera.ops.worker import run_worker
 from ticketera.orders.endpoints import router as orders_router
+from ticketera.payments.endpoints import router as payments_router
+from ticketera.payments.jobs import build_payment_processor
 from ticketera.queue.backend import QueueBackend
 from ticketera.queue.endpoints import router as queue_router
 from ticketera.queue.memory import MemoryQueueBackend
@@ -74,9 +77,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             cluster=settings.redis_cluster,
             breaker=redis.breaker if redis is not None else None,
         )
+        payments = build_payment_processor(settings, database, clock, on_paid=room.finish_shopping)
         app.state.database = database
         app.state.redis = redis
         app.state.waiting_room = room
+        app.state.payments = payments
+        app.state.payment_gateway = payments.gateway
         background: list[asyncio.Task[None]] = []
         if settings.queue_ticker:
             background.append(
@@ -88,7 +94,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         if settings.runs_worker_in_process:
             background.append(
                 asyncio.create_task(
-                    run_worker(database, clock, interval=settings.worker_interval_seconds),
+                    run_worker(database, clock, interval=settings.worker_interval_seconds, payments=payments),
                     name="expiry-worker",
                 )
             )
@@ -114,6 +120,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await room.backend.close()
+            await payments.gateway.close()
             if redis is not None:
                 await redis.close()
             await database.dispose()
@@ -151,6 +158,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(queue_router)
     app.include_router(holds_router)
     app.include_router(orders_router)
+    app.include_router(payments_router)
+    # Last, so its timing covers every other middleware too.
+    install_metrics(app)
     return app
 
 

@@ -100,6 +100,11 @@ class CircuitBreaker:
     def failure_count(self) -> int:
         return self._failures
 
+    @property
+    def seconds_until_probe(self) -> float:
+        """While open, how long until a half-open probe may go through; 0 otherwise."""
+        return max(0.0, self._remaining_open()) if self._state is BreakerState.OPEN else 0.0
+
     def snapshot(self) -> dict[str, object]:
         return {"state": self.state.value, "failureCount": self._failures}
 

@@ -10,9 +10,15 @@ from typing import Any
 from ticketera import __version__
 from ticketera.infra.redis import RedisConnection
 from ticketera.kit.db import Database
+from ticketera.kit.resilience import BreakerState, CircuitBreaker
 from ticketera.ops.memory import heap_used_bytes, rss_bytes
 
 CLOSED_BREAKER = {"state": "CLOSED", "failureCount": 0}
+PAYMENTS_STATUS = {
+    BreakerState.CLOSED: "available",
+    BreakerState.HALF_OPEN: "recovering",
+    BreakerState.OPEN: "unavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,13 @@ class HealthReport:
         return bool(self.body["services"]["database"]["status"] == "connected")
 
 
-async def health_report(database: Database, redis: RedisConnection | None, started_at: float) -> HealthReport:
+async def health_report(
+    database: Database,
+    redis: RedisConnection | None,
+    started_at: float,
+    *,
+    payments_breaker: CircuitBreaker | None = None,
+) -> HealthReport:
     database_ok, redis_ok = await asyncio.gather(
         database.ping(), redis.ping() if redis is not None else _not_configured()
     )
@@ -40,9 +52,11 @@ async def health_report(database: Database, redis: RedisConnection | None, start
         }
         queue_backend = "redis"
     queue_available = redis is None or bool(redis_ok)
+    payments_state = payments_breaker.state if payments_breaker is not None else BreakerState.CLOSED
     if not database_ok:
         status = "error"
-    elif not queue_available:
+    elif not queue_available or payments_state is BreakerState.OPEN:
+        # Degraded, not down: browsing and holds work while payments or the queue wait.
         status = "degraded"
     else:
         status = "ok"
@@ -59,6 +73,14 @@ async def health_report(database: Database, redis: RedisConnection | None, start
                 "circuitBreaker": database.breaker.snapshot(),
             },
             "queue": {"status": "enabled", "available": queue_available, "backend": queue_backend},
+            "mercadopago": {
+                # Known from the breaker only: pinging MercadoPago per health check would spend
+                # their rate limit on our load balancer's curiosity.
+                "status": PAYMENTS_STATUS[payments_state],
+                "circuitBreaker": (
+                    payments_breaker.snapshot() if payments_breaker is not None else dict(CLOSED_BREAKER)
+                ),
+            },
         },
         "performance": {"memory": {"rss": rss_bytes(), "heapUsed": heap_used_bytes()}},
     }

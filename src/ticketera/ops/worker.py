@@ -19,6 +19,7 @@ from ticketera.holds import service as holds_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.orders import service as orders_service
+from ticketera.payments.jobs import PaymentProcessor
 
 log = structlog.get_logger(__name__)
 
@@ -52,9 +53,12 @@ async def expire_overdue(database: Database, clock: Clock, *, batch: int = BATCH
     return ExpiryPass(holds, orders)
 
 
-async def run_worker(database: Database, clock: Clock, *, interval: float) -> None:
-    """Expire overdue holds and orders every `interval` seconds until cancelled."""
-    log.info("worker.started", interval=interval)
+async def run_worker(
+    database: Database, clock: Clock, *, interval: float, payments: PaymentProcessor | None = None
+) -> None:
+    """Every `interval` seconds until cancelled: expire overdue holds and orders, then the payment
+    sweeps (unprocessed notifications, refunds not sent yet, reconciliation with MercadoPago)."""
+    log.info("worker.started", interval=interval, payments=payments is not None)
     while True:
         started = time.monotonic()
         try:
@@ -65,4 +69,13 @@ async def run_worker(database: Database, clock: Clock, *, interval: float) -> No
             raise
         except Exception as exc:
             log.exception("worker.pass_failed", error=type(exc).__name__)
+        if payments is not None:
+            try:
+                swept = await payments.run_pass()
+                if any(swept.values()):
+                    log.info("worker.payments_pass", **swept)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("worker.payments_pass_failed", error=type(exc).__name__)
         await asyncio.sleep(max(0.1, interval - (time.monotonic() - started)))

@@ -21,7 +21,9 @@ from ticketera.kit.http import (
 from ticketera.kit.security import bearer_token
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service
+from ticketera.orders.models import OrderStatus
 from ticketera.orders.schemas import BuyerOut, IdempotencyKey, OrderOut, OrderRequest
+from ticketera.payments.jobs import PaymentProcessor
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -43,6 +45,9 @@ async def create_order(
 ) -> OrderOut:
     database = get_database(request)
     payment_minutes = get_settings(request).hold_minutes
+    payments: PaymentProcessor = request.app.state.payments
+    # While MercadoPago is known to be down, say so at once and leave the hold as it is.
+    payments.gateway.ensure_available()
 
     async def create(session: AsyncSession) -> service.OrderView:
         return await service.create_order(
@@ -62,6 +67,10 @@ async def create_order(
         view = replayed
     if view.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    if view.status is OrderStatus.PENDING_PAYMENT:
+        # A failure here answers 503 with the order kept: the same request again (same key)
+        # finds it and only creates the missing checkout.
+        await payments.ensure_checkout(view)
     return order_out(view, token=signer_of(request).order_token(view.order.id))
 
 
@@ -96,6 +105,6 @@ def order_out(view: service.OrderView, *, token: str | None = None) -> OrderOut:
         created_at=order.created_at,
         buyer=BuyerOut(email=order.buyer_email, name=order.buyer_name),
         seats=[held_unit_out(unit) for unit in view.units],
-        checkout_url=None,
+        checkout_url=order.checkout_url if view.status is OrderStatus.PENDING_PAYMENT else None,
         order_token=token,
     )

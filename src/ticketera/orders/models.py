@@ -39,6 +39,11 @@ class Order(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The client's Idempotency-Key, and a digest of the request it came with.
+    # The MercadoPago checkout for this order (created once, reused on replays).
+    preference_id: Mapped[str | None] = mapped_column(String(64))
+    checkout_url: Mapped[str | None] = mapped_column(String(500))
+    # When the reconciler next asks MercadoPago about this unpaid order (None: no longer asks).
+    reconcile_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
     request_digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
@@ -49,5 +54,7 @@ class Order(Base):
         Index("ix_orders_status_expires_at", "status", "expires_at"),
         # maxTicketsPerUser counts a buyer's paid orders in the event.
         Index("ix_orders_event_id_user_id_status", "event_id", "user_id", "status"),
+        # The reconciler's query: unpaid orders due for a look at MercadoPago.
+        Index("ix_orders_reconcile_at", "reconcile_at"),
         MYSQL_TABLE_OPTIONS,
     )

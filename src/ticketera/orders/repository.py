@@ -77,6 +77,7 @@ _ORDER_COLUMNS = (
     "quantity",
     "expires_at",
     "paid_at",
+    "reconcile_at",
     "idempotency_key",
     "request_digest",
     "created_at",
@@ -174,5 +175,48 @@ async def mark_orders(
         update(Order)
         .where(Order.id.in_(order_ids), Order.status == from_status)
         .values(status=to_status, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def set_checkout(
+    session: AsyncSession, order_id: int, *, preference_id: str, checkout_url: str
+) -> None:
+    await session.execute(
+        update(Order)
+        .where(Order.id == order_id)
+        .values(preference_id=preference_id, checkout_url=checkout_url)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def claim_orders_to_reconcile(
+    session: AsyncSession, now: datetime, *, lease_until: datetime, limit: int
+) -> list[int]:
+    """Unpaid orders due for a look at MercadoPago, pushed to `lease_until` so no other worker
+    takes them meanwhile (SKIP LOCKED: concurrent workers take different orders)."""
+    statement = (
+        select(Order.id)
+        .where(Order.reconcile_at <= now)
+        .order_by(Order.reconcile_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    order_ids = list((await session.execute(statement)).scalars())
+    if order_ids:
+        await session.execute(
+            update(Order)
+            .where(Order.id.in_(order_ids))
+            .values(reconcile_at=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+    return order_ids
+
+
+async def schedule_reconcile(session: AsyncSession, order_id: int, at: datetime | None) -> None:
+    await session.execute(
+        update(Order)
+        .where(Order.id == order_id)
+        .values(reconcile_at=at)
         .execution_options(synchronize_session=False)
     )

@@ -27,6 +27,9 @@ log = structlog.get_logger(__name__)
 
 AUDIT_ENTITY = "order"
 EXPIRY_BATCH = 500
+# The payments reconciler first asks MercadoPago about an unpaid order this long after it was
+# created: by then a webhook should have come, so asking earlier would only load their API.
+FIRST_PAYMENT_CHECK = timedelta(minutes=3)
 
 
 class OrderNotFound(NotFound):
@@ -43,6 +46,10 @@ class HoldExpired(Conflict):
 
 class OrderNotCancellable(Conflict):
     code = "order_not_cancellable"
+
+
+class OrderNotRefundable(Conflict):
+    code = "order_not_refundable"
 
 
 class PaymentOutcome(StrEnum):
@@ -119,6 +126,7 @@ async def create_order(
         quantity=hold.quantity,
         expires_at=expires_at,
         paid_at=None,
+        reconcile_at=now + FIRST_PAYMENT_CHECK,
         idempotency_key=key,
         request_digest=digest,
         created_at=now,
@@ -172,21 +180,7 @@ async def cancel_order(
         return await _view(session, order, now)
     if status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED):
         raise OrderNotCancellable(f"An order that is {status.value} cannot be cancelled; refund it instead.")
-    freed = await repository.release_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
-    order.status = OrderStatus.CANCELLED.value
-    order.status_reason = reason
-    await record_changes(
-        session,
-        AUDIT_ENTITY,
-        [order.id],
-        actor=actor,
-        at=now,
-        from_status=status.value,
-        to_status=OrderStatus.CANCELLED.value,
-        reason=reason,
-    )
-    await session.flush()
-    log.info("order.cancelled", order_id=order.id, units=freed, reason=reason)
+    await _close(session, order, OrderStatus.CANCELLED, actor=actor, now=now, reason=reason)
     return await _view(session, order, now)
 
 
@@ -217,6 +211,7 @@ async def confirm_payment(
         return PaymentOutcome.SEATS_LOST
     order.status = OrderStatus.PAID.value
     order.paid_at = now
+    order.reconcile_at = None
     # Stored as pending or expired, what matters is whether the deadline had passed when paid.
     on_time = effective_status(order, now) is OrderStatus.PENDING_PAYMENT
     order.status_reason = None if on_time else "paid_after_expiry"
@@ -233,6 +228,48 @@ async def confirm_payment(
     await session.flush()
     log.info("order.paid", order_id=order.id, units=order.quantity)
     return PaymentOutcome.SOLD
+
+
+async def mark_refunded(
+    session: AsyncSession, order_id: int, *, actor: str, now: datetime, reason: str
+) -> OrderView:
+    """Record that the buyer's money went back: a paid order's units return to sale at once.
+
+    Idempotent. Also closes an unpaid order whose late payment had to be refunded (seats lost).
+    """
+    order = await repository.find_order(session, order_id, lock=True)
+    if order is None:
+        raise OrderNotFound(f"Order {order_id} does not exist.")
+    status = OrderStatus(order.status)
+    if status is OrderStatus.REFUNDED:
+        return await _view(session, order, now)
+    if status is OrderStatus.CANCELLED:
+        raise OrderNotRefundable("A cancelled order was never paid; there is nothing to refund.")
+    order.reconcile_at = None
+    await _close(session, order, OrderStatus.REFUNDED, actor=actor, now=now, reason=reason)
+    return await _view(session, order, now)
+
+
+async def _close(
+    session: AsyncSession, order: Order, to_status: OrderStatus, *, actor: str, now: datetime, reason: str
+) -> None:
+    """Cancel or refund: the order's units (held or sold) go back on sale at once, with its audit row."""
+    from_status = order.status
+    freed = await repository.release_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
+    order.status = to_status.value
+    order.status_reason = reason
+    await record_changes(
+        session,
+        AUDIT_ENTITY,
+        [order.id],
+        actor=actor,
+        at=now,
+        from_status=from_status,
+        to_status=to_status.value,
+        reason=reason,
+    )
+    await session.flush()
+    log.info("order.closed", order_id=order.id, status=to_status.value, units=freed, reason=reason)
 
 
 async def expire_overdue_orders(session: AsyncSession, now: datetime, *, batch: int = EXPIRY_BATCH) -> int:

@@ -1,0 +1,1 @@
+"""Payments through MercadoPago: checkout, notifications, reconciliation and refunds."""

@@ -1,0 +1,315 @@
+"""Payment work that crosses the network: the transaction and network boundaries of payments.
+
+Never a MercadoPago call inside a database transaction (a slow API would hold row locks, and on
+SQLite the single write lock): each step reads or writes in a short transaction, then calls out,
+then records what came back in another. Every step is idempotent, so a crash between two of them is
+repaired by running the step again (the inbox lease expires, a due refund is sent again under the
+same idempotency key, the reconciler asks again).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ticketera.config import Settings
+from ticketera.events import repository as events_repository
+from ticketera.infra.mercadopago import MercadoPagoClient, MercadoPagoError, ProviderPayment
+from ticketera.kit.audit import SYSTEM_ACTOR
+from ticketera.kit.clock import Clock, utc_now
+from ticketera.kit.db import Database
+from ticketera.kit.errors import DomainError
+from ticketera.orders import repository as orders_repository
+from ticketera.orders import service as orders_service
+from ticketera.payments import repository, service
+from ticketera.payments.models import NotificationState, Settlement
+
+log = structlog.get_logger(__name__)
+
+# MercadoPago's cause code for "this payment's state does not allow a refund" (e.g. already refunded).
+REFUND_NOT_ALLOWED = "2063"
+PAYMENT_NOT_FOUND = "2000"
+SWEEP_BATCH = 50
+
+OnPaid = Callable[[int, str], Awaitable[object]]
+
+
+class PaymentProviderRefused(DomainError):
+    """MercadoPago answered a 4xx to a request of ours: a bug or a misconfiguration, not an outage."""
+
+    status_code = 502
+    code = "payment_provider_error"
+
+
+async def _nothing(_event_id: int, _user_id: str) -> None:
+    return None
+
+
+@dataclass
+class PaymentProcessor:
+    """Runs payment work for one process (web or worker); shares the MercadoPago client."""
+
+    database: Database
+    gateway: MercadoPagoClient
+    clock: Clock
+    checkout: service.CheckoutOptions
+    # Told when an order is paid (the waiting room frees the buyer's shopping slot).
+    on_paid: OnPaid = field(default=_nothing)
+
+    # -- checkout ------------------------------------------------------------------------------
+
+    async def ensure_checkout(self, view: orders_service.OrderView) -> str:
+        """The order's checkout URL, creating its MercadoPago preference the first time.
+
+        Safe to repeat: the preference's idempotency key is the order id, so a retry after a lost
+        answer gets the same preference back instead of a second one.
+        """
+        order = view.order
+        if order.checkout_url:
+            return order.checkout_url
+
+        async def event_name(session: AsyncSession) -> str:
+            event = await events_repository.find_event(session, order.event_id)
+            return event.name if event is not None else f"Event {order.event_id}"
+
+        name = await self.database.read(event_name)
+        body = service.checkout_preference(order, view.units, event_name=name, options=self.checkout)
+        try:
+            preference = await self.gateway.create_preference(
+                body, idempotency_key=service.preference_key(order)
+            )
+        except MercadoPagoError as exc:
+            log.error("order.checkout_refused", order_id=order.id, status=exc.status, body=exc.body)
+            raise PaymentProviderRefused(
+                "MercadoPago refused to create this order's checkout; the order is kept, try again later."
+            ) from exc
+
+        async def store(session: AsyncSession) -> None:
+            await orders_repository.set_checkout(
+                session, order.id, preference_id=preference.id, checkout_url=preference.init_point
+            )
+
+        await self.database.transaction(store)
+        order.preference_id, order.checkout_url = preference.id, preference.init_point
+        log.info("order.checkout_created", order_id=order.id, preference_id=preference.id)
+        return preference.init_point
+
+    # -- notifications -------------------------------------------------------------------------
+
+    async def process_notification(self, notification_id: int) -> bool:
+        """Process one inbox row if it is due and nobody else has it; True when it was processed."""
+        now = self.clock()
+
+        async def claim(session: AsyncSession) -> repository.ClaimedNotification | None:
+            return await repository.claim_notification(
+                session, notification_id, now=now, lease_until=now + service.NOTIFICATION_LEASE
+            )
+
+        claimed = await self.database.transaction(claim)
+        if claimed is None:
+            return False
+        try:
+            if claimed.topic == "payment":
+                payment = await self.gateway.get_payment(claimed.resource_id)
+                await self.apply(payment)
+            else:
+                log.info("notification.ignored", topic=claimed.topic, resource_id=claimed.resource_id)
+        except Exception as exc:
+            await self._reschedule(claimed, exc)
+            return False
+        await self._finish(notification_id, NotificationState.DONE)
+        return True
+
+    async def process_due_notifications(self, *, limit: int = SWEEP_BATCH) -> int:
+        """The worker's sweep: notifications not processed yet (a crash, an API outage, a retry)."""
+        now = self.clock()
+        due = await self.database.read(
+            lambda session: repository.due_notification_ids(session, now, limit=limit)
+        )
+        done = 0
+        for notification_id in due:
+            done += await self.process_notification(notification_id)
+        return done
+
+    async def _reschedule(self, claimed: repository.ClaimedNotification, exc: Exception) -> None:
+        now = self.clock()
+        gave_up = claimed.attempts >= service.MAX_NOTIFICATION_ATTEMPTS
+        not_found = isinstance(exc, MercadoPagoError) and PAYMENT_NOT_FOUND in exc.cause_codes
+        log.warning(
+            "notification.failed",
+            notification_id=claimed.id,
+            resource_id=claimed.resource_id,
+            attempts=claimed.attempts,
+            error=type(exc).__name__,
+            detail=str(exc)[:200],
+            gave_up=gave_up,
+            payment_not_found=not_found,
+        )
+        await self._finish(
+            claimed.id,
+            NotificationState.FAILED if gave_up else NotificationState.PENDING,
+            next_attempt_at=service.notification_retry_at(claimed.attempts, now),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+    async def _finish(
+        self,
+        notification_id: int,
+        state: NotificationState,
+        *,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = self.clock()
+
+        async def finish(session: AsyncSession) -> None:
+            await repository.finish_notification(
+                session, notification_id, state=state, now=now, next_attempt_at=next_attempt_at, error=error
+            )
+
+        await self.database.transaction(finish)
+
+    # -- applying a payment, and what follows from it -------------------------------------------
+
+    async def apply(self, payment: ProviderPayment, *, actor: str = SYSTEM_ACTOR) -> service.Applied:
+        """Apply a payment read back from MercadoPago, then do what it calls for, after commit."""
+
+        async def apply(session: AsyncSession) -> service.Applied:
+            return await service.apply_payment(session, payment, now=self.clock(), actor=actor)
+
+        applied = await self.database.transaction(apply)
+        if applied.effect is service.Effect.SOLD and applied.event_id is not None and applied.user_id:
+            try:
+                await self.on_paid(applied.event_id, applied.user_id)
+            except Exception as exc:  # the sale stands; the slot frees itself when access expires
+                log.warning("order.paid_hook_failed", order_id=applied.order_id, error=type(exc).__name__)
+        elif applied.effect is service.Effect.REFUND_DUE:
+            await self.send_refund(payment.id)
+        return applied
+
+    async def send_refund(self, provider_payment_id: str, *, actor: str = SYSTEM_ACTOR) -> bool:
+        """Refund a payment whose refund is due; True once it is refunded. Safe to repeat."""
+        try:
+            await self.gateway.refund_payment(
+                provider_payment_id, idempotency_key=service.refund_key(provider_payment_id)
+            )
+        except MercadoPagoError as exc:
+            if REFUND_NOT_ALLOWED not in exc.cause_codes:
+                raise
+            # Already refunded (say, from MercadoPago's panel): the payment's state says so.
+            current = await self.gateway.get_payment(provider_payment_id)
+            if current.status not in service.REVERSING_STATUSES:
+                raise
+        now = self.clock()
+
+        async def record(session: AsyncSession) -> bool:
+            payment = await repository.find_payment(session, provider_payment_id)
+            if payment is None or payment.settlement != Settlement.REFUND_DUE.value:
+                return False
+            await service.record_refund(session, payment, actor=actor, now=now)
+            return True
+
+        return await self.database.transaction(record)
+
+    async def send_due_refunds(self, *, limit: int = SWEEP_BATCH) -> int:
+        """The worker's sweep: refunds that could not be sent when they became due."""
+        due = await self.database.read(lambda session: repository.refunds_due(session, limit=limit))
+        sent = 0
+        for provider_payment_id in due:
+            try:
+                sent += await self.send_refund(provider_payment_id)
+            except Exception as exc:
+                log.warning("refund.retry_failed", payment_id=provider_payment_id, error=type(exc).__name__)
+        return sent
+
+    async def refund_order(self, order_id: int, *, actor: str) -> orders_service.OrderView:
+        """An organizer's refund: the refund is due at once, then sent; the order follows."""
+        now = self.clock()
+
+        async def request(session: AsyncSession) -> orders_service.OrderView | str:
+            return await service.request_refund(session, order_id, actor=actor, now=now)
+
+        requested = await self.database.transaction(request)
+        if isinstance(requested, str):
+            await self.send_refund(requested, actor=actor)
+        return await self.database.read(
+            lambda session: orders_service.get_order(session, order_id, self.clock())
+        )
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    async def reconcile(self, *, limit: int = SWEEP_BATCH) -> int:
+        """Ask MercadoPago about unpaid orders due for a look, so a lost webhook never loses a sale."""
+        now = self.clock()
+
+        async def claim(session: AsyncSession) -> list[int]:
+            return await orders_repository.claim_orders_to_reconcile(
+                session, now, lease_until=now + service.NOTIFICATION_LEASE, limit=limit
+            )
+
+        order_ids = await self.database.transaction(claim)
+        for order_id in order_ids:
+            try:
+                for payment in await self.gateway.search_payments(str(order_id)):
+                    if service.order_id_of(payment) == order_id:
+                        await self.apply(payment, actor="reconciler")
+            except Exception as exc:
+                # Asked again when the lease runs out.
+                log.warning("reconcile.failed", order_id=order_id, error=type(exc).__name__)
+                continue
+            await self._reschedule_reconcile(order_id)
+        return len(order_ids)
+
+    async def _reschedule_reconcile(self, order_id: int) -> None:
+        async def reschedule(session: AsyncSession) -> None:
+            order = await orders_repository.find_order(session, order_id)
+            if order is not None:
+                await orders_repository.schedule_reconcile(
+                    session, order_id, service.next_reconcile_at(order, self.clock())
+                )
+
+        await self.database.transaction(reschedule)
+
+    async def run_pass(self) -> dict[str, int]:
+        """One worker pass over every payment sweep."""
+        return {
+            "notifications": await self.process_due_notifications(),
+            "refunds": await self.send_due_refunds(),
+            "reconciled": await self.reconcile(),
+        }
+
+
+def build_payment_processor(
+    settings: Settings,
+    database: Database,
+    clock: Clock,
+    *,
+    on_paid: OnPaid = _nothing,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> PaymentProcessor:
+    """The process's MercadoPago client and payment processor, as configured.
+
+    The breaker times its open period on the app's clock when one is injected (tests move it two
+    minutes ahead instead of waiting), on the monotonic clock otherwise.
+    """
+    breaker_clock = time.monotonic if clock is utc_now else (lambda: clock().timestamp())
+    gateway = MercadoPagoClient(
+        settings.mp_access_token or "",
+        base_url=settings.mp_base_url,
+        timeout=settings.mp_timeout_seconds,
+        breaker_clock=breaker_clock,
+        transport=transport,
+    )
+    options = service.CheckoutOptions(
+        public_base_url=settings.effective_public_base_url,
+        binary_mode=settings.mp_binary_mode,
+        exclude_cash=not settings.mp_allow_cash,
+        statement_descriptor=settings.mp_statement_descriptor,
+    )
+    return PaymentProcessor(database, gateway, clock, options, on_paid=on_paid)

@@ -1,0 +1,140 @@
+"""All SQL of payments and of the notification inbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ticketera.payments.models import NotificationState, Payment, PaymentNotification, Settlement
+
+
+async def find_payment(session: AsyncSession, provider_payment_id: str) -> Payment | None:
+    statement = select(Payment).where(Payment.provider_payment_id == provider_payment_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def paying_payment(session: AsyncSession, order_id: int) -> Payment | None:
+    """The payment that paid this order, if one did."""
+    statement = select(Payment).where(
+        Payment.order_id == order_id, Payment.settlement == Settlement.SOLD.value
+    )
+    return (await session.execute(statement.limit(1))).scalar_one_or_none()
+
+
+async def payments_of_order(session: AsyncSession, order_id: int) -> list[Payment]:
+    statement = select(Payment).where(Payment.order_id == order_id).order_by(Payment.id)
+    return list((await session.execute(statement)).scalars())
+
+
+async def refunds_due(session: AsyncSession, *, limit: int) -> list[str]:
+    statement = (
+        select(Payment.provider_payment_id)
+        .where(Payment.settlement == Settlement.REFUND_DUE.value)
+        .order_by(Payment.id)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+# -- the inbox ----------------------------------------------------------------------------------
+
+
+async def store_notification(session: AsyncSession, values: dict[str, object]) -> int:
+    """Insert a notification unless one with its dedup key is already stored; return its id.
+
+    One statement that never fails on a duplicate, so two copies of a delivery racing each other
+    both get the same row (the unique index decides) instead of one of them getting an error.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            sqlite.insert(PaymentNotification)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+        )
+    else:
+        inserted = mysql.insert(PaymentNotification).values(**values)
+        await session.execute(inserted.on_duplicate_key_update(dedup_key=inserted.inserted.dedup_key))
+    found = select(PaymentNotification.id).where(PaymentNotification.dedup_key == values["dedup_key"])
+    return int((await session.execute(found)).scalar_one())
+
+
+@dataclass(frozen=True)
+class ClaimedNotification:
+    id: int
+    topic: str
+    resource_id: str
+    attempts: int
+
+
+async def claim_notification(
+    session: AsyncSession, notification_id: int, *, now: datetime, lease_until: datetime
+) -> ClaimedNotification | None:
+    """Take a due notification for processing until `lease_until`; None when not ours to process.
+
+    A conditional update, so of two processes (the web process right after answering, a worker's
+    sweep) exactly one gets it; if the taker dies, the lease runs out and it is due again.
+    """
+    result = await session.execute(
+        update(PaymentNotification)
+        .where(
+            PaymentNotification.id == notification_id,
+            PaymentNotification.state == NotificationState.PENDING.value,
+            PaymentNotification.next_attempt_at <= now,
+        )
+        .values(attempts=PaymentNotification.attempts + 1, next_attempt_at=lease_until)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    row = (
+        await session.execute(
+            select(
+                PaymentNotification.topic, PaymentNotification.resource_id, PaymentNotification.attempts
+            ).where(PaymentNotification.id == notification_id)
+        )
+    ).one()
+    return ClaimedNotification(notification_id, row.topic, row.resource_id, row.attempts)
+
+
+async def due_notification_ids(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:
+    statement = (
+        select(PaymentNotification.id)
+        .where(
+            PaymentNotification.state == NotificationState.PENDING.value,
+            PaymentNotification.next_attempt_at <= now,
+        )
+        .order_by(PaymentNotification.next_attempt_at)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def finish_notification(
+    session: AsyncSession,
+    notification_id: int,
+    *,
+    state: NotificationState,
+    now: datetime,
+    next_attempt_at: datetime | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, object] = {"state": state.value, "last_error": error[:300] if error else None}
+    if state is NotificationState.PENDING:
+        values["next_attempt_at"] = next_attempt_at or now
+    else:
+        values["processed_at"] = now
+    await session.execute(
+        update(PaymentNotification)
+        .where(PaymentNotification.id == notification_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def notification_counts(session: AsyncSession) -> dict[str, int]:
+    statement = select(PaymentNotification.state, func.count()).group_by(PaymentNotification.state)
+    return {state: int(count) for state, count in (await session.execute(statement)).all()}

@@ -1,0 +1,1 @@
+"""Tickets: signed codes, QR and PDF, email delivery, and check-in at the door."""

@@ -1,0 +1,175 @@
+"""All SQL of tickets, event keys and the email outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ticketera.tickets.models import EmailState, EventKey, OutboxEmail, Ticket, TicketStatus
+
+
+async def find_event_key(session: AsyncSession, event_id: int) -> EventKey | None:
+    return (await session.execute(select(EventKey).where(EventKey.event_id == event_id))).scalar_one_or_none()
+
+
+async def store_event_key_once(session: AsyncSession, values: dict[str, Any]) -> EventKey:
+    """Store an event's key unless one is there already; return the one that is stored.
+
+    Two first sales of an event racing each other both end up with the same key: the primary key
+    decides, and the loser's freshly made key is simply never used.
+    """
+    await _insert_ignoring_duplicates(session, EventKey, values, "event_id")
+    stored = await find_event_key(session, int(values["event_id"]))
+    assert stored is not None
+    return stored
+
+
+async def insert_tickets(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(Ticket), list(rows))
+
+
+async def tickets_of_order(session: AsyncSession, order_id: int) -> list[Ticket]:
+    statement = select(Ticket).where(Ticket.order_id == order_id).order_by(Ticket.id)
+    return list((await session.execute(statement)).scalars())
+
+
+async def void_order_tickets(session: AsyncSession, order_id: int, now: datetime) -> int:
+    result = await session.execute(
+        update(Ticket)
+        .where(Ticket.order_id == order_id, Ticket.status == TicketStatus.VALID.value)
+        .values(status=TicketStatus.VOID.value, voided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def find_by_serial(session: AsyncSession, serial: int) -> Ticket | None:
+    return (await session.execute(select(Ticket).where(Ticket.serial == serial))).scalar_one_or_none()
+
+
+async def mark_checked_in(
+    session: AsyncSession, *, serial: int, event_id: int, at: datetime, device: str | None
+) -> bool:
+    """Check a valid ticket in, if nobody has yet: True for exactly one of many simultaneous scans.
+
+    One conditional UPDATE: the row lock (InnoDB) or the write lock (SQLite) makes the second scan
+    see `checked_in_at` already set and match nothing, with no read-then-write window between them.
+    """
+    result = await session.execute(
+        update(Ticket)
+        .where(
+            Ticket.serial == serial,
+            Ticket.event_id == event_id,
+            Ticket.status == TicketStatus.VALID.value,
+            Ticket.checked_in_at.is_(None),
+        )
+        .values(checked_in_at=at, checked_in_device=device)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class SectionFigures:
+    section_id: int
+    section_name: str
+    sold: int
+    checked_in: int
+
+
+async def checkin_figures(session: AsyncSession, event_id: int) -> list[SectionFigures]:
+    valid = Ticket.status == TicketStatus.VALID.value
+    statement = (
+        select(
+            Ticket.section_id,
+            func.min(Ticket.section_name),
+            func.count(),
+            func.sum(case((and_(Ticket.checked_in_at.is_not(None)), 1), else_=0)),
+        )
+        .where(Ticket.event_id == event_id, valid)
+        .group_by(Ticket.section_id)
+        .order_by(Ticket.section_id)
+    )
+    return [
+        SectionFigures(int(section_id), str(name), int(sold), int(checked_in or 0))
+        for section_id, name, sold, checked_in in (await session.execute(statement)).all()
+    ]
+
+
+# -- the email outbox ---------------------------------------------------------------------------
+
+
+async def enqueue_email(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Queue an email unless one for the same purpose is queued or sent already."""
+    await _insert_ignoring_duplicates(session, OutboxEmail, values, "purpose")
+
+
+async def claim_email(session: AsyncSession, email_id: int, *, now: datetime, lease_until: datetime) -> bool:
+    """Take a due email for sending until `lease_until` (one sender per email, see the worker)."""
+    result = await session.execute(
+        update(OutboxEmail)
+        .where(
+            OutboxEmail.id == email_id,
+            OutboxEmail.state == EmailState.PENDING.value,
+            OutboxEmail.next_attempt_at <= now,
+        )
+        .values(attempts=OutboxEmail.attempts + 1, next_attempt_at=lease_until)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+async def find_email(session: AsyncSession, email_id: int) -> OutboxEmail | None:
+    return (await session.execute(select(OutboxEmail).where(OutboxEmail.id == email_id))).scalar_one_or_none()
+
+
+async def due_email_ids(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:
+    statement = (
+        select(OutboxEmail.id)
+        .where(OutboxEmail.state == EmailState.PENDING.value, OutboxEmail.next_attempt_at <= now)
+        .order_by(OutboxEmail.next_attempt_at)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def finish_email(
+    session: AsyncSession,
+    email_id: int,
+    *,
+    state: EmailState,
+    now: datetime,
+    next_attempt_at: datetime | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"state": state.value, "last_error": error[:300] if error else None}
+    if state is EmailState.PENDING:
+        values["next_attempt_at"] = next_attempt_at or now
+    elif state is EmailState.SENT:
+        values["sent_at"] = now
+    await session.execute(
+        update(OutboxEmail)
+        .where(OutboxEmail.id == email_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _insert_ignoring_duplicates(
+    session: AsyncSession, model: type[Any], values: dict[str, Any], unique_column: str
+) -> None:
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            sqlite.insert(model).values(**values).on_conflict_do_nothing(index_elements=[unique_column])
+        )
+    else:
+        inserted = mysql.insert(model).values(**values)
+        no_change = {unique_column: inserted.inserted[unique_column]}
+        await session.execute(inserted.on_duplicate_key_update(**no_change))
