@@ -98,6 +98,9 @@ def serve(
         "timeout_keep_alive": 75,
     }
     bind_host, bind_port = host or settings.host, port or settings.port
+    # The app builds its own settings from the environment: it must know its port for the default
+    # PUBLIC_BASE_URL (the URLs MercadoPago sends buyers and webhooks back to).
+    os.environ["PORT"] = str(bind_port)
     if workers > 1 and reuse_port_supported():
         serve_workers(bind_host, bind_port, workers, options)
         return
@@ -132,6 +135,7 @@ def dev(
     _migrate(settings)
     event_id, created = asyncio.run(_load_demo(settings))
     port = port or settings.port
+    os.environ["PORT"] = str(port)  # see `serve`: the app's default PUBLIC_BASE_URL follows it
     base = f"http://{host}:{port}"
     simulator = _start_mp_simulator(settings, mp_sim_port) if mp_sim else None
     if simulator is not None:
@@ -269,6 +273,7 @@ def worker(
     from ticketera.main import build_waiting_room
     from ticketera.ops.worker import run_worker
     from ticketera.payments.jobs import build_payment_processor
+    from ticketera.tickets.jobs import build_ticket_mailer
 
     settings = _settings()
     from ticketera.infra.logging import configure_logging
@@ -289,7 +294,11 @@ def worker(
             payments.on_paid = room.finish_shopping
         try:
             await run_worker(
-                database, utc_now, interval=interval or settings.worker_interval_seconds, payments=payments
+                database,
+                utc_now,
+                interval=interval or settings.worker_interval_seconds,
+                payments=payments,
+                mailer=build_ticket_mailer(settings, database, utc_now),
             )
         finally:
             await payments.gateway.close()

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     # How old a webhook's signed timestamp may be before it is refused as a replay.
     mp_webhook_tolerance_seconds: int = Field(default=300, ge=10, le=86400)
 
+    # Where the tickets email goes out: smtp://user:pass@host:587, smtps://host:465. Unset: each
+    # email is written to <DATA_DIR>/outbox/ as an .eml file (development).
+    smtp_url: str | None = None
+    mail_from: str = "Ticketera <tickets@localhost>"
+
     public_base_url: str | None = None
     hold_minutes: int = Field(default=10, ge=1, le=120)
     # How often the worker records expired holds and orders; and whether the web process runs it

@@ -34,6 +34,7 @@ from ticketera.ops.endpoints import router as ops_router
 from ticketera.ops.metrics import install_metrics
 from ticketera.ops.worker import run_worker
 from ticketera.orders.endpoints import router as orders_router
+from ticketera.orders.page import router as order_page_router
 from ticketera.payments.endpoints import router as payments_router
 from ticketera.payments.jobs import build_payment_processor
 from ticketera.queue.backend import QueueBackend
@@ -42,6 +43,9 @@ from ticketera.queue.memory import MemoryQueueBackend
 from ticketera.queue.redis_backend import RedisQueueBackend
 from ticketera.queue.service import EventQueueSettings, WaitingRoom
 from ticketera.queue.tasks import run_admission_ticker
+from ticketera.tickets.endpoints import router as tickets_router
+from ticketera.tickets.jobs import build_ticket_mailer
+from ticketera.tickets.service import PublicKeys
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +87,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         app.state.waiting_room = room
         app.state.payments = payments
         app.state.payment_gateway = payments.gateway
+        app.state.ticket_public_keys = PublicKeys()
+        mailer = build_ticket_mailer(settings, database, clock)
         background: list[asyncio.Task[None]] = []
         if settings.queue_ticker:
             background.append(
@@ -94,7 +100,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         if settings.runs_worker_in_process:
             background.append(
                 asyncio.create_task(
-                    run_worker(database, clock, interval=settings.worker_interval_seconds, payments=payments),
+                    run_worker(
+                        database,
+                        clock,
+                        interval=settings.worker_interval_seconds,
+                        payments=payments,
+                        mailer=mailer,
+                    ),
                     name="expiry-worker",
                 )
             )
@@ -159,6 +171,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(holds_router)
     app.include_router(orders_router)
     app.include_router(payments_router)
+    app.include_router(tickets_router)
+    app.include_router(order_page_router)
     # Last, so its timing covers every other middleware too.
     install_metrics(app)
     return app

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ADMIN, WEBHOOK_SECRET
-from tests.payments.conftest import Shop, Simulator, preference_id_of
+from tests.shop import Shop, Simulator, preference_id_of
 from ticketera.payments.models import Settlement
 from ticketera.payments.signature import manifest, sign
 
@@ -41,6 +41,12 @@ async def test_a_buyer_pays_through_the_checkout_page_and_the_order_is_paid(
     final = await shop.wait_for_status(order["id"], "paid")
     assert final["status"] == "paid"
     assert final["checkoutUrl"] is None
+    async with httpx.AsyncClient(timeout=30) as browser:
+        page = await browser.get(str(back_url))
+        assert page.status_code == 200
+        assert "Paid: here are your tickets" in page.text
+        assert page.text.count("/qr.svg") == 2
+        assert (await browser.get(str(back_url.copy_set_param("token", "forged")))).status_code == 404
     (row,) = await shop.payment_rows(order["id"])
     assert row.settlement == Settlement.SOLD.value
     assert row.status == "approved"

@@ -62,6 +62,19 @@ async def require_admin(request: Request) -> None:
         raise AdminRequired()
 
 
+class StaffRequired(Unauthorized):
+    def __init__(self) -> None:
+        super().__init__("This call needs Authorization: Bearer <STAFF_API_KEY> (or the admin key).")
+
+
+async def require_staff(request: Request) -> None:
+    """Door staff (STAFF_API_KEY) or an admin: scanning and the door's figures."""
+    token = bearer_token(request.headers.get("authorization"))
+    staff_key = get_settings(request).staff_api_key
+    if not (secrets_match(token, staff_key) or is_admin(request)):
+        raise StaffRequired()
+
+
 def client_ip(request: Request) -> str:
     # Behind nginx, uvicorn's proxy-headers support has already put the real client here.
     return request.client.host if request.client else "unknown"
@@ -79,4 +92,5 @@ WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")
 ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 CurrentClock = Annotated[Clock, Depends(get_clock)]
 AdminOnly = Depends(require_admin)
+StaffOnly = Depends(require_staff)
 PublicRateLimit = Depends(_public_rate_limit)

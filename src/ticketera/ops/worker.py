@@ -20,6 +20,7 @@ from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.orders import service as orders_service
 from ticketera.payments.jobs import PaymentProcessor
+from ticketera.tickets.jobs import TicketMailer
 
 log = structlog.get_logger(__name__)
 
@@ -54,10 +55,16 @@ async def expire_overdue(database: Database, clock: Clock, *, batch: int = BATCH
 
 
 async def run_worker(
-    database: Database, clock: Clock, *, interval: float, payments: PaymentProcessor | None = None
+    database: Database,
+    clock: Clock,
+    *,
+    interval: float,
+    payments: PaymentProcessor | None = None,
+    mailer: TicketMailer | None = None,
 ) -> None:
     """Every `interval` seconds until cancelled: expire overdue holds and orders, then the payment
-    sweeps (unprocessed notifications, refunds not sent yet, reconciliation with MercadoPago)."""
+    sweeps (unprocessed notifications, refunds not sent yet, reconciliation with MercadoPago), then
+    the tickets emails waiting in the outbox."""
     log.info("worker.started", interval=interval, payments=payments is not None)
     while True:
         started = time.monotonic()
@@ -78,4 +85,13 @@ async def run_worker(
                 raise
             except Exception as exc:
                 log.exception("worker.payments_pass_failed", error=type(exc).__name__)
+        if mailer is not None:
+            try:
+                sent = await mailer.send_due()
+                if sent:
+                    log.info("worker.emails_sent", emails=sent)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("worker.emails_pass_failed", error=type(exc).__name__)
         await asyncio.sleep(max(0.1, interval - (time.monotonic() - started)))

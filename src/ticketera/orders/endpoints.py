@@ -24,6 +24,7 @@ from ticketera.orders import service
 from ticketera.orders.models import OrderStatus
 from ticketera.orders.schemas import BuyerOut, IdempotencyKey, OrderOut, OrderRequest
 from ticketera.payments.jobs import PaymentProcessor
+from ticketera.tickets.schemas import TicketOut
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -70,7 +71,7 @@ async def create_order(
     if view.status is OrderStatus.PENDING_PAYMENT:
         # A failure here answers 503 with the order kept: the same request again (same key)
         # finds it and only creates the missing checkout.
-        await payments.ensure_checkout(view)
+        await payments.ensure_checkout(view, order_token=signer_of(request).order_token(view.order.id))
     return order_out(view, token=signer_of(request).order_token(view.order.id))
 
 
@@ -106,5 +107,6 @@ def order_out(view: service.OrderView, *, token: str | None = None) -> OrderOut:
         buyer=BuyerOut(email=order.buyer_email, name=order.buyer_name),
         seats=[held_unit_out(unit) for unit in view.units],
         checkout_url=order.checkout_url if view.status is OrderStatus.PENDING_PAYMENT else None,
+        tickets=[TicketOut.of(ticket) for ticket in view.tickets],
         order_token=token,
     )

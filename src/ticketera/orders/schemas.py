@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import EmailStr, StringConstraints
+from pydantic import EmailStr, Field, StringConstraints
 
 from ticketera.holds.schemas import HeldUnitOut
 from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyOut
+from ticketera.tickets.schemas import TicketOut
 
 IdempotencyKey = Annotated[
     str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -44,4 +45,6 @@ class OrderOut(ApiOutput):
     buyer: BuyerOut
     seats: list[HeldUnitOut]
     checkout_url: str | None
+    # Once paid: the tickets, with their signed codes (GET /api/orders/{id}/tickets has the same).
+    tickets: list[TicketOut] = Field(default_factory=list)
     order_token: str | None = None

@@ -7,7 +7,7 @@ or has not recorded yet. Services flush but never commit.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -22,6 +22,8 @@ from ticketera.kit.errors import Conflict, NotFound
 from ticketera.orders import repository
 from ticketera.orders.models import Order, OrderStatus
 from ticketera.orders.schemas import OrderRequest
+from ticketera.tickets import service as tickets_service
+from ticketera.tickets.models import Ticket
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +67,7 @@ class OrderView:
     units: list[holds_service.HeldUnit]
     status: OrderStatus
     replayed: bool = False
+    tickets: list[Ticket] = field(default_factory=list)
 
 
 def request_digest(request: OrderRequest) -> str:
@@ -256,6 +259,8 @@ async def _close(
     """Cancel or refund: the order's units (held or sold) go back on sale at once, with its audit row."""
     from_status = order.status
     freed = await repository.release_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
+    if to_status is OrderStatus.REFUNDED:
+        await tickets_service.void_for_order(session, order.id, now)
     order.status = to_status.value
     order.status_reason = reason
     await record_changes(
@@ -299,4 +304,10 @@ async def expire_overdue_orders(session: AsyncSession, now: datetime, *, batch: 
 
 async def _view(session: AsyncSession, order: Order, now: datetime, *, replayed: bool = False) -> OrderView:
     units = await holds_service.units_of(session, order.hold_id)
-    return OrderView(order, units, effective_status(order, now), replayed=replayed)
+    status = effective_status(order, now)
+    tickets = await tickets_service.tickets_of_order(session, order.id) if _has_tickets(status) else []
+    return OrderView(order, units, status, replayed=replayed, tickets=tickets)
+
+
+def _has_tickets(status: OrderStatus) -> bool:
+    return status in (OrderStatus.PAID, OrderStatus.REFUNDED)

@@ -29,6 +29,7 @@ from ticketera.orders import repository as orders_repository
 from ticketera.orders import service as orders_service
 from ticketera.payments import repository, service
 from ticketera.payments.models import NotificationState, Settlement
+from ticketera.tickets.keys import TicketKeyring
 
 log = structlog.get_logger(__name__)
 
@@ -59,12 +60,13 @@ class PaymentProcessor:
     gateway: MercadoPagoClient
     clock: Clock
     checkout: service.CheckoutOptions
+    keyring: TicketKeyring
     # Told when an order is paid (the waiting room frees the buyer's shopping slot).
     on_paid: OnPaid = field(default=_nothing)
 
     # -- checkout ------------------------------------------------------------------------------
 
-    async def ensure_checkout(self, view: orders_service.OrderView) -> str:
+    async def ensure_checkout(self, view: orders_service.OrderView, *, order_token: str) -> str:
         """The order's checkout URL, creating its MercadoPago preference the first time.
 
         Safe to repeat: the preference's idempotency key is the order id, so a retry after a lost
@@ -79,7 +81,9 @@ class PaymentProcessor:
             return event.name if event is not None else f"Event {order.event_id}"
 
         name = await self.database.read(event_name)
-        body = service.checkout_preference(order, view.units, event_name=name, options=self.checkout)
+        body = service.checkout_preference(
+            order, view.units, event_name=name, order_token=order_token, options=self.checkout
+        )
         try:
             preference = await self.gateway.create_preference(
                 body, idempotency_key=service.preference_key(order)
@@ -181,7 +185,9 @@ class PaymentProcessor:
         """Apply a payment read back from MercadoPago, then do what it calls for, after commit."""
 
         async def apply(session: AsyncSession) -> service.Applied:
-            return await service.apply_payment(session, payment, now=self.clock(), actor=actor)
+            return await service.apply_payment(
+                session, payment, keyring=self.keyring, now=self.clock(), actor=actor
+            )
 
         applied = await self.database.transaction(apply)
         if applied.effect is service.Effect.SOLD and applied.event_id is not None and applied.user_id:
@@ -312,4 +318,6 @@ def build_payment_processor(
         exclude_cash=not settings.mp_allow_cash,
         statement_descriptor=settings.mp_statement_descriptor,
     )
-    return PaymentProcessor(database, gateway, clock, options, on_paid=on_paid)
+    assert settings.secret_key, "secrets are filled in by load_settings()"
+    keyring = TicketKeyring(settings.secret_key)
+    return PaymentProcessor(database, gateway, clock, options, keyring, on_paid=on_paid)

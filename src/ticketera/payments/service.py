@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketera.holds import service as holds_service
 from ticketera.holds.service import HeldUnit
 from ticketera.infra.mercadopago import ProviderPayment
 from ticketera.kit.audit import SYSTEM_ACTOR
@@ -27,6 +28,8 @@ from ticketera.orders import service as orders_service
 from ticketera.orders.models import Order, OrderStatus
 from ticketera.payments import repository
 from ticketera.payments.models import NotificationState, Payment, Settlement
+from ticketera.tickets import service as tickets_service
+from ticketera.tickets.keys import TicketKeyring
 
 log = structlog.get_logger(__name__)
 
@@ -66,10 +69,14 @@ def preference_key(order: Order) -> str:
 
 
 def checkout_preference(
-    order: Order, units: Sequence[HeldUnit], *, event_name: str, options: CheckoutOptions
+    order: Order, units: Sequence[HeldUnit], *, event_name: str, order_token: str, options: CheckoutOptions
 ) -> dict[str, Any]:
-    """The MercadoPago preference (Checkout Pro) of an order: one item per section and price."""
-    order_page = f"{options.public_base_url}/orders/{order.id}"
+    """The MercadoPago preference (Checkout Pro) of an order: one item per section and price.
+
+    The buyer comes back to the order's page with the order token, which only lets them read
+    their own order: the query MercadoPago appends is never taken as proof of payment.
+    """
+    order_page = f"{options.public_base_url}/orders/{order.id}?token={order_token}"
     by_section = sorted(units, key=_section_and_price)
     items = [
         {
@@ -88,9 +95,9 @@ def checkout_preference(
         "items": [{key: value for key, value in item.items() if value is not None} for item in items],
         "payer": {"email": order.buyer_email, "name": name, "surname": surname},
         "back_urls": {
-            "success": f"{order_page}?result=success",
-            "pending": f"{order_page}?result=pending",
-            "failure": f"{order_page}?result=failure",
+            "success": f"{order_page}&result=success",
+            "pending": f"{order_page}&result=pending",
+            "failure": f"{order_page}&result=failure",
         },
         "auto_return": APPROVED,
         "notification_url": f"{options.public_base_url}/api/webhooks/mercadopago?source_news=webhooks",
@@ -187,7 +194,12 @@ def order_id_of(payment: ProviderPayment) -> int | None:
 
 
 async def apply_payment(
-    session: AsyncSession, payment: ProviderPayment, *, now: datetime, actor: str = SYSTEM_ACTOR
+    session: AsyncSession,
+    payment: ProviderPayment,
+    *,
+    keyring: TicketKeyring,
+    now: datetime,
+    actor: str = SYSTEM_ACTOR,
 ) -> Applied:
     """Bring our records in line with a payment as MercadoPago reports it now.
 
@@ -219,13 +231,13 @@ async def apply_payment(
     record.payment_type = (payment.payment_type or "")[:32] or None
     record.provider_updated_at = payment.last_updated
     record.updated_at = now
-    effect = await _settle(session, order, record, now=now, actor=actor)
+    effect = await _settle(session, order, record, keyring=keyring, now=now, actor=actor)
     await session.flush()
     return Applied(effect, order.id, order.event_id, order.user_id, payment.id)
 
 
 async def _settle(
-    session: AsyncSession, order: Order, record: Payment, *, now: datetime, actor: str
+    session: AsyncSession, order: Order, record: Payment, *, keyring: TicketKeyring, now: datetime, actor: str
 ) -> Effect:
     settlement = Settlement(record.settlement)
     if record.status == APPROVED:
@@ -245,6 +257,16 @@ async def _settle(
         outcome = await orders_service.confirm_payment(session, order.id, actor=actor, now=now)
         if outcome is orders_service.PaymentOutcome.SOLD:
             record.settlement = Settlement.SOLD.value
+            # In the selling transaction: a paid order never lacks its tickets or their email.
+            await tickets_service.issue_for_order(
+                session,
+                keyring,
+                order_id=order.id,
+                event_id=order.event_id,
+                buyer_email=order.buyer_email,
+                units=await holds_service.units_of(session, order.hold_id),
+                now=now,
+            )
             log.info("payment.sold", payment_id=record.provider_payment_id, order_id=order.id)
             return Effect.SOLD
         reasons = {

@@ -1,0 +1,169 @@
+"""HTTP routes of tickets and check-in; the rules live in `service`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ticketera.kit.db import MAX_ID
+from ticketera.kit.errors import NotFound
+from ticketera.kit.http import CurrentClock, ReadSession, StaffOnly, get_database, is_admin
+from ticketera.kit.security import bearer_token
+from ticketera.orders import service as orders_service
+from ticketera.orders.endpoints import signer_of
+from ticketera.tickets import service
+from ticketera.tickets.codes import MalformedCode, read_code
+from ticketera.tickets.documents import PrintedOrder, order_pdf, qr_png, qr_svg
+from ticketera.tickets.jobs import printable_order
+from ticketera.tickets.schemas import (
+    CheckinBatchIn,
+    CheckinFiguresOut,
+    CheckinIn,
+    CheckinKeyOut,
+    OrderTicketsOut,
+    SectionCheckinOut,
+    TicketOut,
+)
+
+router = APIRouter(tags=["tickets"])
+
+OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
+EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# An image of a code never changes: clients and proxies may keep it for good.
+IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+
+
+class TicketCodeNotFound(NotFound):
+    code = "ticket_code_invalid"
+
+
+def _authorize_order(request: Request, order_id: int) -> None:
+    """The order token as a bearer, or in `?token=` for links a browser follows (the order page)."""
+    if not is_admin(request):
+        token = bearer_token(request.headers.get("authorization")) or request.query_params.get("token")
+        signer_of(request).verify_order_token(token, order_id)
+
+
+@router.get("/api/orders/{order_id}/tickets", response_model=OrderTicketsOut)
+async def order_tickets(
+    order_id: OrderId, request: Request, session: ReadSession, clock: CurrentClock
+) -> OrderTicketsOut:
+    _authorize_order(request, order_id)
+    view = await orders_service.get_order(session, order_id, clock())
+    return OrderTicketsOut(
+        order_id=order_id, status=view.status.value, tickets=[TicketOut.of(ticket) for ticket in view.tickets]
+    )
+
+
+@router.get("/api/orders/{order_id}/tickets.pdf", response_class=Response)
+async def order_tickets_pdf(order_id: OrderId, request: Request, session: ReadSession) -> Response:
+    _authorize_order(request, order_id)
+    printed: PrintedOrder | None = await printable_order(session, order_id)
+    if printed is None or not printed.tickets:
+        raise orders_service.OrderNotFound(f"Order {order_id} has no tickets (yet).")
+    headers = {"Content-Disposition": f'inline; filename="tickets-{order_id}.pdf"'}
+    return Response(order_pdf(printed), media_type="application/pdf", headers=headers)
+
+
+def _well_formed(code: str) -> str:
+    try:
+        read_code(code)
+    except MalformedCode as exc:
+        raise TicketCodeNotFound("This is not a ticket code.") from exc
+    return code
+
+
+@router.get("/api/tickets/{code}/qr.png", response_class=Response)
+async def ticket_qr_png(code: str) -> Response:
+    return Response(qr_png(_well_formed(code)), media_type="image/png", headers=IMMUTABLE)
+
+
+@router.get("/api/tickets/{code}/qr.svg", response_class=Response)
+async def ticket_qr_svg(code: str) -> Response:
+    return Response(qr_svg(_well_formed(code)), media_type="image/svg+xml", headers=IMMUTABLE)
+
+
+@router.get("/api/events/{event_id}/checkin-key", response_model=CheckinKeyOut)
+async def checkin_key(event_id: EventId, session: ReadSession) -> CheckinKeyOut:
+    """The event's public key: enough for a scanner to verify codes with no connection at all."""
+    return CheckinKeyOut(event_id=event_id, public_key=await service.public_key_of(session, event_id))
+
+
+def _scan_body(scan: service.Scan) -> dict[str, Any]:
+    body: dict[str, Any] = {"result": scan.result.value}
+    ticket = scan.ticket
+    if ticket is not None:
+        body["ticket"] = {
+            "eventId": ticket.event_id,
+            "orderId": ticket.order_id,
+            "section": ticket.section_name,
+            "seat": ticket.seat_label,
+            "status": ticket.status,
+        }
+        if ticket.checked_in_at is not None:
+            body["at"] = ticket.checked_in_at.isoformat().replace("+00:00", "Z")
+            body["device"] = ticket.checked_in_device
+    if scan.reason and scan.result is not service.ScanResult.OK:
+        body["reason"] = scan.reason
+    return body
+
+
+def _public_keys(request: Request) -> service.PublicKeys:
+    keys: service.PublicKeys = request.app.state.ticket_public_keys
+    return keys
+
+
+@router.post("/api/checkin", dependencies=[StaffOnly])
+async def check_in(body: CheckinIn, request: Request, clock: CurrentClock) -> JSONResponse:
+    keys = _public_keys(request)
+
+    async def scan(session: AsyncSession) -> service.Scan:
+        return await service.check_in(
+            session, keys, body.code, at=clock(), device=body.device_id, door_event_id=body.event_id
+        )
+
+    result = await get_database(request).transaction(scan)
+    return JSONResponse(_scan_body(result), status_code=service.SCAN_STATUS[result.result])
+
+
+@router.post("/api/checkin/batch", dependencies=[StaffOnly])
+async def check_in_batch(body: CheckinBatchIn, request: Request) -> dict[str, Any]:
+    """Scans a device made while offline, applied in time order; conflicts are reported per scan."""
+    keys = _public_keys(request)
+    scans = [
+        service.OfflineScan(scan.code, scan.scanned_at, scan.device_id or body.device_id)
+        for scan in body.scans
+    ]
+
+    async def apply(session: AsyncSession) -> list[service.Scan]:
+        return await service.check_in_batch(session, keys, scans, door_event_id=body.event_id)
+
+    results = await get_database(request).transaction(apply)
+    bodies = [{"index": index, **_scan_body(result)} for index, result in enumerate(results)]
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.result.value] = counts.get(result.result.value, 0) + 1
+    conflicts = [item for item in bodies if item["result"] != service.ScanResult.OK.value]
+    return {"applied": len(results), "counts": counts, "results": bodies, "conflicts": conflicts}
+
+
+@router.get("/api/events/{event_id}/checkin", response_model=CheckinFiguresOut, dependencies=[StaffOnly])
+async def checkin_figures(event_id: EventId, session: ReadSession) -> CheckinFiguresOut:
+    sections = await service.checkin_figures(session, event_id)
+    return CheckinFiguresOut(
+        event_id=event_id,
+        sold=sum(section.sold for section in sections),
+        checked_in=sum(section.checked_in for section in sections),
+        sections=[
+            SectionCheckinOut(
+                section_id=section.section_id,
+                section=section.section_name,
+                sold=section.sold,
+                checked_in=section.checked_in,
+            )
+            for section in sections
+        ],
+    )

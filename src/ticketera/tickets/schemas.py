@@ -1,0 +1,88 @@
+"""Request and response bodies of tickets and check-in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from ticketera.kit.schemas import ApiInput, ApiOutput
+from ticketera.tickets.models import Ticket
+
+# Codes are base64url; anything longer than a code is refused before it reaches the verifier.
+CodeText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")]
+DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class TicketOut(ApiOutput):
+    code: str
+    section_id: int
+    section: str
+    seat: str | None
+    status: str
+    checked_in_at: datetime | None
+    qr_png: str
+    qr_svg: str
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> TicketOut:
+        return cls(
+            code=ticket.code,
+            section_id=ticket.section_id,
+            section=ticket.section_name,
+            seat=ticket.seat_label,
+            status=ticket.status,
+            checked_in_at=ticket.checked_in_at,
+            qr_png=f"/api/tickets/{ticket.code}/qr.png",
+            qr_svg=f"/api/tickets/{ticket.code}/qr.svg",
+        )
+
+
+class OrderTicketsOut(ApiOutput):
+    order_id: int
+    status: str
+    tickets: list[TicketOut]
+
+
+class CheckinKeyOut(ApiOutput):
+    event_id: int
+    algorithm: str = "Ed25519"
+    # The 32 raw bytes of the public key, base64url without padding.
+    public_key: str
+    code_format: str = (
+        "base64url(version:u8 | serial:u64 | event_id:u64 | seat_id:u64 | ed25519 signature:64)"
+    )
+
+
+class CheckinIn(ApiInput):
+    code: CodeText
+    # The door's event: a valid code for another event is refused here.
+    event_id: int | None = Field(default=None, ge=1)
+    device_id: DeviceId | None = None
+
+
+class OfflineScanIn(ApiInput):
+    code: CodeText
+    scanned_at: datetime
+    device_id: DeviceId | None = None
+
+
+class CheckinBatchIn(ApiInput):
+    event_id: int | None = Field(default=None, ge=1)
+    device_id: DeviceId | None = None
+    scans: Annotated[list[OfflineScanIn], Field(min_length=1, max_length=5000)]
+
+
+class SectionCheckinOut(ApiOutput):
+    section_id: int
+    section: str
+    sold: int
+    checked_in: int
+
+
+class CheckinFiguresOut(ApiOutput):
+    event_id: int
+    sold: int
+    checked_in: int
+    sections: list[SectionCheckinOut]
