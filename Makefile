@@ -85,6 +85,10 @@ bench-queue: $(STAMP) ## Waiting-room throughput and latency against a server wi
 bench-onsale: $(STAMP) ## Tickets per second through join -> hold -> order, on MariaDB and SQLite
 	$(BIN)/python benchmarks/onsale.py
 
+.PHONY: bench-checkin
+bench-checkin: $(STAMP) ## Check-ins per second, 20 scanners then rescans, on MariaDB (--sqlite by hand)
+	$(BIN)/python benchmarks/checkin.py
+
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes -o requirements.lock
 

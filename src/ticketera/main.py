@@ -36,7 +36,7 @@ from ticketera.ops.worker import run_worker
 from ticketera.orders.endpoints import router as orders_router
 from ticketera.orders.page import router as order_page_router
 from ticketera.payments.endpoints import router as payments_router
-from ticketera.payments.jobs import build_payment_processor
+from ticketera.payments.jobs import NotificationPump, build_payment_processor
 from ticketera.queue.backend import QueueBackend
 from ticketera.queue.endpoints import router as queue_router
 from ticketera.queue.memory import MemoryQueueBackend
@@ -88,8 +88,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         app.state.payments = payments
         app.state.payment_gateway = payments.gateway
         app.state.ticket_public_keys = PublicKeys()
+        pump = app.state.notification_pump = NotificationPump(payments)
         mailer = build_ticket_mailer(settings, database, clock)
-        background: list[asyncio.Task[None]] = []
+        background: list[asyncio.Task[None]] = [asyncio.create_task(pump.run(), name="payment-notifications")]
         if settings.queue_ticker:
             background.append(
                 asyncio.create_task(

@@ -270,6 +270,12 @@ class InventoryMachine(RuleBasedStateMachine):
             assert outcome is PaymentOutcome.ALREADY_PAID
         elif order.status == "cancelled":
             assert outcome is PaymentOutcome.NOT_PAYABLE
+        elif (
+            self.clock() >= order.expires_at
+            and self.model.owned_by(order.hold.user, self.clock()) + len(order.hold.units) > LIMIT
+        ):
+            # Paid late while the buyer holds or bought others since: refunded, not sold.
+            assert outcome is PaymentOutcome.LIMIT_EXCEEDED
         elif all(
             self.model.units[unit].holder == order.hold.id and self.model.units[unit].sold_to is None
             for unit in order.hold.units

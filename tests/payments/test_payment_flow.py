@@ -279,6 +279,21 @@ async def test_a_late_approval_whose_seats_were_sold_again_is_refunded(shop: Sho
     assert (await shop.wait_for_status(rival["id"], "paid"))["status"] == "paid"
 
 
+async def test_a_late_approval_that_would_pass_the_ticket_limit_is_refunded(
+    shop: Shop, sim: Simulator
+) -> None:
+    event = await shop.event(maxTicketsPerUser=2)
+    late = await shop.buy(event, "ana", quantity=2)
+    shop.clock.advance(11 * 60)
+    again = await shop.buy(event, "ana", quantity=2)  # allowed: the first order's places lapsed
+    await sim.pay(preference_id_of(late))
+    refunded = await shop.wait_for_status(late["id"], "refunded")
+    assert refunded["statusReason"] == "limit_exceeded"
+    (row,) = await shop.payment_rows(late["id"])
+    assert (await sim.payment(row.provider_payment_id))["status"] == "refunded"
+    assert (await shop.get_order(again["id"]))["status"] == "pending_payment"
+
+
 async def test_a_late_approval_whose_seats_are_still_free_is_sold(shop: Shop, sim: Simulator) -> None:
     event = await shop.event()
     order = await shop.buy(event)
@@ -302,6 +317,25 @@ async def test_a_second_payment_for_a_paid_order_is_refunded(shop: Shop, sim: Si
         await asyncio.sleep(0.02)
     assert (await sim.payment(duplicate["id"]))["status"] == "refunded"
     assert (await shop.get_order(order["id"]))["status"] == "paid"
+
+
+async def test_a_payment_for_a_cancelled_order_is_refunded_and_the_order_stays_cancelled(
+    shop: Shop, sim: Simulator
+) -> None:
+    event = await shop.event()
+    order = await shop.buy(event)
+    cancelled = await shop.http.post(f"/api/orders/{order['id']}/cancel", headers=ADMIN)
+    assert cancelled.status_code == 200
+    payment = await sim.pay(preference_id_of(order))
+    for _ in range(250):
+        if (await sim.payment(payment["id"]))["status"] == "refunded":
+            break
+        await asyncio.sleep(0.02)
+    assert (await sim.payment(payment["id"]))["status"] == "refunded"
+    final = await shop.get_order(order["id"])
+    assert final["status"] == "cancelled"
+    (row,) = await shop.payment_rows(order["id"])
+    assert (row.settlement, row.refund_reason) == (Settlement.REFUNDED.value, "order_closed")
 
 
 async def test_an_admin_refund_returns_the_money_and_the_seats_once(shop: Shop, sim: Simulator) -> None:

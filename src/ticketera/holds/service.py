@@ -137,6 +137,19 @@ async def plan_hold(session: AsyncSession, *, event_id: int, request: HoldReques
     return HoldPlan(sale, wanted, by_seat=False)
 
 
+async def would_pass_ticket_limit(
+    session: AsyncSession, *, event_id: int, user_id: str, quantity: int, now: datetime
+) -> bool:
+    """Whether `quantity` more units would take the buyer past maxTicketsPerUser, counted under the
+    buyer's row lock (held until the transaction ends, as when a hold is taken)."""
+    sale = await repository.find_sale(session, event_id)
+    if sale is None:
+        return False
+    await repository.lock_shopper(session, event_id, user_id, now)
+    already = await repository.count_buyer_units(session, event_id, user_id, now)
+    return already + quantity > sale.max_tickets_per_user
+
+
 async def hold_units(
     session: AsyncSession, *, plan: HoldPlan, user_id: str, now: datetime, hold_minutes: int
 ) -> HoldView:

@@ -59,6 +59,9 @@ class PaymentOutcome(StrEnum):
     ALREADY_PAID = "already_paid"  # nothing to do: a repeated confirmation
     SEATS_LOST = "seats_lost"  # expired and some unit was taken by someone else: refund it
     NOT_PAYABLE = "not_payable"  # cancelled or refunded: refund the payment
+    # Paid after expiry while the buyer holds or bought other units since: selling would pass
+    # maxTicketsPerUser, so refund instead.
+    LIMIT_EXCEEDED = "limit_exceeded"
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ async def confirm_payment(
 
     An order that expired is still sold if every unit is still free (nobody took it since); if any
     was taken, nothing is sold and SEATS_LOST tells the payment side to refund. Never sells twice.
+    A late one is also counted again against maxTicketsPerUser, under the buyer's row lock, since
+    the buyer may have held or bought other units once this order's had lapsed.
     """
     order = await repository.find_order(session, order_id, lock=True)
     if order is None:
@@ -203,6 +208,11 @@ async def confirm_payment(
         return PaymentOutcome.ALREADY_PAID
     if status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
         return PaymentOutcome.NOT_PAYABLE
+    if effective_status(order, now) is OrderStatus.EXPIRED and await _late_sale_passes_limit(
+        session, order, now
+    ):
+        log.warning("order.late_payment_over_limit", order_id=order.id, user_id=order.user_id)
+        return PaymentOutcome.LIMIT_EXCEEDED
     sold_all = True
     async with session.begin_nested() as savepoint:
         sold = await repository.sell_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
@@ -275,6 +285,13 @@ async def _close(
     )
     await session.flush()
     log.info("order.closed", order_id=order.id, status=to_status.value, units=freed, reason=reason)
+
+
+async def _late_sale_passes_limit(session: AsyncSession, order: Order, now: datetime) -> bool:
+    # This order's own units have lapsed, so they are not among the buyer's live or sold ones.
+    return await holds_service.would_pass_ticket_limit(
+        session, event_id=order.event_id, user_id=order.user_id, quantity=order.quantity, now=now
+    )
 
 
 async def expire_overdue_orders(session: AsyncSession, now: datetime, *, batch: int = EXPIRY_BATCH) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 import structlog
-from fastapi import APIRouter, BackgroundTasks, Path, Request
+from fastapi import APIRouter, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.kit.clock import utc_now
@@ -17,7 +17,7 @@ from ticketera.kit.http import AdminOnly, CurrentClock, get_database, get_settin
 from ticketera.orders.endpoints import order_out
 from ticketera.orders.schemas import OrderOut
 from ticketera.payments import service
-from ticketera.payments.jobs import PaymentProcessor
+from ticketera.payments.jobs import NotificationPump, PaymentProcessor
 from ticketera.payments.schemas import NotificationReceived
 from ticketera.payments.signature import verify_signature
 
@@ -37,9 +37,7 @@ def processor_of(request: Request) -> PaymentProcessor:
 
 
 @router.post("/api/webhooks/mercadopago", response_model=NotificationReceived)
-async def mercadopago_notification(
-    request: Request, background: BackgroundTasks, clock: CurrentClock
-) -> NotificationReceived:
+async def mercadopago_notification(request: Request, clock: CurrentClock) -> NotificationReceived:
     """Verify, store in the inbox, answer: processing happens after the response, from the inbox."""
     query = request.query_params
     now = clock()
@@ -67,9 +65,10 @@ async def mercadopago_notification(
         topic = query.get("type") or str(body.get("type") or "")
         if not data_id:
             raise MalformedNotification("The notification has no data.id in its query.")
-        if topic != "payment":
+        if topic != "payment" or not data_id.isdigit():
             # merchant_order and others: the payment notifications carry everything we act on.
-            log.info("notification.skipped", topic=topic, resource_id=data_id)
+            # Payment ids are numeric; anything else could never be read back, so it is not kept.
+            log.info("notification.skipped", topic=topic, resource_id=data_id[:64])
             return NotificationReceived(received=True, processed=False)
         action = body.get("action")
         notification = service.IncomingNotification(
@@ -81,17 +80,10 @@ async def mercadopago_notification(
         return await service.receive_notification(session, notification, now, unique_marker=marker)
 
     notification_id = await get_database(request).transaction(store)
-    background.add_task(_process, processor_of(request), notification_id)
+    # Committed: processing may start now, behind this answer (see NotificationPump).
+    pump: NotificationPump = request.app.state.notification_pump
+    pump.submit(notification_id)
     return NotificationReceived(received=True, processed=None)
-
-
-async def _process(processor: PaymentProcessor, notification_id: int) -> None:
-    try:
-        await processor.process_notification(notification_id)
-    except Exception as exc:  # the worker's sweep takes it again when its lease runs out
-        log.warning(
-            "notification.processing_failed", notification_id=notification_id, error=type(exc).__name__
-        )
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

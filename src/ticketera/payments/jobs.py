@@ -9,6 +9,7 @@ same idempotency key, the reconciler asks again).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -289,6 +290,47 @@ class PaymentProcessor:
             "refunds": await self.send_due_refunds(),
             "reconciled": await self.reconcile(),
         }
+
+
+class NotificationPump:
+    """Processes this process's stored notifications right after they are answered, one at a time.
+
+    One consumer instead of a task per webhook: a burst of notifications (MercadoPago retries, an
+    on-sale) is then answered at the speed of inserting rows, while the slower processing (a read
+    from the API, the sale, the tickets) runs behind it and never competes with the answers for
+    the event loop and the connection pool. What is still queued when the process stops stays
+    pending in the inbox, and the worker's sweep takes it.
+    """
+
+    def __init__(self, processor: PaymentProcessor, *, capacity: int = 10_000) -> None:
+        self._processor = processor
+        self._queue: asyncio.Queue[int] = asyncio.Queue(maxsize=capacity)
+
+    def submit(self, notification_id: int) -> None:
+        try:
+            self._queue.put_nowait(notification_id)
+        except asyncio.QueueFull:
+            log.warning("notification.pump_full", notification_id=notification_id)
+
+    async def run(self) -> None:
+        while True:
+            notification_id = await self._queue.get()
+            try:
+                await self._processor.process_notification(notification_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the worker's sweep takes it again when its lease runs out
+                log.warning(
+                    "notification.processing_failed",
+                    notification_id=notification_id,
+                    error=type(exc).__name__,
+                )
+            finally:
+                self._queue.task_done()
+
+    async def drained(self) -> None:
+        """Until everything submitted so far is processed (tests and benchmarks)."""
+        await self._queue.join()
 
 
 def build_payment_processor(

@@ -39,13 +39,16 @@ CASH_PAYMENT_TYPES = ("ticket", "atm")
 APPROVED = "approved"
 REVERSING_STATUSES = frozenset({"refunded", "charged_back"})
 # Refund reasons that undo the order too (the others leave it as it is).
-ORDER_UNDOING_REFUNDS = frozenset({"admin", "seats_lost"})
-# Notifications are retried with exponential backoff up to this many attempts (about a day).
-MAX_NOTIFICATION_ATTEMPTS = 16
+ORDER_UNDOING_REFUNDS = frozenset({"admin", "seats_lost", "limit_exceeded"})
+# Notifications are retried with exponential backoff (10 s doubling to an hour) up to this many
+# attempts: about a day and a half, longer than any MercadoPago outage we plan for. The reconciler
+# covers the orders of the few that still fail.
+MAX_NOTIFICATION_ATTEMPTS = 40
 NOTIFICATION_LEASE = timedelta(seconds=60)
 # The reconciler stops asking about an unpaid order this long after its deadline.
 RECONCILE_WINDOW = timedelta(days=2)
 RECONCILE_MAX_GAP = timedelta(hours=6)
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def checkout_preference(
         "notification_url": f"{options.public_base_url}/api/webhooks/mercadopago?source_news=webhooks",
         "external_reference": str(order.id),
         "expires": True,
-        "expiration_date_from": _mp_time(order.created_at),
+        # A little before now: a MercadoPago clock slightly behind ours must still find it payable.
+        "expiration_date_from": _mp_time(order.created_at - CLOCK_SKEW),
         "expiration_date_to": _mp_time(order.expires_at),
         "date_of_expiration": _mp_time(order.expires_at),
         "binary_mode": options.binary_mode,
@@ -273,6 +277,7 @@ async def _settle(
             orders_service.PaymentOutcome.ALREADY_PAID: "duplicate",
             orders_service.PaymentOutcome.SEATS_LOST: "seats_lost",
             orders_service.PaymentOutcome.NOT_PAYABLE: "order_closed",
+            orders_service.PaymentOutcome.LIMIT_EXCEEDED: "limit_exceeded",
         }
         return _refund_due(record, reasons[outcome])
     if record.status in REVERSING_STATUSES:

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketera.events import repository as events_repository
+from ticketera.events.service import EventNotFound
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import NotFound
 from ticketera.kit.http import CurrentClock, ReadSession, StaffOnly, get_database, is_admin
@@ -152,6 +154,8 @@ async def check_in_batch(body: CheckinBatchIn, request: Request) -> dict[str, An
 
 @router.get("/api/events/{event_id}/checkin", response_model=CheckinFiguresOut, dependencies=[StaffOnly])
 async def checkin_figures(event_id: EventId, session: ReadSession) -> CheckinFiguresOut:
+    if await events_repository.find_event(session, event_id) is None:
+        raise EventNotFound(f"Event {event_id} does not exist.")
     sections = await service.checkin_figures(session, event_id)
     return CheckinFiguresOut(
         event_id=event_id,

@@ -78,6 +78,10 @@ class TicketMailer:
             )
 
         attempts, to_address, order_id, printed = await self.database.read(load)
+        if printed is not None and printed.tickets and all(t.status != "valid" for t in printed.tickets):
+            log.info("email.skipped", email_id=email_id, order_id=order_id, reason="tickets_void")
+            await self._finish(email_id, EmailState.SKIPPED)
+            return False
         try:
             if printed is None or not printed.tickets:
                 raise LookupError(f"order {order_id} has no tickets to send")

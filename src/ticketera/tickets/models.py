@@ -58,6 +58,7 @@ class EmailState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # gave up after many attempts; an operator can set it back to pending
+    SKIPPED = "skipped"  # nothing left to send: the order was refunded before its email went out
 
 
 class OutboxEmail(Base):

@@ -152,7 +152,7 @@ async def finish_email(
     values: dict[str, Any] = {"state": state.value, "last_error": error[:300] if error else None}
     if state is EmailState.PENDING:
         values["next_attempt_at"] = next_attempt_at or now
-    elif state is EmailState.SENT:
+    elif state in (EmailState.SENT, EmailState.SKIPPED):
         values["sent_at"] = now
     await session.execute(
         update(OutboxEmail)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.holds.service import HeldUnit
+from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import NotFound
 from ticketera.tickets import repository
 from ticketera.tickets.codes import (
@@ -180,7 +181,10 @@ async def check_in(
     """Admit the holder of `code` once. The signature is checked before the database is asked, so
     forged codes cost no write; the conditional update decides between simultaneous scans."""
     try:
-        key = await keys.of(session, claimed_event(code))
+        event_id = claimed_event(code)
+        if not 0 < event_id <= MAX_ID:
+            raise MalformedCode("no event has this id")
+        key = await keys.of(session, event_id)
         if key is None:
             raise ForgedCode("no event has this key")
         claim = verify_code(code, key)
@@ -217,14 +221,24 @@ async def check_in_batch(
     A ticket scanned twice (by two offline devices, or offline and online) is admitted at its first
     scan in time among those applied, and every later one is reported as a conflict.
     """
-    order = sorted(range(len(scans)), key=lambda index: scans[index].scanned_at)
+    order = sorted(range(len(scans)), key=lambda index: _aware(scans[index].scanned_at))
     results: dict[int, Scan] = {}
     for index in order:
         scan = scans[index]
         results[index] = await check_in(
-            session, keys, scan.code, at=scan.scanned_at, device=scan.device, door_event_id=door_event_id
+            session,
+            keys,
+            scan.code,
+            at=_aware(scan.scanned_at),
+            device=scan.device,
+            door_event_id=door_event_id,
         )
     return [results[index] for index in range(len(scans))]
+
+
+def _aware(moment: datetime) -> datetime:
+    """A device clock without a zone is taken as UTC, the zone every time here is in."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def checkin_figures(session: AsyncSession, event_id: int) -> list[repository.SectionFigures]:

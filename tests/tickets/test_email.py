@@ -1,0 +1,302 @@
+"""The buyer's tickets email: queued with the sale, sent by the worker through a real SMTP server
+(aiosmtpd, started by the test), once only, retried with backoff while the server is down, and
+written as an .eml file in development when no SMTP_URL is set.
+
+The worker's sender (`TicketMailer.send_due`) is run by hand, on the shop's clock, so retry
+deadlines are passed by moving the clock rather than by waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email
+import email.policy
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
+
+from tests.conftest import ADMIN, DatabaseUnderTest, make_settings
+from tests.fakes import FakeClock
+from tests.mpsim_server import listening_socket, serving_asgi, socket_url
+from tests.shop import Shop, Simulator
+from tests.tickets.pdf_text import page_count, pdf_text
+from tests.tickets.sales import paid_order, seat_ids, tickets_of
+from ticketera.kit.db import Database, create_engine
+from ticketera.main import create_app
+from ticketera.tickets.jobs import TicketMailer, build_ticket_mailer
+from ticketera.tickets.models import OutboxEmail
+
+EVENT_NAME = "Noche de Rock"
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (a connection to it is refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd, in its own thread) on a loopback port, keeping what it accepts.
+
+    Started only when a test says so, so the same port can first be a server that is down.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.received: list[Envelope] = []
+        self._controller: Controller | None = None
+
+    @property
+    def url(self) -> str:
+        # Plain SMTP: the test server offers no TLS.
+        return f"smtp://127.0.0.1:{self.port}?starttls=false"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        # Recorded before the 250 goes out: once the sender's call returns, the message is here.
+        self.received.append(envelope)
+        return "250 Message accepted for delivery"
+
+    async def start(self) -> None:
+        controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        # start() blocks until the server answers a probe connection; in a thread, so the shop
+        # (served by this event loop) keeps running meanwhile.
+        await asyncio.to_thread(controller.start)
+        self._controller = controller
+
+    async def stop(self) -> None:
+        if self._controller is not None:
+            await asyncio.to_thread(self._controller.stop)
+            self._controller = None
+
+    def messages(self) -> list[EmailMessage]:
+        parsed = []
+        for envelope in self.received:
+            assert isinstance(envelope.content, bytes)
+            parsed.append(parse(envelope.content))
+        return parsed
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+@pytest.fixture
+async def mailbox() -> AsyncIterator[Mailbox]:
+    box = Mailbox(unused_port())
+    try:
+        yield box
+    finally:
+        await box.stop()
+
+
+@asynccontextmanager
+async def serving_shop(
+    db: DatabaseUnderTest, tmp_path: Path, simulator_url: str, clock: FakeClock, **settings: Any
+) -> AsyncIterator[Shop]:
+    """tests.shop's `shop` fixture, with further settings (here SMTP_URL)."""
+    sock = listening_socket()
+    base_url = socket_url(sock)
+    values: dict[str, Any] = {
+        "mp_base_url": simulator_url,
+        "public_base_url": base_url,
+        "worker_in_process": False,
+    }
+    values.update(settings)
+    shop_settings = make_settings(db.url, tmp_path, **values)
+    app = create_app(shop_settings, clock=clock)
+    async with serving_asgi(app, sock), httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        yield Shop(http, app, clock, shop_settings)
+
+
+@pytest.fixture
+async def mail_shop(
+    db: DatabaseUnderTest,
+    tmp_path: Path,
+    sim: Simulator,
+    simulator_url: str,
+    shop_clock: FakeClock,
+    mailbox: Mailbox,
+) -> AsyncIterator[Shop]:
+    """The shop, sending email to `mailbox` (which the test starts)."""
+    async with serving_shop(db, tmp_path, simulator_url, shop_clock, smtp_url=mailbox.url) as shop:
+        yield shop
+
+
+def mailer_of(shop: Shop) -> TicketMailer:
+    """The worker's email sender, on the shop's database and clock."""
+    return build_ticket_mailer(shop.settings, shop.app.state.database, shop.clock)
+
+
+async def outbox(shop: Shop) -> list[OutboxEmail]:
+    async with shop.app.state.database.read_session() as session:
+        return list((await session.execute(select(OutboxEmail).order_by(OutboxEmail.id))).scalars())
+
+
+def check_tickets_email(
+    message: EmailMessage, shop: Shop, order: dict[str, Any], tickets: list[dict[str, Any]]
+) -> None:
+    """The buyer's email: addressed to them, naming the event and order, with a readable PDF of
+    every ticket attached."""
+    assert message["To"] == "ana@example.com"
+    assert message["Subject"] == f"Your tickets for {EVENT_NAME} (order {order['id']})"
+    assert message["Message-ID"]
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "Hello Ana Pérez" in text
+    assert f"{shop.settings.effective_public_base_url}/orders/{order['id']}" in text
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_filename() == f"tickets-{order['id']}.pdf"
+    pdf = attachment.get_content()
+    assert isinstance(pdf, bytes)
+    assert pdf.startswith(b"%PDF-")
+    assert page_count(pdf) == len(tickets)
+    printed = pdf_text(pdf)
+    assert printed.count(EVENT_NAME) == len(tickets)
+    unwrapped = printed.replace("\n", "")
+    assert all(ticket["code"] in unwrapped for ticket in tickets)
+
+
+async def test_the_tickets_email_reaches_the_smtp_server_with_the_pdf(
+    mail_shop: Shop, sim: Simulator, mailbox: Mailbox
+) -> None:
+    shop = mail_shop
+    await mailbox.start()
+    event = await shop.event(name=EVENT_NAME)
+    order = await paid_order(shop, sim, event, seat_ids=await seat_ids(shop, event, 2))
+    tickets = await tickets_of(shop, order)
+    (queued,) = await outbox(shop)
+    # Queued by the sale itself, not sent by it: the request never waits on a mail server.
+    assert (queued.state, queued.attempts, queued.to_address) == ("pending", 0, "ana@example.com")
+    assert mailbox.received == []
+
+    assert await mailer_of(shop).send_due() == 1
+
+    (envelope,) = mailbox.received
+    assert envelope.mail_from == "tickets@localhost"
+    assert envelope.rcpt_tos == ["ana@example.com"]
+    (message,) = mailbox.messages()
+    check_tickets_email(message, shop, order, tickets)
+    (sent,) = await outbox(shop)
+    assert (sent.state, sent.attempts, sent.last_error) == ("sent", 1, None)
+    assert sent.sent_at == shop.clock.now
+
+
+async def test_the_email_is_sent_once_however_often_the_worker_sweeps(
+    mail_shop: Shop, sim: Simulator, mailbox: Mailbox
+) -> None:
+    shop = mail_shop
+    await mailbox.start()
+    event = await shop.event(name=EVENT_NAME)
+    await paid_order(shop, sim, event)
+    mailer = mailer_of(shop)
+    assert await mailer.send_due() == 1
+    assert await mailer.send_due() == 0
+    # Past any lease or backoff: a sent email is never due again.
+    shop.clock.advance(24 * 3600)
+    assert await mailer.send_due() == 0
+    assert len(mailbox.received) == 1
+
+
+async def test_two_workers_sweeping_at_once_send_each_email_once(
+    mail_shop: Shop, sim: Simulator, mailbox: Mailbox, db: DatabaseUnderTest
+) -> None:
+    shop = mail_shop
+    await mailbox.start()
+    event = await shop.event(name=EVENT_NAME)
+    orders = [await paid_order(shop, sim, event, f"fan-{number}") for number in range(4)]
+    # The second worker has its own connection pool, as a second `ticketera worker` process would.
+    other_database = Database(create_engine(db.url, pool_size=2))
+    try:
+        other = dataclasses.replace(mailer_of(shop), database=other_database)
+        sent = await asyncio.gather(mailer_of(shop).send_due(), other.send_due(), mailer_of(shop).send_due())
+    finally:
+        await other_database.dispose()
+    assert sum(sent) == len(orders)
+    subjects = Counter(str(message["Subject"]) for message in mailbox.messages())
+    assert subjects == {f"Your tickets for {EVENT_NAME} (order {order['id']})": 1 for order in orders}
+    assert {row.state for row in await outbox(shop)} == {"sent"}
+    assert {row.attempts for row in await outbox(shop)} == {1}
+
+
+async def test_a_mail_server_that_is_down_is_retried_with_backoff(
+    mail_shop: Shop, sim: Simulator, mailbox: Mailbox
+) -> None:
+    shop = mail_shop  # its SMTP_URL points at `mailbox`'s port, where nothing listens yet
+    event = await shop.event(name=EVENT_NAME)
+    order = await paid_order(shop, sim, event)
+    mailer = mailer_of(shop)
+    started = shop.clock.now
+
+    assert await mailer.send_due() == 0
+    (failed,) = await outbox(shop)
+    assert (failed.state, failed.attempts) == ("pending", 1)
+    assert failed.last_error
+    assert failed.next_attempt_at == started + timedelta(seconds=30)
+    # Not hammered: until the backoff has passed, the sweep leaves it alone.
+    shop.clock.advance(29)
+    assert await mailer.send_due() == 0
+    assert (await outbox(shop))[0].attempts == 1
+
+    shop.clock.advance(1)
+    assert await mailer.send_due() == 0
+    (again,) = await outbox(shop)
+    assert again.attempts == 2
+    # The gap doubles.
+    assert again.next_attempt_at == shop.clock.now + timedelta(seconds=60)
+
+    await mailbox.start()
+    assert await mailer.send_due() == 0  # up now, but not due yet
+    assert mailbox.received == []
+    shop.clock.advance(60)
+    assert await mailer.send_due() == 1
+    (message,) = mailbox.messages()
+    check_tickets_email(message, shop, order, await tickets_of(shop, order))
+    (sent,) = await outbox(shop)
+    assert (sent.state, sent.attempts, sent.last_error) == ("sent", 3, None)
+    assert await mailer.send_due() == 0
+    assert len(mailbox.received) == 1
+
+
+async def test_without_smtp_the_email_is_written_to_the_outbox_folder(shop: Shop, sim: Simulator) -> None:
+    assert shop.settings.smtp_url is None
+    event = await shop.event(name=EVENT_NAME)
+    order = await paid_order(shop, sim, event, quantity=2)
+    mailer = mailer_of(shop)
+    assert await mailer.send_due() == 1
+    assert await mailer.send_due() == 0
+
+    folder = shop.settings.data_dir / "outbox"
+    written = sorted(folder.iterdir())
+    assert [path.name for path in written] == [f"order-{order['id']}-tickets.eml"]
+    check_tickets_email(parse(written[0].read_bytes()), shop, order, await tickets_of(shop, order))
+    (sent,) = await outbox(shop)
+    assert sent.state == "sent"
+
+
+async def test_an_order_refunded_before_its_email_goes_out_is_not_emailed(shop: Shop, sim: Simulator) -> None:
+    event = await shop.event(name=EVENT_NAME)
+    order = await paid_order(shop, sim, event)
+    refunded = await shop.http.post(f"/api/orders/{order['id']}/refund", headers=ADMIN)
+    assert refunded.status_code == 200
+    assert await mailer_of(shop).send_due() == 0
+    (skipped,) = await outbox(shop)
+    assert skipped.state == "skipped"
+    assert not (shop.settings.data_dir / "outbox").exists()
