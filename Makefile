@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
-	lint format bench bench-queue bench-onsale lock clean
+	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,7 +85,9 @@ bench-queue: $(STAMP) ## Waiting-room throughput and latency against a server wi
 bench-onsale: $(STAMP) ## Tickets per second through join -> hold -> order, on MariaDB and SQLite
 	$(BIN)/python benchmarks/onsale.py
 
-.PHONY: bench-checkin
+bench-webhooks: $(STAMP) ## MercadoPago webhook latency at 100 concurrent, and approval -> paid time (SQLite; --mariadb by hand)
+	$(BIN)/python benchmarks/webhooks.py
+
 bench-checkin: $(STAMP) ## Check-ins per second, 20 scanners then rescans, on MariaDB (--sqlite by hand)
 	$(BIN)/python benchmarks/checkin.py
 

@@ -50,28 +50,16 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
-from benchmarks.harness import (
-    ADMIN_HEADERS,
-    MYSQL_SERVER_URL,
-    BenchmarkError,
-    Latency,
-    mysql_database,
-    mysql_unreachable_reason,
-    running_service,
-    scrubbed_environment,
-    service_environment,
-    service_problems,
-    starts_at,
-)
+from benchmarks import harness
 from ticketera.config import to_async_url
 from ticketera.kit.db import create_engine
 
@@ -98,9 +86,9 @@ class BackendResult:
     raw_insert_median_s: float = 0.0
     venue_vs_raw_ratio: float = 0.0
     map_seats: int = MAP_SEATS
-    map_ms: Latency | None = None
+    map_ms: harness.Latency | None = None
     map_response_bytes: int = 0
-    live_ms: Latency | None = None
+    live_ms: harness.Latency | None = None
     map_vs_live_p50_ratio: float = 0.0
     service_problems: list[str] = field(default_factory=list)
 
@@ -162,12 +150,12 @@ def _reserved_section(name: str, prefix: str, rows: int, seats_per_row: int, pri
 
 
 def _create_event(client: httpx.Client, body: dict[str, Any], capacity: int) -> dict[str, Any]:
-    response = client.post("/api/events", json=body, headers=ADMIN_HEADERS)
-    if response.status_code != 201:
-        raise BenchmarkError(f"POST /api/events answered {response.status_code}: {response.text[:500]}")
-    created: dict[str, Any] = response.json()
+    response = client.post("/api/events", json=body, headers=harness.ADMIN_HEADERS)
+    created = harness.expect(response, 201, "POST /api/events")
     if created.get("capacity") != capacity:
-        raise BenchmarkError(f"the event was created with capacity {created.get('capacity')}, not {capacity}")
+        raise harness.BenchmarkError(
+            f"the event was created with capacity {created.get('capacity')}, not {capacity}"
+        )
     return created
 
 
@@ -176,7 +164,7 @@ def measure_venue_creation(client: httpx.Client, runs: int) -> list[float]:
     for run in range(1, runs + 1):
         body = {
             "name": f"Bench {run}",
-            "startsAt": starts_at(),
+            "startsAt": harness.starts_at(),
             "sections": [_reserved_section("Estadio", "R", VENUE_ROWS, VENUE_SEATS_PER_ROW, "20000.00")],
         }
         started = time.perf_counter()
@@ -185,11 +173,11 @@ def measure_venue_creation(client: httpx.Client, runs: int) -> list[float]:
     return durations
 
 
-def measure_section_map(client: httpx.Client, reads: int) -> tuple[Latency, int, Latency]:
+def measure_section_map(client: httpx.Client, reads: int) -> tuple[harness.Latency, int, harness.Latency]:
     """Seat-map and /health/live latencies (interleaved, so both see the same machine load)."""
     body = {
         "name": "Bench map",
-        "startsAt": starts_at(),
+        "startsAt": harness.starts_at(),
         "sections": [
             _reserved_section("Platea", "P", MAP_ROWS, MAP_SEATS_PER_ROW, "30000.00"),
             _reserved_section("Palco", "V", 2, 10, "90000.00"),
@@ -210,7 +198,7 @@ def measure_section_map(client: httpx.Client, reads: int) -> tuple[Latency, int,
         response = client.get("/health/live")
         elapsed = time.perf_counter() - started
         if response.status_code != 200:
-            raise BenchmarkError(f"GET /health/live answered {response.status_code}")
+            raise harness.BenchmarkError(f"GET /health/live answered {response.status_code}")
         return elapsed
 
     for _ in range(WARM_UP_READS):
@@ -225,26 +213,24 @@ def measure_section_map(client: httpx.Client, reads: int) -> tuple[Latency, int,
         live_seconds.append(read_live())
         # Checked outside the timed part: the client's own JSON parsing is not the service's cost.
         if response.status_code != 200:
-            raise BenchmarkError(f"GET {map_path} answered {response.status_code}: {response.text[:500]}")
+            raise harness.BenchmarkError(
+                f"GET {map_path} answered {response.status_code}: {response.text[:500]}"
+            )
         seats = response.json()["seats"]
         if len(seats) != MAP_SEATS or any(seat["section"] != section_id for seat in seats):
-            raise BenchmarkError(
+            raise harness.BenchmarkError(
                 f"the section map has {len(seats)} seats, not {MAP_SEATS} of section {section_id}"
             )
         size = len(response.content)
-    return Latency.of(map_seconds), size, Latency.of(live_seconds)
+    return harness.Latency.of(map_seconds), size, harness.Latency.of(live_seconds)
 
 
 def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.Namespace) -> BackendResult:
     result = BackendResult(backend)
-    output_path = workdir / "service-output.log"
+    env = harness.service_environment(harness.scrubbed_environment(), database_url, workdir)
     try:
         with (
-            running_service(workdir, service_environment(scrubbed_environment(), database_url, workdir)) as (
-                base_url,
-                _,
-                output_path,
-            ),
+            harness.running_service(workdir, env) as (base_url, _, _),
             httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS) as client,
         ):
             result.venue_runs_s = measure_venue_creation(client, args.venue_runs)
@@ -252,7 +238,7 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
                 client, args.map_reads
             )
     finally:
-        result.service_problems = service_problems(workdir, output_path)
+        result.service_problems = harness.service_problems(workdir)
     # After the service stopped, so the two never compete for the machine or the database.
     result.raw_insert_runs_s = asyncio.run(_raw_insert(database_url, args.venue_runs))
     result.venue_median_s = statistics.median(result.venue_runs_s)
@@ -282,9 +268,7 @@ def format_result(result: BackendResult) -> str:
         f" | /health/live p50 {result.live_ms.p50:.2f}  p95 {result.live_ms.p95:.2f}"
         f" | ratio {result.map_vs_live_p50_ratio:.0f}x",
     ]
-    if result.service_problems:
-        lines.append(f"  service logged {len(result.service_problems)} warning/error line(s), first ones:")
-        lines.extend(f"    {problem}" for problem in result.service_problems[:5])
+    lines.extend(harness.problem_lines(result.service_problems))
     return "\n".join(lines)
 
 
@@ -299,12 +283,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--venue-runs", type=int, default=3, help="venue creations per backend (default 3)")
     parser.add_argument("--map-reads", type=int, default=200, help="timed seat-map reads (default 200)")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")
+    harness.add_json_option(parser)
     args = parser.parse_args(argv)
-    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
-    unknown = [name for name in backends if name not in BACKENDS]
-    if unknown or not backends:
-        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+    backends = harness.parse_backends(parser, args.backends, BACKENDS)
     if args.venue_runs < 1:
         parser.error("--venue-runs must be at least 1")
     if args.map_reads < 2:
@@ -322,18 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         f"section map {MAP_SEATS:,} seats x {args.map_reads} reads"
     )
     for backend in args.backends:
-        with tempfile.TemporaryDirectory(prefix=f"ticketera-bench-{backend}-") as tmp:
-            workdir = Path(tmp)
-            if backend == "sqlite":
-                result = run_backend(backend, f"sqlite:///{workdir / 'bench.db'}", workdir, args)
-            else:
-                reason = asyncio.run(mysql_unreachable_reason())
-                if reason is not None:
-                    skipped[backend] = reason
-                    print(f"\nmariadb  skipped: no server answers at {MYSQL_SERVER_URL} ({reason})")
-                    continue
-                with mysql_database() as database_url:
-                    result = run_backend(backend, database_url, workdir, args)
+        try:
+            result = harness.run_on_backend("venue", backend, partial(run_backend, args=args))
+        except harness.DatabaseUnavailable as exc:
+            skipped[backend] = exc.reason
+            print(f"\nmariadb  skipped: {exc}")
+            continue
         results.append(result)
         print()
         print(format_result(result))

@@ -1,15 +1,18 @@
 """Plumbing shared by the benchmark scripts: the service under test, MySQL databases, CPU meters.
 
-The scripts (`create_venue.py`, `queue.py`, `onsale.py`) run as `python benchmarks/<name>.py`.
-Each first drops its own folder from sys.path (the sibling `queue.py` shadows the standard
-library's `queue`), then puts the project root in front and imports from here as
-`benchmarks.harness`. This module never imports that sibling, and it depends on nothing being
-imported before it.
+The scripts (`create_venue.py`, `queue.py`, `onsale.py`, `checkin.py`, `webhooks.py`) run as
+`python benchmarks/<name>.py`. Each first drops its own folder from sys.path (the sibling `queue.py`
+shadows the standard library's `queue`), then puts the project root in front and imports this
+module as `from benchmarks import harness`. This module never imports that sibling, and it depends
+on nothing being imported before it.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import itertools
+import json
 import os
 import resource
 import signal
@@ -17,13 +20,16 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from sqlalchemy import text
@@ -32,17 +38,35 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ticketera.config import Settings, to_async_url
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 ADMIN_KEY = "bench-admin"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
+# The SECRET_KEY of the service run in production mode, which wants a long one.
+PRODUCTION_SECRET_KEY = "bench-secret-key-with-enough-length-0123456789"
 MYSQL_SERVER_URL = os.environ.get("TICKETERA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+SERVICE_OUTPUT = "service-output.log"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+# What a script's run_backend returns: a dataclass, written to --json with dataclasses.asdict.
+ResultT = TypeVar("ResultT", bound="DataclassInstance")
 
 
 class BenchmarkError(Exception):
     """A process did not start or the service answered wrongly; the message says how."""
+
+
+class DatabaseUnavailable(Exception):
+    """The MySQL server does not answer; the message names it and says why, `reason` only why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"no server answers at {MYSQL_SERVER_URL} ({reason})")
+        self.reason = reason
 
 
 @dataclass
@@ -64,6 +88,11 @@ class Latency:
             return cls(p50=only, p95=only, p99=only, mean=only, samples=len(ms))
         cuts = statistics.quantiles(ms, n=100, method="inclusive")
         return cls(p50=cuts[49], p95=cuts[94], p99=cuts[98], mean=statistics.fmean(ms), samples=len(ms))
+
+    def summary(self, *, p99: bool = True) -> str:
+        """`p50 …  p95 …  p99 … ms`, each figure six wide (without the p99 if not asked for)."""
+        text_ = f"p50 {self.p50:6.1f}  p95 {self.p95:6.1f}"
+        return text_ + (f"  p99 {self.p99:6.1f}" if p99 else "") + " ms"
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +122,16 @@ async def mysql_admin(statement: str) -> None:
         await engine.dispose()
 
 
+async def mysql_server_version() -> str:
+    """`SELECT VERSION()` of the MySQL server, in its own engine."""
+    engine = create_async_engine(to_async_url(MYSQL_SERVER_URL), pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            return str((await connection.execute(text("SELECT VERSION()"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
 @contextmanager
 def mysql_database() -> Iterator[str]:
     """A fresh database on the MySQL server, dropped afterwards; yields its plain mysql:// URL."""
@@ -103,6 +142,21 @@ def mysql_database() -> Iterator[str]:
         yield url.render_as_string(hide_password=False)
     finally:
         asyncio.run(mysql_admin(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+@contextmanager
+def backend_database(backend: str, workdir: Path) -> Iterator[str]:
+    """The service's database URL on `backend`: "sqlite", a file in `workdir`; "mariadb", a fresh
+    database on the MySQL server, dropped afterwards. DatabaseUnavailable when that server does not
+    answer."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    reason = asyncio.run(mysql_unreachable_reason())
+    if reason is not None:
+        raise DatabaseUnavailable(reason)
+    with mysql_database() as database_url:
+        yield database_url
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,33 +239,61 @@ def service_environment(
     return env
 
 
-def wait_ready(process: subprocess.Popen[bytes], base_url: str, output_path: Path) -> None:
-    """Poll `/health/ready` until it answers 200; BenchmarkError if the process exits or time runs out."""
+def production_environment(
+    database_url: str, workdir: Path, *, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Production mode (as deployed) with its secrets, rate limits, the admission ticker and the
+    in-process worker off, nothing from the caller's shell; then `extra` on top. What is measured is
+    the requests' own path, not a sweep (or an email) running beside it."""
+    return service_environment(
+        passed_environment(),
+        database_url,
+        workdir,
+        app_env="production",
+        secret_key=PRODUCTION_SECRET_KEY,
+        extra={"QUEUE_TICKER": "false", "WORKER_IN_PROCESS": "false", **(extra or {})},
+    )
+
+
+def answers_ok(url: str) -> bool:
+    """Whether `GET url` answers 200 within two seconds."""
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_answering(
+    process: subprocess.Popen[bytes],
+    answering: Callable[[], bool],
+    what: str,
+    output_path: Path,
+    *,
+    interval: float = 0.2,
+) -> None:
+    """Call `answering()` every `interval` seconds until it is true; BenchmarkError (naming `what`,
+    with the end of its output) if the process exits first or READY_TIMEOUT_SECONDS run out."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise BenchmarkError(
-                f"the service exited with code {process.returncode} before it was ready:\n{tail(output_path)}"
+                f"{what} exited with code {process.returncode} before it was ready:\n{tail(output_path)}"
             )
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise BenchmarkError(
-        f"the service was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n{tail(output_path)}"
-    )
+        if answering():
+            return
+        time.sleep(interval)
+    raise BenchmarkError(f"{what} was not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n{tail(output_path)}")
 
 
 @contextmanager
 def running_service(
-    workdir: Path, env: Mapping[str, str], workers: int = 1
+    workdir: Path, env: Mapping[str, str], workers: int = 1, *, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """`ticketera serve` on a free port, ready; yields its base URL, its process and its output file."""
+    """`ticketera serve` on `port` (by default a free one), ready; yields its base URL, its process
+    and its output file."""
     command = Path(sys.executable).parent / "ticketera"
-    port = free_port()
-    output_path = workdir / "service-output.log"
+    port = free_port() if port is None else port
+    output_path = workdir / SERVICE_OUTPUT
     with output_path.open("wb") as output:
         process = subprocess.Popen(  # our own entry point, fixed arguments
             [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
@@ -222,23 +304,79 @@ def running_service(
         )
         try:
             base_url = f"http://127.0.0.1:{port}"
-            wait_ready(process, base_url, output_path)
+            ready = f"{base_url}/health/ready"
+            wait_answering(process, lambda: answers_ok(ready), "the service", output_path)
             yield base_url, process, output_path
         finally:
             stop(process)
 
 
-def service_problems(workdir: Path, output_path: Path) -> list[str]:
-    """Warning and error lines the service wrote to its output and its log file."""
+@contextmanager
+def running_mp_simulator(workdir: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """The MercadoPago simulator (`python -m ticketera.mpsim`) on a free port with the service's
+    MP_ACCESS_TOKEN and MP_WEBHOOK_SECRET from `env`; yields the base URL for MP_BASE_URL."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    output_path = workdir / "mp-simulator-output.log"
+    sim_env = {**passed_environment(), **{k: v for k, v in env.items() if k.startswith("MP_")}}
+    sim_env.update({"MPSIM_PUBLIC_URL": base_url, "LOG_LEVEL": "WARNING"})
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(  # our own interpreter and module, fixed arguments
+            [sys.executable, "-m", "ticketera.mpsim", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir,
+            env=sim_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            health = f"{base_url}/_sim/health"
+            wait_answering(process, lambda: answers_ok(health), "the MercadoPago simulator", output_path)
+            yield base_url
+        finally:
+            stop(process)
+
+
+@contextmanager
+def running_service_with_mp_simulator(
+    workdir: Path, env: Mapping[str, str], workers: int, *, public_base_url: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes], str]]:
+    """The MercadoPago simulator, then the service with MP_BASE_URL pointing at it (every order
+    creates its checkout there). With `public_base_url`, the service's PUBLIC_BASE_URL names its own
+    port, chosen before it starts, so the preferences it creates send the simulator's webhooks to
+    it. Yields the service's base URL, its process, and the simulator's base URL; the service's
+    output is in SERVICE_OUTPUT in `workdir` (see service_problems)."""
+    env = dict(env)
+    port = free_port() if public_base_url else None
+    if port is not None:
+        env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+    with running_mp_simulator(workdir, env) as simulator_url:
+        env["MP_BASE_URL"] = simulator_url
+        with running_service(workdir, env, workers, port=port) as (base_url, process, _):
+            yield base_url, process, simulator_url
+
+
+def service_problems(workdir: Path, output_path: Path | None = None) -> list[str]:
+    """Warning and error lines the service wrote to its output (by default SERVICE_OUTPUT in
+    `workdir`) and its log file."""
     markers = ("error", "warning", "traceback", "exception", "critical")
     problems: list[str] = []
-    for path in [output_path, *sorted((workdir / "logs").glob("*.log"))]:
+    for path in [output_path or workdir / SERVICE_OUTPUT, *sorted((workdir / "logs").glob("*.log"))]:
         if not path.exists():
             continue
         for line in path.read_text(errors="replace").splitlines():
             if any(marker in line.lower() for marker in markers):
                 problems.append(f"{path.name}: {line.strip()[:300]}")
     return problems
+
+
+def problem_lines(problems: list[str]) -> list[str]:
+    """The report's lines about service_problems(): how many, and the first five; none if none."""
+    if not problems:
+        return []
+    return [
+        f"  service logged {len(problems)} warning/error line(s), first ones:",
+        *(f"    {problem}" for problem in problems[:5]),
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +421,20 @@ def client_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def processes_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of the processes `pids` that are still alive, summed."""
+    return sum(stat[1] for pid in pids if (stat := proc_stat(pid)) is not None)
+
+
+def mariadb_pids() -> list[int]:
+    """The running `mariadbd` processes (none where pgrep is missing)."""
+    try:
+        found = subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True, text=True, check=False)
+    except OSError:
+        return []
+    return [int(pid) for pid in found.stdout.split()]
+
+
 # --------------------------------------------------------------------------------------------
 # Events
 
@@ -290,3 +442,205 @@ def client_cpu_seconds() -> float:
 def starts_at() -> str:
     """An event start 30 days from now, in the API's UTC format."""
     return (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------------------------
+# Talking to the service
+
+
+def one_connection_client(base_url: str) -> httpx.AsyncClient:
+    """A client with one keep-alive connection, as one browser tab, scanner or delivery has."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS)
+
+
+@asynccontextmanager
+async def one_connection_clients(base_url: str, count: int) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """`count` clients of one keep-alive connection each (one_connection_client), closed afterwards."""
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(one_connection_client(base_url)) for _ in range(count)]
+
+
+def expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
+    """The JSON body of `response`; BenchmarkError naming `what` unless it has `status`."""
+    if response.status_code != status:
+        raise BenchmarkError(f"{what} answered {response.status_code}: {response.text[:300]}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def in_parallel(count: int, concurrency: int, work: Callable[[int], Awaitable[None]]) -> None:
+    """`work(0) ... work(count - 1)`, at most `concurrency` at a time."""
+    counter = itertools.count()
+
+    async def worker() -> None:
+        while (index := next(counter)) < count:
+            await work(index)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def released_together(
+    clients: list[httpx.AsyncClient], work: Callable[[int, httpx.AsyncClient], Awaitable[None]]
+) -> float:
+    """`work(number, client)` for every client, each a task, all released at once when every one
+    is waiting; the wall seconds from the release until the last is done."""
+    go = asyncio.Event()
+
+    async def task(number: int, client: httpx.AsyncClient) -> None:
+        await go.wait()
+        await work(number, client)
+
+    tasks = [asyncio.create_task(task(number, client)) for number, client in enumerate(clients)]
+    await asyncio.sleep(0)  # every task waits on the event before it is set
+    started = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - started
+
+
+async def poll(check: Callable[[], Awaitable[bool]], *, deadline: float, interval: float) -> bool:
+    """Await `check()` every `interval` seconds until it is true (True), or until time.monotonic()
+    has passed `deadline` (False)."""
+    while True:
+        if await check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------
+# The scripts' frame: options, start, report
+
+
+def add_database_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """The flag for the backend other than `default`: --sqlite where "mariadb" is the default, else
+    --mariadb (read back with chosen_backend)."""
+    if default == "mariadb":
+        parser.add_argument(
+            "--sqlite", action="store_true", help="use SQLite, not MariaDB (TICKETERA_TEST_MYSQL_URL)"
+        )
+    else:
+        parser.add_argument(
+            "--mariadb", action="store_true", help="use MariaDB (TICKETERA_TEST_MYSQL_URL), not SQLite"
+        )
+
+
+def chosen_backend(args: argparse.Namespace) -> str:
+    """The backend the flag of add_database_option chose."""
+    if "sqlite" in vars(args):
+        return "sqlite" if args.sqlite else "mariadb"
+    return "mariadb" if args.mariadb else "sqlite"
+
+
+def add_workers_option(parser: argparse.ArgumentParser, default: int | Mapping[str, int]) -> None:
+    """--workers: `default` service workers, or by default (None) the backend's own from `default`."""
+    if isinstance(default, int):
+        parser.add_argument(
+            "--workers", type=int, default=default, help=f"service worker processes (default {default})"
+        )
+    else:
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help=f"service workers (default {default['mariadb']} on MariaDB, {default['sqlite']} on SQLite)",
+        )
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")
+
+
+def check_at_least_one(parser: argparse.ArgumentParser, args: argparse.Namespace, names: list[str]) -> None:
+    """parser.error for the first option among `names` (as dests) set below 1; None passes."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def parse_backends(parser: argparse.ArgumentParser, value: str, known: tuple[str, ...]) -> list[str]:
+    """The comma-separated backends of `value`; parser.error if there is none, or one not `known`."""
+    backends = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in backends if name not in known]
+    if unknown or not backends:
+        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(known)}")
+    return backends
+
+
+def load_note(load: tuple[float, float, float]) -> str:
+    """`N CPU(s), load average a b c at the start`, for a script's first line."""
+    return f"{os.cpu_count()} CPU(s), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start"
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def start(title: str) -> tuple[float, float, float]:
+    """A script's start: from now on SIGTERM unwinds like Ctrl-C does (so the processes are stopped
+    and the MariaDB database dropped); prints `title` with the machine's CPUs and load average, and
+    returns that load."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    load = os.getloadavg()
+    print(f"{title}; {load_note(load)}")
+    return load
+
+
+def run_on_backend(script: str, backend: str, run_backend: Callable[[str, str, Path], ResultT]) -> ResultT:
+    """`run_backend(backend, database_url, workdir)` in a new temporary directory, on a fresh
+    database of `backend` (backend_database: DatabaseUnavailable if the MySQL server does not answer)."""
+    with tempfile.TemporaryDirectory(prefix=f"ticketera-bench-{script}-{backend}-") as tmp:
+        workdir = Path(tmp)
+        with backend_database(backend, workdir) as database_url:
+            return run_backend(backend, database_url, workdir)
+
+
+def run_one_backend(
+    args: argparse.Namespace,
+    title: str,
+    script: str,
+    run_backend: Callable[[str, str, Path], ResultT],
+    format_result: Callable[[ResultT], str],
+    unavailable_hint: str = "",
+) -> int:
+    """The main of a script that measures the one backend chosen_backend(args): start(title),
+    run_on_backend, then the result printed (format_result) and, with --json, written as "result".
+    The exit status: 0, or 2 (with `unavailable_hint` after the reason) when the MySQL server does
+    not answer."""
+    load = start(title)
+    try:
+        result = run_on_backend(script, chosen_backend(args), run_backend)
+    except DatabaseUnavailable as exc:
+        print(f"\nmariadb: {exc}{unavailable_hint}")
+        return 2
+    print(format_result(result))
+    write_figures(args, load, result=asdict(result))
+    return 0
+
+
+def service_line(backend: str, workers: int, server_version: str, workers_default: bool | None = None) -> str:
+    """The line a backend's figures start with (after an empty one): `<backend>: ticketera serve
+    --workers N (why), server V`, the why only when `workers_default` says whether N is the
+    backend's default, the version only when there is one."""
+    why = ""
+    if workers_default is not None:
+        why = f" (the default for {backend})" if workers_default else " (set by --workers)"
+    version = f", server {server_version}" if server_version else ""
+    return f"\n{backend}: ticketera serve --workers {workers}{why}{version}"
+
+
+def write_figures(args: argparse.Namespace, load: tuple[float, float, float], **figures: Any) -> None:
+    """With --json: the settings (every option but --json), the load average at the start and
+    `figures`, written there as JSON."""
+    if args.json is None:
+        return
+    payload = {
+        "settings": {key: value for key, value in vars(args).items() if key != "json"},
+        "load_average_at_start": list(load),
+        **figures,
+    }
+    args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(f"\nFigures written to {args.json}")

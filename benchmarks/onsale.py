@@ -60,47 +60,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 import argparse
 import asyncio
-import contextlib
 import itertools
-import json
 import random
-import signal
-import subprocess
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from benchmarks.harness import (
-    ADMIN_HEADERS,
-    MYSQL_SERVER_URL,
-    BenchmarkError,
-    Latency,
-    client_cpu_seconds,
-    mysql_database,
-    mysql_unreachable_reason,
-    passed_environment,
-    proc_stat,
-    running_service,
-    service_environment,
-    service_problems,
-    starts_at,
-    tree_cpu_seconds_by_process,
-)
+from benchmarks import harness
 from ticketera.config import to_async_url
 
 BACKENDS = ("mariadb", "sqlite")
 DEFAULT_WORKERS = {"mariadb": 4, "sqlite": 1}
-REQUEST_TIMEOUT_SECONDS = 30.0
 SEATS_PER_ROW = 50
 WARM_UP_QUOTA = 100
 
@@ -159,11 +138,12 @@ class ScenarioResult:
     tickets_per_s: float = 0.0
     holds_per_s: float = 0.0
     orders_per_s: float = 0.0
-    path_ms: Latency = field(default_factory=Latency)  # successful attempts, join -> hold -> order
-    join_ms: Latency = field(default_factory=Latency)
-    hold_ok_ms: Latency = field(default_factory=Latency)
-    hold_conflict_ms: Latency = field(default_factory=Latency)
-    order_ms: Latency = field(default_factory=Latency)
+    # Successful attempts, join -> hold -> order.
+    path_ms: harness.Latency = field(default_factory=harness.Latency)
+    join_ms: harness.Latency = field(default_factory=harness.Latency)
+    hold_ok_ms: harness.Latency = field(default_factory=harness.Latency)
+    hold_conflict_ms: harness.Latency = field(default_factory=harness.Latency)
+    order_ms: harness.Latency = field(default_factory=harness.Latency)
     cost: Cost = field(default_factory=Cost)
     client_cpu_ms_per_ticket: float = 0.0
     service_cpu_ms_per_ticket: float = 0.0
@@ -181,7 +161,7 @@ class LiveResult:
     requests: int
     wall_s: float
     requests_per_s: float
-    latency_ms: Latency
+    latency_ms: harness.Latency
     failures: int
     cost: Cost
     service_cpu_ms_per_request: float
@@ -204,14 +184,10 @@ class BackendResult:
 
 
 class ServerStatus:
-    """MariaDB's global counters and version, through one connection of the load generator."""
+    """MariaDB's global counters, through one connection of the load generator."""
 
     def __init__(self) -> None:
-        self.engine: AsyncEngine = create_async_engine(to_async_url(MYSQL_SERVER_URL), pool_size=1)
-
-    async def version(self) -> str:
-        async with self.engine.connect() as connection:
-            return str((await connection.execute(text("SELECT VERSION()"))).scalar_one())
+        self.engine: AsyncEngine = create_async_engine(to_async_url(harness.MYSQL_SERVER_URL), pool_size=1)
 
     async def counters(self) -> dict[str, int]:
         names = ", ".join(f"'{name}'" for name in STATUS_COUNTERS)
@@ -229,31 +205,6 @@ class ServerStatus:
 # The service and what the processes cost
 
 
-def _service_environment(database_url: str, workdir: Path) -> dict[str, str]:
-    """Production mode, rate limits and the admission ticker off, no in-process worker."""
-    return service_environment(
-        passed_environment(),
-        database_url,
-        workdir,
-        app_env="production",
-        secret_key="bench-secret-key-with-enough-length-0123456789",
-        extra={
-            "APP_RATE_LIMIT": "off",
-            "QUEUE_JOIN_RATE_LIMIT": "off",
-            "QUEUE_TICKER": "false",
-            "WORKER_IN_PROCESS": "false",
-        },
-    )
-
-
-def _mariadb_pids() -> list[int]:
-    try:
-        found = subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True, text=True, check=False)
-    except OSError:
-        return []
-    return [int(pid) for pid in found.stdout.split()]
-
-
 @dataclass
 class Meters:
     """Reads what the load generator, the service and MariaDB have spent so far."""
@@ -263,9 +214,14 @@ class Meters:
     server_status: ServerStatus | None
 
     async def read(self) -> tuple[float, dict[int, float], float, dict[str, int]]:
-        mariadb = sum(stat[1] for pid in self.mariadb_pids if (stat := proc_stat(pid)) is not None)
+        mariadb = harness.processes_cpu_seconds(self.mariadb_pids)
         counters = await self.server_status.counters() if self.server_status is not None else {}
-        return client_cpu_seconds(), tree_cpu_seconds_by_process(self.service_pid), mariadb, counters
+        return (
+            harness.client_cpu_seconds(),
+            harness.tree_cpu_seconds_by_process(self.service_pid),
+            mariadb,
+            counters,
+        )
 
     async def cost_since(
         self, before: tuple[float, dict[int, float], float, dict[str, int]], wall_s: float
@@ -298,23 +254,20 @@ class Meters:
 async def create_event(client: httpx.AsyncClient, name: str, section: dict[str, Any]) -> dict[str, Any]:
     body = {
         "name": name,
-        "startsAt": starts_at(),
+        "startsAt": harness.starts_at(),
         "maxTicketsPerUser": 10,
         "queue": {"enabled": False},
         "sections": [section],
     }
-    response = await client.post("/api/events", json=body, headers=ADMIN_HEADERS)
-    if response.status_code != 201:
-        raise BenchmarkError(f"POST /api/events answered {response.status_code}: {response.text[:500]}")
-    created: dict[str, Any] = response.json()
-    return created
+    response = await client.post("/api/events", json=body, headers=harness.ADMIN_HEADERS)
+    return harness.expect(response, 201, "POST /api/events")
 
 
 async def general_admission_event(client: httpx.AsyncClient, name: str, quota: int) -> tuple[int, int]:
     """A GA event with `quota` places: (event id, section id)."""
     event = await create_event(client, name, {"name": "Campo", "price": "9000.00", "capacity": quota})
     if event.get("capacity") != quota:
-        raise BenchmarkError(f"the GA event has capacity {event.get('capacity')}, not {quota}")
+        raise harness.BenchmarkError(f"the GA event has capacity {event.get('capacity')}, not {quota}")
     return int(event["id"]), int(event["sections"][0]["id"])
 
 
@@ -332,14 +285,14 @@ async def reserved_event(client: httpx.AsyncClient, name: str, seats: int) -> tu
         params = {"after": str(after)} if after is not None else {}
         response = await client.get(f"/api/events/{event_id}/seats", params=params)
         if response.status_code != 200:
-            raise BenchmarkError(f"GET seats answered {response.status_code}: {response.text[:300]}")
+            raise harness.BenchmarkError(f"GET seats answered {response.status_code}: {response.text[:300]}")
         page = response.json()
         seat_ids.extend(int(seat["id"]) for seat in page["seats"])
         after = page.get("nextAfter")
         if after is None:
             break
     if len(seat_ids) != seats:
-        raise BenchmarkError(f"the reserved event has {len(seat_ids)} seats, not {seats}")
+        raise harness.BenchmarkError(f"the reserved event has {len(seat_ids)} seats, not {seats}")
     return event_id, seat_ids
 
 
@@ -419,12 +372,6 @@ async def buy_one(
     tally.path_s.append(ordered - started)
 
 
-def _client(base_url: str) -> httpx.AsyncClient:
-    # One keep-alive connection per buyer, as a browser tab would have.
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS)
-
-
 async def run_buyers(
     base_url: str,
     concurrency: int,
@@ -444,8 +391,7 @@ async def run_buyers(
             except httpx.HTTPError as exc:
                 tally.errors[f"exception {type(exc).__name__}"] += 1
 
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(_client(base_url)) for _ in range(concurrency)]
+    async with harness.one_connection_clients(base_url, concurrency) as clients:
         started = time.perf_counter()
         await asyncio.gather(*(buyer(client) for client in clients))
         wall = time.perf_counter() - started
@@ -472,8 +418,7 @@ async def run_live(base_url: str, concurrency: int, requests: int) -> tuple[list
             else:
                 failures += 1
 
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(_client(base_url)) for _ in range(concurrency)]
+    async with harness.one_connection_clients(base_url, concurrency) as clients:
         started = time.perf_counter()
         await asyncio.gather(*(reader(client) for client in clients))
         wall = time.perf_counter() - started
@@ -490,7 +435,7 @@ async def measure_live(base_url: str, meters: Meters, concurrency: int, requests
         requests=done,
         wall_s=wall,
         requests_per_s=done / wall if wall else 0.0,
-        latency_ms=Latency.of(latencies),
+        latency_ms=harness.Latency.of(latencies),
         failures=failures,
         cost=cost,
         service_cpu_ms_per_request=cost.service_cpu_s * 1000.0 / done if done else 0.0,
@@ -511,7 +456,7 @@ async def run_scenario(
     seed: int,
 ) -> ScenarioResult:
     attempts = quota + extra
-    async with _client(base_url) as admin:
+    async with harness.one_connection_client(base_url) as admin:
         hold_body_of: Callable[[int], dict[str, Any]]
         if kind == "general admission":
             event_id, section_id = await general_admission_event(admin, name, quota)
@@ -534,7 +479,9 @@ async def run_scenario(
     tally, wall = await run_buyers(base_url, concurrency, attempts, event_id, hold_body_of)
     cost = await meters.cost_since(before, wall)
     if tally.sold > quota:
-        raise BenchmarkError(f"{name}: {tally.sold} tickets sold from {quota}: something was sold twice")
+        raise harness.BenchmarkError(
+            f"{name}: {tally.sold} tickets sold from {quota}: something was sold twice"
+        )
     result = ScenarioResult(
         name=name,
         kind=kind,
@@ -549,11 +496,11 @@ async def run_scenario(
         tickets_per_s=tally.sold / wall if wall else 0.0,
         holds_per_s=len(tally.hold_ok_s) / wall if wall else 0.0,
         orders_per_s=len(tally.order_s) / wall if wall else 0.0,
-        path_ms=Latency.of(tally.path_s),
-        join_ms=Latency.of(tally.join_s),
-        hold_ok_ms=Latency.of(tally.hold_ok_s),
-        hold_conflict_ms=Latency.of(tally.hold_conflict_s),
-        order_ms=Latency.of(tally.order_s),
+        path_ms=harness.Latency.of(tally.path_s),
+        join_ms=harness.Latency.of(tally.join_s),
+        hold_ok_ms=harness.Latency.of(tally.hold_ok_s),
+        hold_conflict_ms=harness.Latency.of(tally.hold_conflict_s),
+        order_ms=harness.Latency.of(tally.order_s),
         cost=cost,
         live=live,
     )
@@ -577,7 +524,7 @@ async def run_backend_scenarios(
     on_result: Callable[[ScenarioResult], Awaitable[None]],
 ) -> None:
     # Warm-up, not reported: opens connections in every worker and loads what they cache.
-    async with _client(base_url) as admin:
+    async with harness.one_connection_client(base_url) as admin:
         warm_event, warm_section = await general_admission_event(admin, "Warm-up", WARM_UP_QUOTA)
     await run_buyers(
         base_url,
@@ -611,14 +558,13 @@ async def run_backend_scenarios(
 def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.Namespace) -> BackendResult:
     workers = args.workers or DEFAULT_WORKERS[backend]
     result = BackendResult(backend=backend, workers=workers, workers_default=args.workers is None)
-    output_path = workdir / "service-output.log"
 
     async def measure(base_url: str, service_pid: int) -> None:
         status = ServerStatus() if backend == "mariadb" else None
         try:
             if status is not None:
-                result.server_version = await status.version()
-            meters = Meters(service_pid, _mariadb_pids() if backend == "mariadb" else [], status)
+                result.server_version = await harness.mysql_server_version()
+            meters = Meters(service_pid, harness.mariadb_pids() if backend == "mariadb" else [], status)
             print(header_line(result), flush=True)
 
             async def show(scenario: ScenarioResult) -> None:
@@ -631,18 +577,18 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
                 await status.close()
 
     try:
-        with running_service(workdir, _service_environment(database_url, workdir), workers) as (
+        # Every order creates its MercadoPago checkout: the simulator stands in, as in development.
+        environment = harness.production_environment(database_url, workdir)
+        with harness.running_service_with_mp_simulator(workdir, environment, workers) as (
             base_url,
             process,
-            output_path,
+            _,
         ):
             asyncio.run(measure(base_url, process.pid))
     finally:
-        result.service_problems = service_problems(workdir, output_path)
-    if result.service_problems:
-        print(f"  service logged {len(result.service_problems)} warning/error line(s), first ones:")
-        for problem in result.service_problems[:5]:
-            print(f"    {problem}")
+        result.service_problems = harness.service_problems(workdir)
+    for line in harness.problem_lines(result.service_problems):
+        print(line)
     return result
 
 
@@ -651,14 +597,7 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
 
 
 def header_line(result: BackendResult) -> str:
-    why = f"the default for {result.backend}" if result.workers_default else "set by --workers"
-    version = f", server {result.server_version}" if result.server_version else ""
-    return f"\n{result.backend}: ticketera serve --workers {result.workers} ({why}){version}"
-
-
-def _lat(latency: Latency, *, p99: bool = False) -> str:
-    text_ = f"p50 {latency.p50:6.1f}  p95 {latency.p95:6.1f}"
-    return text_ + (f"  p99 {latency.p99:6.1f}" if p99 else "") + " ms"
+    return harness.service_line(result.backend, result.workers, result.server_version, result.workers_default)
 
 
 def format_scenario(result: ScenarioResult, backend: str) -> str:
@@ -670,18 +609,19 @@ def format_scenario(result: ScenarioResult, backend: str) -> str:
         f"    outcome    {result.sold:,} tickets in pending orders,"
         f" {result.conflicts:,} x 409 seats_unavailable,"
         f" {result.error_count:,} errors ({errors}); {result.wall_s:.2f} s wall",
-        f"    tickets/s  {result.tickets_per_s:7.1f}   full path {_lat(result.path_ms, p99=True)}"
+        f"    tickets/s  {result.tickets_per_s:7.1f}   full path {result.path_ms.summary()}"
         f"  (join -> hold -> order, {result.path_ms.samples:,} bought)",
-        f"    holds/s    {result.holds_per_s:7.1f}   hold 201  {_lat(result.hold_ok_ms)}"
-        f"   409 {_lat(result.hold_conflict_ms)}",
-        f"    orders/s   {result.orders_per_s:7.1f}   order 201 {_lat(result.order_ms)}",
-        f"    join                 join 201  {_lat(result.join_ms)}",
+        f"    holds/s    {result.holds_per_s:7.1f}   hold 201  {result.hold_ok_ms.summary(p99=False)}"
+        f"   409 {result.hold_conflict_ms.summary(p99=False)}",
+        f"    orders/s   {result.orders_per_s:7.1f}   order 201 {result.order_ms.summary(p99=False)}",
+        f"    join                 join 201  {result.join_ms.summary(p99=False)}",
     ]
     if result.live is not None:
         live = result.live
         lines.append(
             f"    baseline   GET /health/live x{live.concurrency}: {live.requests_per_s:,.0f} req/s"
-            f" {_lat(live.latency_ms)}, service {live.service_cpu_ms_per_request:.2f} CPU ms/req;"
+            f" {live.latency_ms.summary(p99=False)},"
+            f" service {live.service_cpu_ms_per_request:.2f} CPU ms/req;"
             f" path p50 / live p50 = {result.path_vs_live_p50_ratio:.0f}x"
         )
     cpu = f"    CPU/ticket service {result.service_cpu_ms_per_ticket:.1f} ms ({cost.service_cores:.2f} cores)"
@@ -804,9 +744,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="mariadb,sqlite",
         help="comma-separated: mariadb, sqlite (default: both; mariadb skipped if unreachable)",
     )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="service workers (default 4 on MariaDB, 1 on SQLite)"
-    )
+    harness.add_workers_option(parser, DEFAULT_WORKERS)
     parser.add_argument("--quota", type=int, default=1000, help="places / seats per event (default 1000)")
     parser.add_argument("--extra", type=int, default=200, help="attempts past the quota (default 200)")
     parser.add_argument("--concurrency", type=int, default=20, help="concurrent buyers (default 20)")
@@ -820,37 +758,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="GET /health/live requests per baseline (default 2000)",
     )
     parser.add_argument("--seed", type=int, default=4, help="seed of the reserved seats' order (default 4)")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")
+    harness.add_json_option(parser)
     args = parser.parse_args(argv)
-    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
-    unknown = [name for name in backends if name not in BACKENDS]
-    if unknown or not backends:
-        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
-    args.backends = backends
-    for name in ("quota", "concurrency", "scale_concurrency", "live_requests"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.workers is not None and args.workers < 1:
-        parser.error("--workers must be at least 1")
+    args.backends = harness.parse_backends(parser, args.backends, BACKENDS)
+    harness.check_at_least_one(
+        parser, args, ["quota", "concurrency", "scale_concurrency", "live_requests", "workers"]
+    )
     if args.extra < 0:
         parser.error("--extra must be 0 or more")
     return args
 
 
-def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    # Unwind like Ctrl-C does, so the service is stopped and the MariaDB database dropped.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    load = os.getloadavg()
-    print(
+    load = harness.start(
         f"Ticketera on-sale benchmark: join -> hold -> order, {args.quota:,} tickets"
         f" + {args.extra:,} attempts"
-        f" past sell-out per scenario, {args.concurrency} and {args.scale_concurrency} buyers;"
-        f" {os.cpu_count()} CPU(s), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start"
+        f" past sell-out per scenario, {args.concurrency} and {args.scale_concurrency} buyers"
     )
     print(
         "Each attempt is a new buyer (queue disabled: join hands out the access token at once)."
@@ -859,30 +783,16 @@ def main(argv: list[str] | None = None) -> int:
     results: list[BackendResult] = []
     skipped: dict[str, str] = {}
     for backend in args.backends:
-        with tempfile.TemporaryDirectory(prefix=f"ticketera-bench-onsale-{backend}-") as tmp:
-            workdir = Path(tmp)
-            if backend == "sqlite":
-                results.append(run_backend(backend, f"sqlite:///{workdir / 'bench.db'}", workdir, args))
-                continue
-            reason = asyncio.run(mysql_unreachable_reason())
-            if reason is not None:
-                skipped[backend] = reason
-                print(f"\nmariadb: skipped, no server answers at {MYSQL_SERVER_URL} ({reason})")
-                continue
-            with mysql_database() as database_url:
-                results.append(run_backend(backend, database_url, workdir, args))
+        try:
+            results.append(harness.run_on_backend("onsale", backend, partial(run_backend, args=args)))
+        except harness.DatabaseUnavailable as exc:
+            skipped[backend] = exc.reason
+            print(f"\nmariadb: skipped, {exc}")
     found = targets(results, args)
     print(format_targets(found, args))
-    if args.json is not None:
-        payload = {
-            "settings": {key: value for key, value in vars(args).items() if key != "json"},
-            "load_average_at_start": list(load),
-            "results": [asdict(result) for result in results],
-            "targets": found,
-            "skipped": skipped,
-        }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"\nFigures written to {args.json}")
+    harness.write_figures(
+        args, load, results=[asdict(result) for result in results], targets=found, skipped=skipped
+    )
     return 0
 
 

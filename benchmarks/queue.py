@@ -66,27 +66,10 @@ import httpx
 import redis
 import redis.asyncio
 
-from benchmarks.harness import (
-    ADMIN_HEADERS,
-    READY_TIMEOUT_SECONDS,
-    BenchmarkError,
-    Latency,
-    client_cpu_seconds,
-    free_port,
-    passed_environment,
-    proc_stat,
-    running_service,
-    service_environment,
-    service_problems,
-    starts_at,
-    stop,
-    tail,
-    tree_cpu_seconds,
-)
+from benchmarks import harness
 from ticketera.infra.redis import RedisConnection
 from ticketera.queue.redis_backend import EventKeys, RedisQueueBackend
 
-REQUEST_TIMEOUT_SECONDS = 30.0
 USER_ID_LENGTH = 24
 GUIDE_REQUESTS_PER_MINUTE = 2000.0
 GUIDE_P95_MS = 100.0
@@ -100,7 +83,7 @@ class PhaseResult:
     completed: int
     wall_s: float
     throughput_rps: float
-    latency_ms: Latency
+    latency_ms: harness.Latency
     status_codes: dict[str, int]
     non_2xx: int
     transport_errors: dict[str, int]
@@ -156,8 +139,8 @@ def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
     """A throwaway redis-server on a free loopback port, no persistence; yields its URL and process."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise BenchmarkError("redis-server is not on PATH; install Redis to run this benchmark")
-    port = free_port()
+        raise harness.BenchmarkError("redis-server is not on PATH; install Redis to run this benchmark")
+    port = harness.free_port()
     folder = workdir / "redis"
     folder.mkdir()
     output_path = workdir / "redis-output.log"
@@ -181,31 +164,27 @@ def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
             probe = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
-            while True:
-                if process.poll() is not None:
-                    raise BenchmarkError(
-                        f"redis-server exited with code {process.returncode}:\n{tail(output_path)}"
-                    )
+
+            def pong() -> bool:
                 try:
-                    if probe.ping():
-                        break
+                    return bool(probe.ping())
                 except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(f"redis-server did not answer within {READY_TIMEOUT_SECONDS:.0f} s")
-                time.sleep(0.1)
-            probe.close()
+                    return False
+
+            try:
+                harness.wait_answering(process, pong, "redis-server", output_path, interval=0.1)
+            finally:
+                probe.close()
             yield f"redis://127.0.0.1:{port}/0", process
         finally:
-            stop(process)
+            harness.stop(process)
 
 
 def _service_environment(workdir: Path, redis_url: str) -> dict[str, str]:
     """SQLite, the private Redis, rate limits and the admission ticker off."""
-    return service_environment(
-        passed_environment(),
+    return harness.service_environment(
+        harness.passed_environment(),
         f"sqlite:///{workdir / 'bench.db'}",
         workdir,
         extra={
@@ -230,10 +209,10 @@ class Meters:
         """CPU seconds of client, service and Redis; Redis commands (also those inside scripts); scripts."""
         info = await self.redis_client.info("commandstats")
         calls = {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in info.items()}
-        redis_stat = proc_stat(self.redis_pid)
+        redis_stat = harness.proc_stat(self.redis_pid)
         return (
-            client_cpu_seconds(),
-            tree_cpu_seconds(self.service_pid),
+            harness.client_cpu_seconds(),
+            harness.tree_cpu_seconds(self.service_pid),
             redis_stat[1] if redis_stat else 0.0,
             sum(calls.values()),
             calls.get("evalsha", 0) + calls.get("eval", 0),
@@ -274,15 +253,12 @@ def _run_prefix(phase: str) -> str:
 async def create_queue_event(client: httpx.AsyncClient) -> int:
     body = {
         "name": "Bench",
-        "startsAt": starts_at(),
+        "startsAt": harness.starts_at(),
         "queue": {"enabled": True, "admitPerMinute": 60, "maxActiveShoppers": 100},
         "sections": [{"name": "Campo", "price": "9000.00", "capacity": 1000}],
     }
-    response = await client.post("/api/events", json=body, headers=ADMIN_HEADERS)
-    if response.status_code != 201:
-        raise BenchmarkError(f"POST /api/events answered {response.status_code}: {response.text[:500]}")
-    event_id: int = response.json()["id"]
-    return event_id
+    response = await client.post("/api/events", json=body, headers=harness.ADMIN_HEADERS)
+    return int(harness.expect(response, 201, "POST /api/events")["id"])
 
 
 class Plan:
@@ -362,7 +338,7 @@ def _phase_result(
         completed=len(latencies),
         wall_s=wall,
         throughput_rps=len(latencies) / wall if wall > 0 else 0.0,
-        latency_ms=Latency.of(latencies),
+        latency_ms=harness.Latency.of(latencies),
         status_codes={str(code): count for code, count in sorted(codes.items())},
         non_2xx=sum(count for code, count in codes.items() if not 200 <= code < 300),
         transport_errors=dict(errors),
@@ -471,7 +447,7 @@ async def check_status(client: httpx.AsyncClient, event_id: int, token: str) -> 
     response = await client.get(f"/api/queue/{event_id}/status", headers={"Authorization": f"Bearer {token}"})
     body = response.json() if response.status_code == 200 else {}
     if body.get("status") != "waiting" or not isinstance(body.get("position"), int):
-        raise BenchmarkError(f"status answered {response.status_code}: {response.text[:300]}")
+        raise harness.BenchmarkError(f"status answered {response.status_code}: {response.text[:300]}")
 
 
 async def run_http_phases(base_url: str, meters: Meters, args: argparse.Namespace) -> list[PhaseResult]:
@@ -482,7 +458,11 @@ async def run_http_phases(base_url: str, meters: Meters, args: argparse.Namespac
         clients = [
             await stack.enter_async_context(
                 httpx.AsyncClient(
-                    base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS, http1=True, http2=False
+                    base_url=base_url,
+                    limits=limits,
+                    timeout=harness.REQUEST_TIMEOUT_SECONDS,
+                    http1=True,
+                    http2=False,
                 )
             )
             for _ in range(args.concurrency)
@@ -510,7 +490,7 @@ async def run_http_phases(base_url: str, meters: Meters, args: argparse.Namespac
         phases.append(await closed(join))
         tokens = [join.tokens[index] for index in sorted(join.tokens)]
         if not tokens:
-            raise BenchmarkError(
+            raise harness.BenchmarkError(
                 f"no join succeeded: {phases[-1].status_codes} {phases[-1].transport_errors}"
             )
         await check_status(clients[0], event_id, tokens[-1])
@@ -550,7 +530,7 @@ async def measure_memory(redis_url: str, users: int, batch: int) -> MemoryResult
     keys = EventKeys(MEMORY_EVENT_ID)
     try:
         if await client.exists(keys.users, keys.line):
-            raise BenchmarkError(f"event {MEMORY_EVENT_ID} already has a line in the private Redis")
+            raise harness.BenchmarkError(f"event {MEMORY_EVENT_ID} already has a line in the private Redis")
         before = int((await client.info("memory"))["used_memory"])
         user_ids = [secrets.token_hex(USER_ID_LENGTH // 2) for _ in range(users)]
         now_ms = int(time.time() * 1000)
@@ -568,7 +548,9 @@ async def measure_memory(redis_url: str, users: int, batch: int) -> MemoryResult
         after = int((await client.info("memory"))["used_memory"])
         figures = await backend.figures(MEMORY_EVENT_ID, now_ms=now_ms)
         if created != users or figures.waiting != users:
-            raise BenchmarkError(f"{created} joins created, {figures.waiting} waiting, expected {users}")
+            raise harness.BenchmarkError(
+                f"{created} joins created, {figures.waiting} waiting, expected {users}"
+            )
         users_hash = int(await client.memory_usage(keys.users, samples=0) or 0)
         line_zset = int(await client.memory_usage(keys.line, samples=0) or 0)
     finally:
@@ -734,18 +716,15 @@ def main(argv: list[str] | None = None) -> int:
                 "Admission ticker off (QUEUE_TICKER=false): nobody is admitted and positions stay put."
                 " Rate limits off. The load generator runs on the same machine (see 'cores used')."
             )
-            output_path = workdir / "service-output.log"
             try:
-                with running_service(workdir, _service_environment(workdir, redis_url), args.workers) as (
-                    base_url,
-                    service,
-                    output_path,
-                ):
+                with harness.running_service(
+                    workdir, _service_environment(workdir, redis_url), args.workers
+                ) as (base_url, service, _):
                     report.phases = asyncio.run(
                         _http_part(base_url, service.pid, redis_process.pid, redis_url, args)
                     )
             finally:
-                report.service_problems = service_problems(workdir, output_path)
+                report.service_problems = harness.service_problems(workdir)
             # After the service stopped: Redis is idle, so used_memory moves only with these joins.
             if args.memory_users:
                 report.memory = asyncio.run(measure_memory(redis_url, args.memory_users, args.memory_batch))

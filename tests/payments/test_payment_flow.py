@@ -387,6 +387,20 @@ async def test_a_refund_while_mercadopago_is_down_is_sent_later_by_the_worker(
     assert (await shop.get_order(order["id"]))["status"] == "refunded"
 
 
+async def test_a_refund_mercadopago_refuses_is_a_502_and_stays_due(shop: Shop, sim: Simulator) -> None:
+    event = await shop.event()
+    order = await shop.buy(event)
+    await sim.pay(preference_id_of(order))
+    await shop.wait_for_status(order["id"], "paid")
+    await sim.fail_next(1, status=400, pathPrefix="/v1/payments/", method="POST")
+    refused = await shop.http.post(f"/api/orders/{order['id']}/refund", headers=ADMIN)
+    assert refused.status_code == 502
+    assert refused.json()["error"] == "payment_provider_error"
+    assert (await shop.get_order(order["id"]))["status"] == "paid"
+    assert await shop.payments.send_due_refunds() == 1
+    assert (await shop.get_order(order["id"]))["status"] == "refunded"
+
+
 async def test_a_charge_back_undoes_the_order_and_flags_it(shop: Shop, sim: Simulator) -> None:
     event = await shop.event()
     order = await shop.buy(event)

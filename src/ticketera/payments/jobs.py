@@ -207,12 +207,15 @@ class PaymentProcessor:
                 provider_payment_id, idempotency_key=service.refund_key(provider_payment_id)
             )
         except MercadoPagoError as exc:
-            if REFUND_NOT_ALLOWED not in exc.cause_codes:
-                raise
-            # Already refunded (say, from MercadoPago's panel): the payment's state says so.
-            current = await self.gateway.get_payment(provider_payment_id)
-            if current.status not in service.REVERSING_STATUSES:
-                raise
+            # Already refunded (say, from MercadoPago's panel)? Then the payment's state says so.
+            refunded_already = REFUND_NOT_ALLOWED in exc.cause_codes and (
+                (await self.gateway.get_payment(provider_payment_id)).status in service.REVERSING_STATUSES
+            )
+            if not refunded_already:
+                log.error("refund.refused", payment_id=provider_payment_id, status=exc.status, body=exc.body)
+                raise PaymentProviderRefused(
+                    "MercadoPago refused the refund; it stays due and is tried again by the worker."
+                ) from exc
         now = self.clock()
 
         async def record(session: AsyncSession) -> bool:
