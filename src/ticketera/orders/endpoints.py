@@ -68,11 +68,13 @@ async def create_order(
         view = replayed
     if view.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    # Signed once: the same token goes into the checkout's return URL and the answer.
+    token = signer_of(request).order_token(view.order.id)
     if view.status is OrderStatus.PENDING_PAYMENT:
         # A failure here answers 503 with the order kept: the same request again (same key)
         # finds it and only creates the missing checkout.
-        await payments.ensure_checkout(view, order_token=signer_of(request).order_token(view.order.id))
-    return order_out(view, token=signer_of(request).order_token(view.order.id))
+        await payments.ensure_checkout(view, order_token=token)
+    return order_out(view, token=token)
 
 
 @router.get("/{order_id}", response_model=OrderOut)

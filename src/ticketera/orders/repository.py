@@ -179,15 +179,19 @@ async def mark_orders(
     )
 
 
+# Once per order bought: built once, and on the table (Core), so no ORM bulk-update step runs.
+_SET_CHECKOUT = (
+    update(ORDERS)
+    .where(ORDERS.c.id == bindparam("checkout_order"))
+    .values(preference_id=bindparam("new_preference"), checkout_url=bindparam("new_checkout_url"))
+)
+
+
 async def set_checkout(
     session: AsyncSession, order_id: int, *, preference_id: str, checkout_url: str
 ) -> None:
-    await session.execute(
-        update(Order)
-        .where(Order.id == order_id)
-        .values(preference_id=preference_id, checkout_url=checkout_url)
-        .execution_options(synchronize_session=False)
-    )
+    params = {"checkout_order": order_id, "new_preference": preference_id, "new_checkout_url": checkout_url}
+    await session.execute(_SET_CHECKOUT, params)
 
 
 async def claim_orders_to_reconcile(

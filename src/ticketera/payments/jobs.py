@@ -23,6 +23,7 @@ from ticketera.config import Settings
 from ticketera.events import repository as events_repository
 from ticketera.infra.mercadopago import MercadoPagoClient, MercadoPagoError, ProviderPayment
 from ticketera.kit.audit import SYSTEM_ACTOR
+from ticketera.kit.cache import TtlCache
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import Database
 from ticketera.kit.errors import DomainError
@@ -38,6 +39,9 @@ log = structlog.get_logger(__name__)
 REFUND_NOT_ALLOWED = "2063"
 PAYMENT_NOT_FOUND = "2000"
 SWEEP_BATCH = 50
+# How long an event's name is reused for checkout titles before it is read again: a rename reaches
+# new checkouts within this time, and in a rush an order costs no read session of its own for it.
+EVENT_NAME_TTL_SECONDS = 30.0
 
 OnPaid = Callable[[int, str], Awaitable[object]]
 
@@ -64,6 +68,9 @@ class PaymentProcessor:
     keyring: TicketKeyring
     # Told when an order is paid (the waiting room frees the buyer's shopping slot).
     on_paid: OnPaid = field(default=_nothing)
+    _event_names: TtlCache[int, str] = field(
+        default_factory=lambda: TtlCache(EVENT_NAME_TTL_SECONDS), init=False, repr=False
+    )
 
     # -- checkout ------------------------------------------------------------------------------
 
@@ -81,7 +88,7 @@ class PaymentProcessor:
             event = await events_repository.find_event(session, order.event_id)
             return event.name if event is not None else f"Event {order.event_id}"
 
-        name = await self.database.read(event_name)
+        name = await self._event_names.get(order.event_id, lambda: self.database.read(event_name))
         body = service.checkout_preference(
             order, view.units, event_name=name, order_token=order_token, options=self.checkout
         )
