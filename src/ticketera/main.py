@@ -33,6 +33,7 @@ from ticketera.kit.tokens import TokenSigner
 from ticketera.ops.endpoints import router as ops_router
 from ticketera.ops.metrics import install_metrics
 from ticketera.ops.worker import run_worker
+from ticketera.orders.endpoints import events_router as event_orders_router
 from ticketera.orders.endpoints import router as orders_router
 from ticketera.orders.page import router as order_page_router
 from ticketera.payments.endpoints import router as payments_router
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(queue_router)
     app.include_router(holds_router)
     app.include_router(orders_router)
+    app.include_router(event_orders_router)
     app.include_router(payments_router)
     app.include_router(tickets_router)
     app.include_router(order_page_router)

@@ -309,3 +309,41 @@ async def test_a_late_payment_is_marked_late_even_before_the_worker_ran(
 
     assert outcome is PaymentOutcome.SOLD
     assert (shown["status"], shown["statusReason"]) == ("paid", "paid_after_expiry")
+
+
+async def test_admins_list_an_events_orders_by_shown_status_and_reason_in_pages(
+    clocked_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    event = await open_sale(clocked_client, clock)
+    section = event["sections"][1]["id"]
+    ids = []
+    for user in ("ana", "bob", "eva"):
+        hold_id = await take_hold(clocked_client, event, user, {"sectionId": section, "quantity": 1})
+        response = await place_order(clocked_client, hold_id, f"list-{hold_id}")
+        ids.append(response.json()["id"])
+    cancelled = await clocked_client.post(f"/api/orders/{ids[0]}/cancel", headers=ADMIN)
+    assert cancelled.status_code == 200
+    url = f"/api/events/{event['id']}/orders"
+
+    assert (await clocked_client.get(url)).status_code == 401
+    everything = (await clocked_client.get(url, headers=ADMIN)).json()
+    assert [order["id"] for order in everything["orders"]] == ids
+    assert everything["nextAfter"] is None
+    pending = (await clocked_client.get(url, params={"status": "pending_payment"}, headers=ADMIN)).json()
+    assert [order["id"] for order in pending["orders"]] == ids[1:]
+    by_reason = (await clocked_client.get(url, params={"reason": "admin"}, headers=ADMIN)).json()
+    assert [(order["id"], order["status"]) for order in by_reason["orders"]] == [(ids[0], "cancelled")]
+
+    clock.advance(11 * 60)  # the unpaid ones are expired now, before any worker has run
+    expired = (await clocked_client.get(url, params={"status": "expired"}, headers=ADMIN)).json()
+    assert [order["id"] for order in expired["orders"]] == ids[1:]
+    assert (await clocked_client.get(url, params={"status": "pending_payment"}, headers=ADMIN)).json()[
+        "orders"
+    ] == []
+
+    first = (await clocked_client.get(url, params={"limit": 2}, headers=ADMIN)).json()
+    assert [order["id"] for order in first["orders"]] == ids[:2]
+    rest = (await clocked_client.get(url, params={"after": first["nextAfter"]}, headers=ADMIN)).json()
+    assert [order["id"] for order in rest["orders"]] == ids[2:]
+    bad = await clocked_client.get(url, params={"status": "lost"}, headers=ADMIN)
+    assert bad.status_code == 422

@@ -409,6 +409,11 @@ async def test_a_charge_back_undoes_the_order_and_flags_it(shop: Shop, sim: Simu
     await sim.move(payment["id"], "charged_back")
     undone = await shop.wait_for_status(order["id"], "refunded")
     assert undone["statusReason"] == "charged_back"
+    # The organizer finds the charge-backs to look into.
+    flagged = await shop.http.get(
+        f"/api/events/{event['id']}/orders", params={"reason": "charged_back"}, headers=ADMIN
+    )
+    assert [o["id"] for o in flagged.json()["orders"]] == [order["id"]]
     sections = (await shop.http.get(f"/api/events/{event['id']}")).json()["sections"]
     assert ga_section_of(sections)["sold"] == 0
 

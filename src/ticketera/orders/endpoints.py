@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.holds.endpoints import held_unit_out
@@ -22,11 +22,20 @@ from ticketera.kit.security import bearer_token
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service
 from ticketera.orders.models import OrderStatus
-from ticketera.orders.schemas import BuyerOut, IdempotencyKey, OrderOut, OrderRequest
+from ticketera.orders.schemas import (
+    BuyerOut,
+    EventOrdersOut,
+    IdempotencyKey,
+    OrderOut,
+    OrderRequest,
+    OrderSummaryOut,
+)
 from ticketera.payments.jobs import PaymentProcessor
 from ticketera.tickets.schemas import TicketOut
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
+# An event's orders, for its organizer.
+events_router = APIRouter(prefix="/api/events", tags=["orders"])
 
 OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -84,6 +93,44 @@ async def get_order(
     if not is_admin(request):
         signer_of(request).verify_order_token(bearer_token(request.headers.get("authorization")), order_id)
     return order_out(await service.get_order(session, order_id, clock()))
+
+
+@events_router.get("/{event_id}/orders", response_model=EventOrdersOut, dependencies=[AdminOnly])
+async def event_orders(
+    event_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    session: ReadSession,
+    clock: CurrentClock,
+    status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    reason: Annotated[str | None, Query(max_length=64, description="e.g. charged_back, seats_lost")] = None,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_ID, description="cursor: the nextAfter of the previous page")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> EventOrdersOut:
+    """An event's orders for its organizer, e.g. `?status=refunded&reason=charged_back`."""
+    page, next_after = await service.orders_of_event(
+        session, event_id, now=clock(), status=status_filter, reason=reason, after=after, limit=limit
+    )
+    return EventOrdersOut(
+        event_id=event_id,
+        orders=[
+            OrderSummaryOut(
+                id=order.id,
+                status=shown.value,
+                status_reason=order.status_reason,
+                total=order.total,
+                currency=order.currency,
+                quantity=order.quantity,
+                buyer=BuyerOut(email=order.buyer_email, name=order.buyer_name),
+                user_id=order.user_id,
+                created_at=order.created_at,
+                expires_at=order.expires_at,
+                paid_at=order.paid_at,
+            )
+            for order, shown in page
+        ],
+        next_after=next_after,
+    )
 
 
 @router.post("/{order_id}/cancel", response_model=OrderOut, dependencies=[AdminOnly])

@@ -224,3 +224,30 @@ async def schedule_reconcile(session: AsyncSession, order_id: int, at: datetime 
         .values(reconcile_at=at)
         .execution_options(synchronize_session=False)
     )
+
+
+async def orders_of_event(
+    session: AsyncSession,
+    event_id: int,
+    *,
+    now: datetime,
+    status: OrderStatus | None,
+    reason: str | None,
+    after: int,
+    limit: int,
+) -> list[Order]:
+    """An event's orders by id, filtered by the status the API shows (an unpaid order past its
+    deadline is expired whatever is stored) and by reason; keyset pages after `after`."""
+    statement = select(Order).where(Order.event_id == event_id, Order.id > after)
+    pending = Order.status == OrderStatus.PENDING_PAYMENT.value
+    if status is OrderStatus.PENDING_PAYMENT:
+        statement = statement.where(pending, Order.expires_at > now)
+    elif status is OrderStatus.EXPIRED:
+        statement = statement.where(
+            or_(Order.status == OrderStatus.EXPIRED.value, pending & (Order.expires_at <= now))
+        )
+    elif status is not None:
+        statement = statement.where(Order.status == status.value)
+    if reason is not None:
+        statement = statement.where(Order.status_reason == reason)
+    return list((await session.execute(statement.order_by(Order.id).limit(limit))).scalars())

@@ -48,3 +48,23 @@ class OrderOut(ApiOutput):
     # Once paid: the tickets, with their signed codes (GET /api/orders/{id}/tickets has the same).
     tickets: list[TicketOut] = Field(default_factory=list)
     order_token: str | None = None
+
+
+class OrderSummaryOut(ApiOutput):
+    id: int
+    status: str
+    status_reason: str | None
+    total: MoneyOut
+    currency: str
+    quantity: int
+    buyer: BuyerOut
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+
+
+class EventOrdersOut(ApiOutput):
+    event_id: int
+    orders: list[OrderSummaryOut]
+    next_after: int | None

@@ -174,6 +174,26 @@ async def get_order(session: AsyncSession, order_id: int, now: datetime) -> Orde
     return await _view(session, order, now)
 
 
+async def orders_of_event(
+    session: AsyncSession,
+    event_id: int,
+    *,
+    now: datetime,
+    status: OrderStatus | None = None,
+    reason: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> tuple[list[tuple[Order, OrderStatus]], int | None]:
+    """A page of an event's orders for its organizer (e.g. the charge-backs to look into), each
+    with the status the API shows, and the cursor of the next page (None on the last one)."""
+    found = await repository.orders_of_event(
+        session, event_id, now=now, status=status, reason=reason, after=after, limit=limit + 1
+    )
+    page = found[:limit]
+    next_after = page[-1].id if len(found) > limit else None
+    return [(order, effective_status(order, now)) for order in page], next_after
+
+
 async def cancel_order(
     session: AsyncSession, order_id: int, *, actor: str, now: datetime, reason: str
 ) -> OrderView:
