@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -112,6 +113,9 @@ class Settings(BaseSettings):
     smtp_url: str | None = None
     mail_from: str = "Ticketera <tickets@localhost>"
 
+    # How times are shown to buyers (tickets, the order page): the venue's zone, not the server's.
+    display_timezone: str = "America/Argentina/Buenos_Aires"
+
     public_base_url: str | None = None
     hold_minutes: int = Field(default=10, ge=1, le=120)
     # How often the worker records expired holds and orders; and whether the web process runs it
@@ -128,6 +132,20 @@ class Settings(BaseSettings):
         if value.lower() != "off":
             parse_many(value)  # "20/second", "10 per second; 600/minute": a typo stops start-up here
         return value
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # An unknown zone stops start-up here, not at the first PDF.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}, e.g. America/Argentina/Buenos_Aires") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.display_timezone)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

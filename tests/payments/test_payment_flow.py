@@ -11,10 +11,11 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from tests.conftest import ADMIN, WEBHOOK_SECRET
 from tests.shop import Shop, Simulator, preference_id_of
-from ticketera.payments.models import Settlement
+from ticketera.payments.models import PaymentNotification, Settlement
 from ticketera.payments.signature import manifest, sign
 
 
@@ -397,8 +398,63 @@ async def test_a_refund_mercadopago_refuses_is_a_502_and_stays_due(shop: Shop, s
     assert refused.status_code == 502
     assert refused.json()["error"] == "payment_provider_error"
     assert (await shop.get_order(order["id"]))["status"] == "paid"
+    assert await shop.payments.send_due_refunds() == 0  # not before its backoff (30 s)
+    shop.clock.advance(31)
     assert await shop.payments.send_due_refunds() == 1
     assert (await shop.get_order(order["id"]))["status"] == "refunded"
+
+
+async def test_a_late_refund_never_undoes_a_sale_another_payment_made_since(
+    shop: Shop, sim: Simulator
+) -> None:
+    event = await shop.event(maxTicketsPerUser=2)
+    late = await shop.buy(event, "ana", quantity=2)
+    shop.clock.advance(11 * 60)
+    other = await shop.buy(event, "ana", quantity=2)
+    # The refund of the late payment (over the limit) is refused once, so it stays due.
+    await sim.fail_next(1, status=400, pathPrefix="/v1/payments/", method="POST")
+    await sim.pay(preference_id_of(late), ignoreExpiry=True)
+    for _ in range(300):
+        rows = await shop.payment_rows(late["id"])
+        if rows and rows[0].settlement == Settlement.REFUND_DUE.value:
+            break
+        await asyncio.sleep(0.02)
+    assert (await shop.http.post(f"/api/orders/{other['id']}/cancel", headers=ADMIN)).status_code == 200
+    await sim.pay(preference_id_of(late), ignoreExpiry=True)  # now within the limit: sold
+    assert (await shop.wait_for_status(late["id"], "paid"))["status"] == "paid"
+    shop.clock.advance(31)
+    assert await shop.payments.send_due_refunds() == 1
+    final = await shop.get_order(late["id"])
+    assert final["status"] == "paid"
+    assert {ticket["status"] for ticket in final["tickets"]} == {"valid"}
+
+
+async def test_a_refund_mercadopago_keeps_refusing_does_not_hold_up_the_others(
+    shop: Shop, sim: Simulator
+) -> None:
+    event = await shop.event()
+    stuck, fine = await shop.buy(event, "ana"), await shop.buy(event, "bob")
+    for order in (stuck, fine):
+        await sim.pay(preference_id_of(order))
+        await shop.wait_for_status(order["id"], "paid")
+    (stuck_payment,) = await shop.payment_rows(stuck["id"])
+    (fine_payment,) = await shop.payment_rows(fine["id"])
+    refunds = "/v1/payments/{}/refunds"
+    await sim.fail_next(
+        1000, status=400, method="POST", pathPrefix=refunds.format(stuck_payment.provider_payment_id)
+    )
+    await sim.fail_next(
+        1, status=400, method="POST", pathPrefix=refunds.format(fine_payment.provider_payment_id)
+    )
+    for order in (stuck, fine):
+        assert (await shop.http.post(f"/api/orders/{order['id']}/refund", headers=ADMIN)).status_code == 502
+    for _ in range(3):
+        shop.clock.advance(3600)
+        await shop.payments.send_due_refunds(limit=1)  # a batch of one: the stuck refund comes first
+    assert (await shop.get_order(fine["id"]))["status"] == "refunded"
+    assert (await shop.get_order(stuck["id"]))["status"] == "paid"
+    (stuck_payment,) = await shop.payment_rows(stuck["id"])
+    assert stuck_payment.refund_attempts >= 2
 
 
 async def test_a_charge_back_undoes_the_order_and_flags_it(shop: Shop, sim: Simulator) -> None:
@@ -426,6 +482,17 @@ async def test_legacy_ipn_calls_read_the_payment_back(shop: Shop, sim: Simulator
     response = await shop.http.post(f"/api/webhooks/mercadopago?topic=payment&id={payment['id']}")
     assert response.status_code == 200
     assert (await shop.wait_for_status(order["id"], "paid"))["status"] == "paid"
+    # An unsigned call naming a payment MercadoPago does not know costs one read, not a day of them.
+    unknown = await shop.http.post("/api/webhooks/mercadopago?topic=payment&id=999999123")
+    assert unknown.status_code == 200
+    await shop.app.state.notification_pump.drained()
+    async with shop.app.state.database.read_session() as session:
+        stored = (
+            await session.execute(
+                select(PaymentNotification).where(PaymentNotification.resource_id == "999999123")
+            )
+        ).scalar_one()
+    assert (stored.state, stored.attempts) == ("failed", 1)
     ignored = await shop.http.post("/api/webhooks/mercadopago?topic=merchant_order&id=5")
     assert ignored.status_code == 200
     assert ignored.json()["processed"] is False

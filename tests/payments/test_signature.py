@@ -58,6 +58,9 @@ def test_alphanumeric_ids_signed_in_either_casing_pass(signed_id: str) -> None:
         "ts=abc,v1=def",
         f"ts={TS}",
         f"ts={TS},v1={'0' * 64}",
+        "ts=\u00b2,v1=" + "0" * 64,  # a digit of another script, which int() refuses
+        f"ts={'9' * 5000},v1={'0' * 64}",
+        f"ts={TS},v1=not-hex",
     ],
 )
 def test_missing_or_malformed_or_wrong_signatures_are_refused(bad_header: str | None) -> None:

@@ -288,6 +288,20 @@ async def test_offline_scans_are_applied_in_time_order_and_conflicts_reported(
     assert [result["result"] for result in late.json()["results"]] == ["already_checked_in", "ok"]
     assert late.json()["results"][0]["at"] == stamp(start + timedelta(minutes=2))
 
+    # The same upload again (the device never got the answer): the same scans, not new conflicts.
+    again = await shop.http.post(
+        "/api/checkin/batch",
+        json={"eventId": event["id"], "deviceId": "handheld-7", "scans": scans},
+        headers=STAFF,
+    )
+    assert [result["result"] for result in again.json()["results"]] == [
+        "already_checked_in",
+        "ok",
+        "ok",
+        "invalid",
+    ]
+    assert again.json()["results"][1]["reason"] == "replayed"
+
 
 # A scanner app in miniature: the code module and the public key, nothing else of the shop.
 OFFLINE_SCANNER = """

@@ -300,3 +300,18 @@ async def test_an_order_refunded_before_its_email_goes_out_is_not_emailed(shop: 
     (skipped,) = await outbox(shop)
     assert skipped.state == "skipped"
     assert not (shop.settings.data_dir / "outbox").exists()
+
+
+async def test_the_emails_link_opens_the_buyers_order_page(shop: Shop, sim: Simulator) -> None:
+    event = await shop.event(name=EVENT_NAME)
+    await paid_order(shop, sim, event)
+    assert await mailer_of(shop).send_due() == 1
+    message = parse(next((shop.settings.data_dir / "outbox").glob("*.eml")).read_bytes())
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    (link,) = [word for word in text.split() if "/orders/" in word]
+    page = await shop.http.get(link)
+    assert page.status_code == 200
+    assert "Paid: here are your tickets" in page.text
+    # Fixed by the outbox row, so a resent copy is recognisably the same message.
+    (sent,) = await outbox(shop)
+    assert message["Message-ID"] == f"<ticketera-email-{sent.id}@localhost>"

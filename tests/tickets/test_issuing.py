@@ -26,10 +26,12 @@ from tests.tickets.sales import (
     checkin_key,
     claim_of,
     paid_order,
+    scan,
     seat_ids,
     tickets_of,
     with_flipped_signature_byte,
 )
+from ticketera.tickets import service as tickets_service
 from ticketera.tickets.codes import CODE_LENGTH, ForgedCode, verify_code
 from ticketera.tickets.keys import StoredKey, TicketKeyring, b64, unb64
 from ticketera.tickets.models import EventKey
@@ -259,3 +261,25 @@ async def test_a_replayed_approval_issues_no_second_set_of_tickets(shop: Shop, s
     await sim.drain()
     tickets = await tickets_of(shop, order)
     assert _labels(tickets) == ["A-1", "A-2"]
+
+
+async def test_a_key_made_in_a_rolled_back_sale_never_signs_the_events_tickets(
+    shop: Shop, sim: Simulator
+) -> None:
+    event = await shop.event()
+    keyring: TicketKeyring = shop.payments.keyring
+
+    class SaleFailed(Exception):
+        """What a deadlock or a lost connection does to the first sale's transaction."""
+
+    async def first_sale_rolled_back(session: Any) -> None:
+        stored = await tickets_service.event_key(session, keyring, event["id"], shop.clock())
+        keyring.private_key(event["id"], StoredKey(stored.public_key, stored.private_key_encrypted))
+        raise SaleFailed
+
+    with pytest.raises(SaleFailed):
+        await shop.app.state.database.transaction(first_sale_rolled_back)
+    order = await paid_order(shop, sim, event)
+    (ticket,) = await tickets_of(shop, order)
+    verify_code(ticket["code"], unb64(await checkin_key(shop.http, event["id"])))
+    assert (await scan(shop.http, ticket["code"])).status_code == 200

@@ -62,7 +62,13 @@ class _RetryableStatus(Exception):
 
 
 def is_dependency_failure(exc: BaseException) -> bool:
-    """What counts against the breaker and is retried: the service failing, not our request."""
+    """What counts against the breaker and is retried: the service failing, not our request.
+
+    Waiting too long for one of our own pooled connections (PoolTimeout) says we are busy, not that
+    MercadoPago is down: counting it would let our own rush open the breaker.
+    """
+    if isinstance(exc, httpx.PoolTimeout):
+        return False
     return isinstance(exc, (httpx.TransportError, _RetryableStatus))
 
 

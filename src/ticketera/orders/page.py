@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.http import CurrentClock, ReadSession
+from ticketera.kit.http import CurrentClock, ReadSession, get_settings
 from ticketera.kit.tokens import InvalidToken
 from ticketera.orders import service
 from ticketera.orders.endpoints import signer_of
@@ -61,7 +61,8 @@ async def order_page(
             parts.append("<p>The payment did not go through. You can try again before the order expires.</p>")
         if order.checkout_url:
             parts.append(f'<p><a href="{escape(order.checkout_url)}">Pay with MercadoPago</a></p>')
-        parts.append(f"<p>Pay before {escape(order.expires_at.strftime('%H:%M UTC'))}.</p>")
+        deadline = order.expires_at.astimezone(get_settings(request).zone)
+        parts.append(f"<p>Pay before {deadline:%H:%M} ({escape(f'{deadline:%Z}')}).</p>")
     if view.tickets:
         pdf = f"/api/orders/{order.id}/tickets.pdf?token={escape(token or '')}"
         parts.append(f'<p><a href="{pdf}">Download your tickets (PDF)</a></p>')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Annotated, Any
 
 import orjson
@@ -24,6 +25,8 @@ from ticketera.payments.signature import verify_signature
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["payments"])
+# MercadoPago's payment ids are ASCII digits (str.isdigit() would also take other scripts' digits).
+PAYMENT_ID = re.compile(r"[0-9]{1,20}")
 
 
 class MalformedNotification(DomainError):
@@ -45,7 +48,7 @@ async def mercadopago_notification(request: Request, clock: CurrentClock) -> Not
         # Legacy IPN: unsigned, so it only ever makes us read the payment back from the API. Its
         # copies within a minute are one row, so a flood of them cannot flood MercadoPago in turn.
         topic, resource_id = query.get("topic", ""), query.get("id", "")
-        if topic != "payment" or not resource_id.isdigit():
+        if topic != "payment" or not PAYMENT_ID.fullmatch(resource_id):
             return NotificationReceived(received=True, processed=False)
         notification = service.IncomingNotification("ipn", topic, resource_id, None, None)
         marker = str(int(now.timestamp()) // 60)
@@ -65,7 +68,7 @@ async def mercadopago_notification(request: Request, clock: CurrentClock) -> Not
         topic = query.get("type") or str(body.get("type") or "")
         if not data_id:
             raise MalformedNotification("The notification has no data.id in its query.")
-        if topic != "payment" or not data_id.isdigit():
+        if topic != "payment" or not PAYMENT_ID.fullmatch(data_id):
             # merchant_order and others: the payment notifications carry everything we act on.
             # Payment ids are numeric; anything else could never be read back, so it is not kept.
             log.info("notification.skipped", topic=topic, resource_id=data_id[:64])

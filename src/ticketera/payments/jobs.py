@@ -151,8 +151,14 @@ class PaymentProcessor:
 
     async def _reschedule(self, claimed: repository.ClaimedNotification, exc: Exception) -> None:
         now = self.clock()
-        gave_up = claimed.attempts >= service.MAX_NOTIFICATION_ATTEMPTS
-        not_found = isinstance(exc, MercadoPagoError) and PAYMENT_NOT_FOUND in exc.cause_codes
+        not_found = isinstance(exc, MercadoPagoError) and (
+            PAYMENT_NOT_FOUND in exc.cause_codes or exc.status == 404
+        )
+        # A payment MercadoPago does not know: an unsigned IPN naming any id, or a signed one that
+        # is still unknown after a few tries, is not worth a day and a half of reads.
+        gave_up = claimed.attempts >= service.MAX_NOTIFICATION_ATTEMPTS or (
+            not_found and (claimed.source == "ipn" or claimed.attempts >= service.NOT_FOUND_ATTEMPTS)
+        )
         log.warning(
             "notification.failed",
             notification_id=claimed.id,
@@ -210,6 +216,33 @@ class PaymentProcessor:
     async def send_refund(self, provider_payment_id: str, *, actor: str = SYSTEM_ACTOR) -> bool:
         """Refund a payment whose refund is due; True once it is refunded. Safe to repeat."""
         try:
+            await self._send_refund(provider_payment_id)
+        except Exception:
+            await self._refund_failed(provider_payment_id)
+            raise
+        now = self.clock()
+
+        async def record(session: AsyncSession) -> bool:
+            payment = await repository.find_payment(session, provider_payment_id)
+            if payment is None or payment.settlement != Settlement.REFUND_DUE.value:
+                return False
+            await service.record_refund(session, payment, actor=actor, now=now)
+            return True
+
+        return await self.database.transaction(record)
+
+    async def _refund_failed(self, provider_payment_id: str) -> None:
+        now = self.clock()
+
+        async def record(session: AsyncSession) -> None:
+            payment = await repository.find_payment(session, provider_payment_id)
+            if payment is not None and payment.settlement == Settlement.REFUND_DUE.value:
+                service.record_refund_failure(payment, now=now)
+
+        await self.database.transaction(record)
+
+    async def _send_refund(self, provider_payment_id: str) -> None:
+        try:
             await self.gateway.refund_payment(
                 provider_payment_id, idempotency_key=service.refund_key(provider_payment_id)
             )
@@ -223,20 +256,16 @@ class PaymentProcessor:
                 raise PaymentProviderRefused(
                     "MercadoPago refused the refund; it stays due and is tried again by the worker."
                 ) from exc
-        now = self.clock()
-
-        async def record(session: AsyncSession) -> bool:
-            payment = await repository.find_payment(session, provider_payment_id)
-            if payment is None or payment.settlement != Settlement.REFUND_DUE.value:
-                return False
-            await service.record_refund(session, payment, actor=actor, now=now)
-            return True
-
-        return await self.database.transaction(record)
 
     async def send_due_refunds(self, *, limit: int = SWEEP_BATCH) -> int:
-        """The worker's sweep: refunds that could not be sent when they became due."""
-        due = await self.database.read(lambda session: repository.refunds_due(session, limit=limit))
+        """The worker's sweep: refunds that could not be sent when they became due (each after
+        its own backoff, so refunds MercadoPago keeps refusing never hold up the others)."""
+        now = self.clock()
+
+        async def due_ids(session: AsyncSession) -> list[str]:
+            return await repository.refunds_due(session, now, limit=limit)
+
+        due = await self.database.read(due_ids)
         sent = 0
         for provider_payment_id in due:
             try:

@@ -20,6 +20,8 @@ class Settlement(StrEnum):
     SOLD = "sold"  # this payment paid its order
     REFUND_DUE = "refund_due"  # approved but cannot keep the money: a refund must be sent
     REFUNDED = "refunded"  # we refunded it (seats lost, duplicate, order cancelled, admin)
+    # MercadoPago kept refusing the refund: left for an operator (logged as refund.gave_up).
+    REFUND_FAILED = "refund_failed"
     REVERSED = "reversed"  # refunded or charged back at MercadoPago: the order was undone
 
 
@@ -40,6 +42,10 @@ class Payment(Base):
     settlement: Mapped[str] = mapped_column(String(16), default=Settlement.WAITING.value)
     # Why a refund was (or must be) sent: seats_lost, duplicate, order_cancelled, admin.
     refund_reason: Mapped[str | None] = mapped_column(String(32))
+    # Refunds that fail are retried with backoff, so one MercadoPago keeps refusing never holds up
+    # the others behind it.
+    refund_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    refund_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, onupdate=utc_now)
 

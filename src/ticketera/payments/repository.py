@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,11 +30,14 @@ async def payments_of_order(session: AsyncSession, order_id: int) -> list[Paymen
     return list((await session.execute(statement)).scalars())
 
 
-async def refunds_due(session: AsyncSession, *, limit: int) -> list[str]:
+async def refunds_due(session: AsyncSession, now: datetime, *, limit: int) -> list[str]:
     statement = (
         select(Payment.provider_payment_id)
-        .where(Payment.settlement == Settlement.REFUND_DUE.value)
-        .order_by(Payment.id)
+        .where(
+            Payment.settlement == Settlement.REFUND_DUE.value,
+            or_(Payment.refund_next_at.is_(None), Payment.refund_next_at <= now),
+        )
+        .order_by(Payment.refund_next_at, Payment.id)
         .limit(limit)
     )
     return list((await session.execute(statement)).scalars())
@@ -65,6 +68,7 @@ async def store_notification(session: AsyncSession, values: dict[str, object]) -
 @dataclass(frozen=True)
 class ClaimedNotification:
     id: int
+    source: str
     topic: str
     resource_id: str
     attempts: int
@@ -93,11 +97,14 @@ async def claim_notification(
     row = (
         await session.execute(
             select(
-                PaymentNotification.topic, PaymentNotification.resource_id, PaymentNotification.attempts
+                PaymentNotification.source,
+                PaymentNotification.topic,
+                PaymentNotification.resource_id,
+                PaymentNotification.attempts,
             ).where(PaymentNotification.id == notification_id)
         )
     ).one()
-    return ClaimedNotification(notification_id, row.topic, row.resource_id, row.attempts)
+    return ClaimedNotification(notification_id, row.source, row.topic, row.resource_id, row.attempts)
 
 
 async def due_notification_ids(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:

@@ -44,6 +44,10 @@ ORDER_UNDOING_REFUNDS = frozenset({"admin", "seats_lost", "limit_exceeded"})
 # attempts: about a day and a half, longer than any MercadoPago outage we plan for. The reconciler
 # covers the orders of the few that still fail.
 MAX_NOTIFICATION_ATTEMPTS = 40
+# A payment MercadoPago answers 404 for is read this many times (it may lag its own notification).
+NOT_FOUND_ATTEMPTS = 5
+# A refund MercadoPago refuses or cannot take is retried (30 s doubling to an hour) this many times.
+MAX_REFUND_ATTEMPTS = 30
 NOTIFICATION_LEASE = timedelta(seconds=60)
 # The reconciler stops asking about an unpaid order this long after its deadline.
 RECONCILE_WINDOW = timedelta(days=2)
@@ -316,7 +320,14 @@ async def record_refund(session: AsyncSession, record: Payment, *, actor: str, n
     record.updated_at = now
     if record.refund_reason in ORDER_UNDOING_REFUNDS:
         order = await orders_repository.find_order(session, record.order_id, lock=True)
-        if order is not None and OrderStatus(order.status) is not OrderStatus.CANCELLED:
+        status = OrderStatus(order.status) if order is not None else None
+        # Only undo what this payment stood for: an admin refund undoes the sale it paid for; a
+        # refused late payment closes the order only while it is still unpaid (another payment
+        # may have paid it since, and that sale stands).
+        undo = (record.refund_reason == "admin" and status is OrderStatus.PAID) or (
+            record.refund_reason != "admin" and status in (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
+        )
+        if order is not None and undo:
             await orders_service.mark_refunded(
                 session, order.id, actor=actor, now=now, reason=record.refund_reason or "refunded"
             )
@@ -378,6 +389,20 @@ def next_reconcile_at(order: Order, now: datetime) -> datetime | None:
         return None
     age = now - order.created_at
     return now + min(RECONCILE_MAX_GAP, max(orders_service.FIRST_PAYMENT_CHECK, age))
+
+
+def record_refund_failure(record: Payment, *, now: datetime) -> None:
+    """A refund attempt failed: try again later, or leave it to an operator after many tries."""
+    record.refund_attempts = (record.refund_attempts or 0) + 1
+    record.refund_next_at = now + timedelta(seconds=min(3600, 30 * 2 ** (record.refund_attempts - 1)))
+    if record.refund_attempts >= MAX_REFUND_ATTEMPTS:
+        record.settlement = Settlement.REFUND_FAILED.value
+        log.error(
+            "refund.gave_up",
+            payment_id=record.provider_payment_id,
+            order_id=record.order_id,
+            attempts=record.refund_attempts,
+        )
 
 
 def refundable_amount(record: Payment) -> Decimal:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import datetime
 
 from ticketera.kit.errors import Unauthorized
 
 MILLISECONDS_THRESHOLD = 100_000_000_000
+# ASCII only: str.isdigit() also takes digits of other scripts, which int() may then refuse.
+_TS = re.compile(r"[0-9]{1,16}")
+_V1 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class InvalidSignature(Unauthorized):
@@ -32,8 +36,8 @@ def parse_signature(header: str | None) -> tuple[str, str]:
         if sep:
             parts[key.strip().lower()] = value.strip()
     ts, v1 = parts.get("ts", ""), parts.get("v1", "")
-    if not ts.isdigit() or not v1:
-        raise InvalidSignature("The x-signature header must carry ts=<digits>,v1=<hex>.")
+    if not _TS.fullmatch(ts) or not _V1.fullmatch(v1):
+        raise InvalidSignature("The x-signature header must carry ts=<digits>,v1=<64 hex digits>.")
     return ts, v1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import segno
@@ -52,6 +52,7 @@ class PrintedOrder:
     buyer_name: str
     buyer_email: str
     tickets: Sequence[PrintedTicket]
+    zone: tzinfo = UTC
 
 
 def order_pdf(order: PrintedOrder) -> bytes:
@@ -66,7 +67,7 @@ def order_pdf(order: PrintedOrder) -> bytes:
         pdf.multi_cell(0, 11, _text(font, order.event_name), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font(font, size=13)
         lines = [
-            order.starts_at.strftime("%d/%m/%Y %H:%M UTC"),
+            local_time(order.starts_at, order.zone),
             order.venue or "",
             f"Section: {ticket.section}",
             f"Seat: {ticket.seat}" if ticket.seat else "General admission",
@@ -83,6 +84,12 @@ def order_pdf(order: PrintedOrder) -> bytes:
         pdf.set_font(font, size=7)
         pdf.multi_cell(0, 4, ticket.code, new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+def local_time(moment: datetime, zone: tzinfo) -> str:
+    """`31/12/2030 21:00 (-03)`: the day and hour where the event happens."""
+    local = moment.astimezone(zone)
+    return f"{local:%d/%m/%Y %H:%M} ({local:%Z})"
 
 
 def _font(pdf: FPDF) -> str:

@@ -12,7 +12,7 @@ from ticketera.events import repository as events_repository
 from ticketera.events.service import EventNotFound
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import NotFound
-from ticketera.kit.http import CurrentClock, ReadSession, StaffOnly, get_database, is_admin
+from ticketera.kit.http import CurrentClock, ReadSession, StaffOnly, get_database, get_settings, is_admin
 from ticketera.kit.security import bearer_token
 from ticketera.orders import service as orders_service
 from ticketera.orders.endpoints import signer_of
@@ -63,7 +63,7 @@ async def order_tickets(
 @router.get("/api/orders/{order_id}/tickets.pdf", response_class=Response)
 async def order_tickets_pdf(order_id: OrderId, request: Request, session: ReadSession) -> Response:
     _authorize_order(request, order_id)
-    printed: PrintedOrder | None = await printable_order(session, order_id)
+    printed: PrintedOrder | None = await printable_order(session, order_id, zone=get_settings(request).zone)
     if printed is None or not printed.tickets:
         raise orders_service.OrderNotFound(f"Order {order_id} has no tickets (yet).")
     headers = {"Content-Disposition": f'inline; filename="tickets-{order_id}.pdf"'}
@@ -108,7 +108,7 @@ def _scan_body(scan: service.Scan) -> dict[str, Any]:
         if ticket.checked_in_at is not None:
             body["at"] = ticket.checked_in_at.isoformat().replace("+00:00", "Z")
             body["device"] = ticket.checked_in_device
-    if scan.reason and scan.result is not service.ScanResult.OK:
+    if scan.reason:
         body["reason"] = scan.reason
     return body
 

@@ -9,7 +9,7 @@ server or client can tell the copies apart. Failures are retried with backoff, t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import structlog
@@ -19,6 +19,7 @@ from ticketera.config import Settings
 from ticketera.events import repository as events_repository
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
+from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import repository as orders_repository
 from ticketera.tickets import mail, repository, service
 from ticketera.tickets.documents import PrintedOrder, PrintedTicket, order_pdf
@@ -29,7 +30,7 @@ log = structlog.get_logger(__name__)
 SWEEP_BATCH = 20
 
 
-async def printable_order(session: AsyncSession, order_id: int) -> PrintedOrder | None:
+async def printable_order(session: AsyncSession, order_id: int, *, zone: tzinfo) -> PrintedOrder | None:
     order = await orders_repository.find_order(session, order_id)
     if order is None:
         return None
@@ -43,6 +44,7 @@ async def printable_order(session: AsyncSession, order_id: int) -> PrintedOrder 
         buyer_name=order.buyer_name,
         buyer_email=order.buyer_email,
         tickets=[PrintedTicket(t.code, t.section_name, t.seat_label, t.status) for t in tickets],
+        zone=zone,
     )
 
 
@@ -54,6 +56,9 @@ class TicketMailer:
     smtp_url: str | None
     outbox_dir: Path
     public_base_url: str
+    # Signs the order token of the link to the buyer's order page.
+    signer: TokenSigner
+    zone: tzinfo
 
     async def send(self, email_id: int) -> bool:
         """Send one due email if nobody else is; True once it is sent."""
@@ -74,7 +79,7 @@ class TicketMailer:
                 email.attempts,
                 email.to_address,
                 email.order_id,
-                await printable_order(session, email.order_id),
+                await printable_order(session, email.order_id, zone=self.zone),
             )
 
         attempts, to_address, order_id, printed = await self.database.read(load)
@@ -91,7 +96,7 @@ class TicketMailer:
                 buyer_name=printed.buyer_name,
                 event_name=printed.event_name,
                 order_id=order_id,
-                order_url=f"{self.public_base_url}/orders/{order_id}",
+                order_url=f"{self.public_base_url}/orders/{order_id}?token={self.signer.order_token(order_id)}",
                 pdf=order_pdf(printed),
                 message_key=f"ticketera-email-{email_id}",
             )
@@ -162,4 +167,6 @@ def build_ticket_mailer(settings: Settings, database: Database, clock: Clock) ->
         smtp_url=settings.smtp_url,
         outbox_dir=settings.data_dir / "outbox",
         public_base_url=settings.effective_public_base_url,
+        signer=TokenSigner(settings.secret_key or ""),
+        zone=settings.zone,
     )

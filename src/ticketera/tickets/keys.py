@@ -43,7 +43,9 @@ class TicketKeyring:
             algorithm=hashes.SHA256(), length=32, salt=b"ticketera", info=b"ticket-signing-keys/v1"
         ).derive(secret_key.encode())
         self._cipher = AESGCM(derived)
-        self._opened: dict[int, Ed25519PrivateKey] = {}
+        # Keyed by the stored public key too: a key made in a transaction that then rolled back
+        # must never be used to sign for the key that was stored in the end.
+        self._opened: dict[tuple[int, str], Ed25519PrivateKey] = {}
 
     def new_key(self, event_id: int) -> StoredKey:
         private_key = Ed25519PrivateKey.generate()
@@ -58,14 +60,14 @@ class TicketKeyring:
         return StoredKey(public_key=b64(public), private_key_encrypted=_PREFIX + b64(nonce + sealed))
 
     def private_key(self, event_id: int, stored: StoredKey) -> Ed25519PrivateKey:
-        opened = self._opened.get(event_id)
+        opened = self._opened.get((event_id, stored.public_key))
         if opened is None:
             if not stored.private_key_encrypted.startswith(_PREFIX):
                 raise ValueError("unknown key encryption format")
             blob = unb64(stored.private_key_encrypted.removeprefix(_PREFIX))
             raw = self._cipher.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _associated(event_id))
             opened = Ed25519PrivateKey.from_private_bytes(raw)
-            self._opened[event_id] = opened
+            self._opened[(event_id, stored.public_key)] = opened
         return opened
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -74,7 +73,8 @@ def tickets_email(
     message["From"] = sender
     message["To"] = to
     domain = sender.rsplit("@", 1)[-1].strip(">").strip() or "ticketera.local"
-    message["Message-ID"] = make_msgid(idstring=message_key, domain=domain)
+    # Fixed, not make_msgid() (which adds a time and a random part): a resent copy carries the same id.
+    message["Message-ID"] = f"<{message_key}@{domain}>"
     message.set_content(
         f"Hello {buyer_name},\n\n"
         f"Thank you for your purchase. Your tickets for {event_name} are attached as a PDF:\n"

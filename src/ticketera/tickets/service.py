@@ -201,6 +201,9 @@ async def check_in(
     if admitted:
         log.info("checkin.ok", ticket_serial=ticket.serial, event_id=ticket.event_id, device=device)
         return Scan(ScanResult.OK, ticket)
+    if device is not None and ticket.checked_in_device == device and ticket.checked_in_at == at:
+        # The same scan uploaded again (a device retrying after a lost answer): not a second entry.
+        return Scan(ScanResult.OK, ticket, reason="replayed")
     if ticket.status == TicketStatus.VOID.value:
         return Scan(ScanResult.VOID, ticket, reason="the order was refunded or cancelled")
     return Scan(ScanResult.ALREADY_CHECKED_IN, ticket)

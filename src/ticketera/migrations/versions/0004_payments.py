@@ -49,6 +49,8 @@ def upgrade() -> None:
         sa.Column("provider_updated_at", UTCDateTime(), nullable=True),
         sa.Column("settlement", sa.String(length=16), nullable=False),
         sa.Column("refund_reason", sa.String(length=32), nullable=True),
+        sa.Column("refund_attempts", sa.Integer(), nullable=False),
+        sa.Column("refund_next_at", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
