@@ -20,3 +20,16 @@ class FakeClock:
     @property
     def ms(self) -> int:
         return int(self.now.timestamp() * 1000)
+
+
+class FakeMonotonic:
+    """A monotonic clock for a circuit breaker, moved by the test instead of waiting out its timeout."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

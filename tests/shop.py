@@ -86,6 +86,7 @@ async def sim(simulator_url: str) -> AsyncIterator[Simulator]:
         simulator = Simulator(http)
         await simulator.call("POST", "/_sim/reset")
         yield simulator
+        # Delay faults still waiting would otherwise fire at the next test's first requests.
         await simulator.call("POST", "/_sim/reset")
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import ACCESS_TOKEN
+from tests.fakes import FakeMonotonic
 from tests.shop import Simulator
 from ticketera.infra.mercadopago import (
     MAX_ATTEMPTS,
@@ -37,30 +38,7 @@ QUICK_RETRY = RetryPolicy(
 OPEN_SECONDS = 120.0
 
 
-class MonotonicClock:
-    """The breaker's clock, moved by the test instead of waiting two minutes."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 ClientFactory = Callable[..., MercadoPagoClient]
-
-
-@pytest.fixture
-async def sim(simulator_url: str) -> AsyncIterator[Simulator]:
-    async with httpx.AsyncClient(base_url=simulator_url, timeout=30) as http:
-        simulator = Simulator(http)
-        await simulator.call("POST", "/_sim/reset")
-        yield simulator
-        # Delay faults still waiting would otherwise fire at the next test's first requests.
-        await simulator.call("POST", "/_sim/reset")
 
 
 @pytest.fixture
@@ -249,6 +227,21 @@ async def test_refunds_partial_then_full_then_refused_with_cause_2063(
     assert client.breaker.failure_count == 0
 
 
+async def test_a_pending_payment_is_cancelled_and_an_approved_one_cannot_be(
+    make_client: ClientFactory, sim: Simulator
+) -> None:
+    client = make_client()
+    pending = str((await paid_payment(client, sim, "CONT"))["id"])
+    cancelled = await client.cancel_payment(pending, idempotency_key=f"cancel-{pending}")
+    assert cancelled.status == "cancelled"
+    assert (await client.get_payment(pending)).status == "cancelled"
+    approved = str((await paid_payment(client, sim))["id"])
+    with pytest.raises(MercadoPagoError) as refused:
+        await client.cancel_payment(approved, idempotency_key=f"cancel-{approved}")
+    assert refused.value.status == 400
+    assert client.breaker.failure_count == 0
+
+
 async def test_a_refund_sent_again_with_its_key_is_replayed_not_repeated(
     make_client: ClientFactory, sim: Simulator
 ) -> None:
@@ -403,7 +396,7 @@ async def test_while_open_calls_fail_fast_without_a_request(
 async def test_after_two_minutes_one_probe_goes_through_and_its_success_closes_the_breaker(
     make_client: ClientFactory, sim: Simulator
 ) -> None:
-    clock = MonotonicClock()
+    clock = FakeMonotonic()
     client = make_client(breaker_clock=clock)
     await open_the_breaker(client, sim)
     sent_before = len(await official_requests(sim))
@@ -438,7 +431,7 @@ async def test_after_two_minutes_one_probe_goes_through_and_its_success_closes_t
 async def test_a_failing_probe_reopens_the_breaker_for_another_two_minutes(
     make_client: ClientFactory, sim: Simulator
 ) -> None:
-    clock = MonotonicClock()
+    clock = FakeMonotonic()
     client = make_client(breaker_clock=clock)
     await open_the_breaker(client, sim)
     clock.advance(OPEN_SECONDS)

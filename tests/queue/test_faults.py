@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from tests.conftest import ADMIN, DatabaseUnderTest, _backend_unavailable, make_settings, serving
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, FakeMonotonic
 from tests.queue.conftest import free_cluster_ports, start_redis_server, tick
 from tests.queue.test_endpoints import join, make_event, status_of
 from ticketera.infra.redis import RedisConnection, is_redis_outage
@@ -91,19 +91,6 @@ class PrivateRedis:
                 time.sleep(0.05)
         finally:
             probe.close()
-
-
-class FakeMonotonic:
-    """A monotonic clock for the breaker, moved by the test instead of waiting out 30 s."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -212,6 +213,28 @@ def _create_sqlite_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+async def insert_unless_present(
+    session: AsyncSession, model: type[Any], values: dict[str, Any], unique_column: str
+) -> None:
+    """INSERT a row unless one with the same `unique_column` exists, without an error either way.
+
+    One statement whatever the engine (INSERT ... ON CONFLICT DO NOTHING on SQLite, a no-op
+    ON DUPLICATE KEY UPDATE on MariaDB), so two racing inserts of one key both succeed and the
+    unique index decides which row stays.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            sqlite_dialect.insert(model)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[unique_column])
+        )
+    else:
+        inserted = mysql.insert(model).values(**values)
+        await session.execute(
+            inserted.on_duplicate_key_update({unique_column: inserted.inserted[unique_column]})
+        )
 
 
 class Database:

@@ -269,6 +269,12 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, TimeoutError, OSError))
 
 
+def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
+    """Seconds before retry number `attempt` (1 = the first) of work kept in a table: base,
+    doubling, capped. No jitter: these retries are spread by when their rows fell due."""
+    return min(cap, math.ldexp(base, min(max(0, attempt - 1), 64)))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Bounded retries with full-jitter exponential backoff.

@@ -90,9 +90,19 @@ async def create_order(
 async def get_order(
     order_id: OrderId, request: Request, session: ReadSession, clock: CurrentClock
 ) -> OrderOut:
-    if not is_admin(request):
-        signer_of(request).verify_order_token(bearer_token(request.headers.get("authorization")), order_id)
+    authorize_order_reader(request, order_id)
     return order_out(await service.get_order(session, order_id, clock()))
+
+
+def authorize_order_reader(request: Request, order_id: int, *, link_token: bool = False) -> None:
+    """The admin, or the holder of the order's token as a bearer; with `link_token`, also in
+    `?token=`, for links a browser follows (the order page's PDF link)."""
+    if is_admin(request):
+        return
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None and link_token:
+        token = request.query_params.get("token")
+    signer_of(request).verify_order_token(token, order_id)
 
 
 @events_router.get("/{event_id}/orders", response_model=EventOrdersOut, dependencies=[AdminOnly])

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketera.kit.db import insert_unless_present
 from ticketera.payments.models import NotificationState, Payment, PaymentNotification, Settlement
 
 
@@ -49,18 +49,9 @@ async def refunds_due(session: AsyncSession, now: datetime, *, limit: int) -> li
 async def store_notification(session: AsyncSession, values: dict[str, object]) -> int:
     """Insert a notification unless one with its dedup key is already stored; return its id.
 
-    One statement that never fails on a duplicate, so two copies of a delivery racing each other
-    both get the same row (the unique index decides) instead of one of them getting an error.
+    Two copies of a delivery racing each other both get the same row instead of an error.
     """
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(
-            sqlite.insert(PaymentNotification)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-        )
-    else:
-        inserted = mysql.insert(PaymentNotification).values(**values)
-        await session.execute(inserted.on_duplicate_key_update(dedup_key=inserted.inserted.dedup_key))
+    await insert_unless_present(session, PaymentNotification, values, "dedup_key")
     found = select(PaymentNotification.id).where(PaymentNotification.dedup_key == values["dedup_key"])
     return int((await session.execute(found)).scalar_one())
 
@@ -140,8 +131,3 @@ async def finish_notification(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-
-
-async def notification_counts(session: AsyncSession) -> dict[str, int]:
-    statement = select(PaymentNotification.state, func.count()).group_by(PaymentNotification.state)
-    return {state: int(count) for state, count in (await session.execute(statement)).all()}

@@ -23,6 +23,7 @@ from ticketera.holds import service as holds_service
 from ticketera.holds.service import HeldUnit
 from ticketera.infra.mercadopago import ProviderPayment
 from ticketera.kit.audit import SYSTEM_ACTOR
+from ticketera.kit.resilience import backoff_seconds
 from ticketera.orders import repository as orders_repository
 from ticketera.orders import service as orders_service
 from ticketera.orders.models import Order, OrderStatus
@@ -174,7 +175,7 @@ async def receive_notification(
 
 def notification_retry_at(attempts: int, now: datetime) -> datetime:
     """10 s, 20 s, 40 s ... capped at an hour: a flaky API is retried soon, an outage not hammered."""
-    return now + timedelta(seconds=min(3600, 10 * 2 ** max(0, attempts - 1)))
+    return now + timedelta(seconds=backoff_seconds(attempts, base=10, cap=3600))
 
 
 # -- applying a payment's state ----------------------------------------------------------------------
@@ -394,7 +395,9 @@ def next_reconcile_at(order: Order, now: datetime) -> datetime | None:
 def record_refund_failure(record: Payment, *, now: datetime) -> None:
     """A refund attempt failed: try again later, or leave it to an operator after many tries."""
     record.refund_attempts = (record.refund_attempts or 0) + 1
-    record.refund_next_at = now + timedelta(seconds=min(3600, 30 * 2 ** (record.refund_attempts - 1)))
+    record.refund_next_at = now + timedelta(
+        seconds=backoff_seconds(record.refund_attempts, base=30, cap=3600)
+    )
     if record.refund_attempts >= MAX_REFUND_ATTEMPTS:
         record.settlement = Settlement.REFUND_FAILED.value
         log.error(
@@ -403,7 +406,3 @@ def record_refund_failure(record: Payment, *, now: datetime) -> None:
             order_id=record.order_id,
             attempts=record.refund_attempts,
         )
-
-
-def refundable_amount(record: Payment) -> Decimal:
-    return record.amount - record.refunded_amount

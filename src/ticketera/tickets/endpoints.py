@@ -12,10 +12,9 @@ from ticketera.events import repository as events_repository
 from ticketera.events.service import EventNotFound
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import NotFound
-from ticketera.kit.http import CurrentClock, ReadSession, StaffOnly, get_database, get_settings, is_admin
-from ticketera.kit.security import bearer_token
+from ticketera.kit.http import CurrentClock, ReadSession, StaffOnly, get_database, get_settings
 from ticketera.orders import service as orders_service
-from ticketera.orders.endpoints import signer_of
+from ticketera.orders.endpoints import authorize_order_reader
 from ticketera.tickets import service
 from ticketera.tickets.codes import MalformedCode, read_code
 from ticketera.tickets.documents import PrintedOrder, order_pdf, qr_png, qr_svg
@@ -42,18 +41,11 @@ class TicketCodeNotFound(NotFound):
     code = "ticket_code_invalid"
 
 
-def _authorize_order(request: Request, order_id: int) -> None:
-    """The order token as a bearer, or in `?token=` for links a browser follows (the order page)."""
-    if not is_admin(request):
-        token = bearer_token(request.headers.get("authorization")) or request.query_params.get("token")
-        signer_of(request).verify_order_token(token, order_id)
-
-
 @router.get("/api/orders/{order_id}/tickets", response_model=OrderTicketsOut)
 async def order_tickets(
     order_id: OrderId, request: Request, session: ReadSession, clock: CurrentClock
 ) -> OrderTicketsOut:
-    _authorize_order(request, order_id)
+    authorize_order_reader(request, order_id, link_token=True)
     view = await orders_service.get_order(session, order_id, clock())
     return OrderTicketsOut(
         order_id=order_id, status=view.status.value, tickets=[TicketOut.of(ticket) for ticket in view.tickets]
@@ -62,7 +54,7 @@ async def order_tickets(
 
 @router.get("/api/orders/{order_id}/tickets.pdf", response_class=Response)
 async def order_tickets_pdf(order_id: OrderId, request: Request, session: ReadSession) -> Response:
-    _authorize_order(request, order_id)
+    authorize_order_reader(request, order_id, link_token=True)
     printed: PrintedOrder | None = await printable_order(session, order_id, zone=get_settings(request).zone)
     if printed is None or not printed.tickets:
         raise orders_service.OrderNotFound(f"Order {order_id} has no tickets (yet).")

@@ -19,6 +19,7 @@ from ticketera.config import Settings
 from ticketera.events import repository as events_repository
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
+from ticketera.kit.resilience import backoff_seconds
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import repository as orders_repository
 from ticketera.tickets import mail, repository, service
@@ -156,7 +157,7 @@ class TicketMailer:
 
 def _retry_at(attempts: int, now: datetime) -> datetime:
     """30 s, 1 min, 2 min ... capped at an hour: a mail server restarting is waited for, not hammered."""
-    return now + timedelta(seconds=min(3600, 30 * 2 ** max(0, attempts - 1)))
+    return now + timedelta(seconds=backoff_seconds(attempts, base=30, cap=3600))
 
 
 def build_ticket_mailer(settings: Settings, database: Database, clock: Clock) -> TicketMailer:

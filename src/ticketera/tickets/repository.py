@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, func, insert, select, update
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketera.kit.db import insert_unless_present
 from ticketera.tickets.models import EmailState, EventKey, OutboxEmail, Ticket, TicketStatus
 
 
@@ -24,7 +24,7 @@ async def store_event_key_once(session: AsyncSession, values: dict[str, Any]) ->
     Two first sales of an event racing each other both end up with the same key: the primary key
     decides, and the loser's freshly made key is simply never used.
     """
-    await _insert_ignoring_duplicates(session, EventKey, values, "event_id")
+    await insert_unless_present(session, EventKey, values, "event_id")
     stored = await find_event_key(session, int(values["event_id"]))
     assert stored is not None
     return stored
@@ -108,7 +108,7 @@ async def checkin_figures(session: AsyncSession, event_id: int) -> list[SectionF
 
 async def enqueue_email(session: AsyncSession, values: dict[str, Any]) -> None:
     """Queue an email unless one for the same purpose is queued or sent already."""
-    await _insert_ignoring_duplicates(session, OutboxEmail, values, "purpose")
+    await insert_unless_present(session, OutboxEmail, values, "purpose")
 
 
 async def claim_email(session: AsyncSession, email_id: int, *, now: datetime, lease_until: datetime) -> bool:
@@ -160,16 +160,3 @@ async def finish_email(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-
-
-async def _insert_ignoring_duplicates(
-    session: AsyncSession, model: type[Any], values: dict[str, Any], unique_column: str
-) -> None:
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(
-            sqlite.insert(model).values(**values).on_conflict_do_nothing(index_elements=[unique_column])
-        )
-    else:
-        inserted = mysql.insert(model).values(**values)
-        no_change = {unique_column: inserted.inserted[unique_column]}
-        await session.execute(inserted.on_duplicate_key_update(**no_change))
