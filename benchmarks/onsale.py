@@ -13,12 +13,17 @@ whose waiting room is disabled:
 Scenarios (every one on an event of its own):
 
 * A, general admission: a quota of `--quota` (1,000) places, `--concurrency` (20) buyers, each an
-  asyncio task with its own keep-alive httpx client, `--quota + --extra` (1,200) attempts of one
-  ticket each, so `--extra` (200) attempts arrive after the sell-out. This is the issue's pretix
-  comparison: pretix 2026.8.0 on PostgreSQL puts 22 tickets/s into pending orders, p95 1.2 s.
+  asyncio task with its own keep-alive connection (aiohttp: harness.LeanClient), `--quota + --extra`
+  (1,200) attempts of one ticket each, so `--extra` (200) attempts arrive after the sell-out. This is
+  the issue's pretix comparison: pretix 2026.8.0 on PostgreSQL puts 22 tickets/s into pending
+  orders, p95 1.2 s.
 * B, reserved seats: a section of `--quota` seats; each attempt takes one seat by id from a shuffled
   list holding every seat once plus `--extra` repeats (so `--extra` conflicts), same buyers.
 * A at `--scale-concurrency` (50) buyers: how the path scales with more buyers in flight.
+* C, one step at a time (`--no-steps` leaves it out): `--quota` buyers all join, then all hold one
+  place, then all order, `--concurrency` at a time, so each step's cost is measured alone: per
+  request, its rate, latency, statements and the CPU of each process. Their sum is what one ticket
+  costs the machine, and its cores divided by that sum the most it could sell doing nothing else.
 
 For each: tickets/s (orders created / wall time of the run), the full path's p50/p95/p99 for the
 attempts that ended in an order, holds/s and orders/s (successful ones / the same wall time) with
@@ -26,7 +31,8 @@ each step's p50/p95 (hold 201s and 409s apart), counts of 409s and of errors (an
 transport error). In the same run, as a baseline: `GET /health/live` at the same concurrency
 (req/s, p50/p95) and the ratio full-path p50 / live p50. And where the machine's cores go, per
 ticket: the load generator's CPU (getrusage), the service's CPU (its process tree from /proc:
-the uvicorn workers are children of the serve process) and MariaDB's (the `mariadbd` process). On
+the uvicorn workers are children of the serve process), MariaDB's (the `mariadbd` process) and the
+MercadoPago simulator's (every order creates its checkout there, as in development). On
 MariaDB the statements per attempt come from `SHOW GLOBAL STATUS` before and after (global: other
 clients of the same server show up too, so the baseline phase reports that background rate).
 
@@ -115,10 +121,12 @@ class Cost:
     client_cpu_s: float = 0.0
     service_cpu_s: float = 0.0
     mariadb_cpu_s: float = 0.0
+    simulator_cpu_s: float = 0.0
     client_cores: float = 0.0
     service_cores: float = 0.0
     service_cpu_s_by_process: list[float] = field(default_factory=list)
     mariadb_cores: float = 0.0
+    simulator_cores: float = 0.0
     # MariaDB SHOW GLOBAL STATUS deltas (empty on SQLite).
     status_deltas: dict[str, int] = field(default_factory=dict)
 
@@ -148,6 +156,7 @@ class ScenarioResult:
     client_cpu_ms_per_ticket: float = 0.0
     service_cpu_ms_per_ticket: float = 0.0
     mariadb_cpu_ms_per_ticket: float = 0.0
+    simulator_cpu_ms_per_ticket: float = 0.0
     statements_per_attempt: dict[str, float] = field(default_factory=dict)
     live: LiveResult | None = None
     path_vs_live_p50_ratio: float = 0.0
@@ -170,12 +179,49 @@ class LiveResult:
 
 
 @dataclass
+class StepResult:
+    """One step of the path on its own: `requests` of it, one after another per buyer."""
+
+    name: str
+    requests: int
+    failures: int
+    wall_s: float
+    requests_per_s: float
+    latency_ms: harness.Latency
+    # CPU milliseconds per request, by process.
+    service_cpu_ms: float
+    mariadb_cpu_ms: float
+    simulator_cpu_ms: float
+    client_cpu_ms: float
+    statements: float
+
+
+@dataclass
+class StepsResult:
+    """Where a ticket's CPU goes: join, hold and order each measured alone, on a GA event."""
+
+    concurrency: int
+    cores: int
+    steps: list[StepResult] = field(default_factory=list)
+    # Per ticket, all steps: by process, and in all.
+    service_cpu_ms: float = 0.0
+    mariadb_cpu_ms: float = 0.0
+    simulator_cpu_ms: float = 0.0
+    client_cpu_ms: float = 0.0
+    total_cpu_ms: float = 0.0
+    # The machine's cores divided by that total: what it could sell if it did nothing else.
+    ceiling_tickets_per_s: float = 0.0
+    ceiling_without_client_tickets_per_s: float = 0.0
+
+
+@dataclass
 class BackendResult:
     backend: str
     workers: int
     workers_default: bool
     server_version: str = ""
     scenarios: list[ScenarioResult] = field(default_factory=list)
+    steps: StepsResult | None = None
     service_problems: list[str] = field(default_factory=list)
 
 
@@ -205,6 +251,10 @@ class ServerStatus:
 # The service and what the processes cost
 
 
+# Load generator CPU s, service CPU s by process, MariaDB CPU s, MariaDB counters, simulator CPU s.
+Reading = tuple[float, dict[int, float], float, dict[str, int], float]
+
+
 @dataclass
 class Meters:
     """Reads what the load generator, the service and MariaDB have spent so far."""
@@ -212,27 +262,30 @@ class Meters:
     service_pid: int
     mariadb_pids: list[int]
     server_status: ServerStatus | None
+    simulator_pid: int | None = None
 
-    async def read(self) -> tuple[float, dict[int, float], float, dict[str, int]]:
+    async def read(self) -> Reading:
         mariadb = harness.processes_cpu_seconds(self.mariadb_pids)
         counters = await self.server_status.counters() if self.server_status is not None else {}
+        simulator = harness.processes_cpu_seconds([self.simulator_pid]) if self.simulator_pid else 0.0
         return (
             harness.client_cpu_seconds(),
             harness.tree_cpu_seconds_by_process(self.service_pid),
             mariadb,
             counters,
+            simulator,
         )
 
-    async def cost_since(
-        self, before: tuple[float, dict[int, float], float, dict[str, int]], wall_s: float
-    ) -> Cost:
+    async def cost_since(self, before: Reading, wall_s: float) -> Cost:
         after = await self.read()
         wall = max(wall_s, 1e-9)
         cost = Cost(
             client_cpu_s=after[0] - before[0],
             service_cpu_s=sum(after[1].values()) - sum(before[1].values()),
             mariadb_cpu_s=after[2] - before[2],
+            simulator_cpu_s=after[4] - before[4],
         )
+        cost.simulator_cores = cost.simulator_cpu_s / wall
         cost.client_cores = cost.client_cpu_s / wall
         cost.service_cores = cost.service_cpu_s / wall
         # How evenly the kernel spread the buyers' connections over the workers shows here.
@@ -314,12 +367,8 @@ class Tally:
     order_s: list[float] = field(default_factory=list)
 
 
-def _error_code(response: httpx.Response) -> str:
+def _error_code(body: Any) -> str:
     """The API's error code of a 4xx body, whatever its envelope; '' when there is none."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
     # The contract's error body: {"error": code, "message": text, ...details}.
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return str(body["error"])
@@ -327,7 +376,7 @@ def _error_code(response: httpx.Response) -> str:
 
 
 async def buy_one(
-    client: httpx.AsyncClient,
+    client: harness.LeanClient,
     event_id: int,
     hold_body: dict[str, Any],
     run_tag: str,
@@ -337,35 +386,41 @@ async def buy_one(
     """One new buyer: join -> hold -> order; records the outcome and the step latencies."""
     user_id = f"{run_tag}-{index}"
     started = time.perf_counter()
-    response = await client.post(f"/api/queue/{event_id}/join", json={"userId": user_id})
+    status, body = await client.call("POST", f"/api/queue/{event_id}/join", json_body={"userId": user_id})
     joined = time.perf_counter()
-    token = response.json().get("accessToken") if response.status_code in (200, 201) else None
+    token = body.get("accessToken") if status in (200, 201) and isinstance(body, dict) else None
     if not token:
-        tally.errors[f"join {response.status_code} {_error_code(response)}".strip()] += 1
+        tally.errors[f"join {status} {_error_code(body)}".strip()] += 1
         return
     tally.join_s.append(joined - started)
-    response = await client.post(
-        f"/api/events/{event_id}/holds", json=hold_body, headers={"X-Access-Token": str(token)}
+    status, body = await client.call(
+        "POST",
+        f"/api/events/{event_id}/holds",
+        json_body=hold_body,
+        headers={"X-Access-Token": str(token)},
     )
     held = time.perf_counter()
-    if response.status_code == 409 and _error_code(response) == "seats_unavailable":
+    if status == 409 and _error_code(body) == "seats_unavailable":
         tally.conflicts += 1
         tally.hold_conflict_s.append(held - joined)
         return
-    if response.status_code != 201:
-        tally.errors[f"hold {response.status_code} {_error_code(response)}".strip()] += 1
+    if status != 201:
+        tally.errors[f"hold {status} {_error_code(body)}".strip()] += 1
         return
     tally.hold_ok_s.append(held - joined)
     order_body = {
-        "holdId": response.json()["holdId"],
+        "holdId": body["holdId"],
         "buyer": {"email": f"{user_id}@example.com", "name": "Bench"},
     }
-    response = await client.post(
-        "/api/orders", json=order_body, headers={"Idempotency-Key": f"{run_tag}.{index}.{uuid.uuid4().hex}"}
+    status, body = await client.call(
+        "POST",
+        "/api/orders",
+        json_body=order_body,
+        headers={"Idempotency-Key": f"{run_tag}.{index}.{uuid.uuid4().hex}"},
     )
     ordered = time.perf_counter()
-    if response.status_code != 201 or response.json().get("status") != "pending_payment":
-        tally.errors[f"order {response.status_code} {_error_code(response)}".strip()] += 1
+    if status != 201 or not isinstance(body, dict) or body.get("status") != "pending_payment":
+        tally.errors[f"order {status} {_error_code(body)}".strip()] += 1
         return
     tally.sold += 1
     tally.order_s.append(ordered - held)
@@ -384,14 +439,14 @@ async def run_buyers(
     counter = itertools.count()
     run_tag = f"u{uuid.uuid4().hex[:8]}"
 
-    async def buyer(client: httpx.AsyncClient) -> None:
+    async def buyer(client: harness.LeanClient) -> None:
         while (index := next(counter)) < attempts:
             try:
                 await buy_one(client, event_id, hold_body_of(index), run_tag, index, tally)
-            except httpx.HTTPError as exc:
+            except harness.TRANSPORT_ERRORS as exc:
                 tally.errors[f"exception {type(exc).__name__}"] += 1
 
-    async with harness.one_connection_clients(base_url, concurrency) as clients:
+    async with harness.lean_clients(base_url, concurrency) as clients:
         started = time.perf_counter()
         await asyncio.gather(*(buyer(client) for client in clients))
         wall = time.perf_counter() - started
@@ -404,21 +459,21 @@ async def run_live(base_url: str, concurrency: int, requests: int) -> tuple[list
     failures = 0
     counter = itertools.count()
 
-    async def reader(client: httpx.AsyncClient) -> None:
+    async def reader(client: harness.LeanClient) -> None:
         nonlocal failures
         while next(counter) < requests:
             started = time.perf_counter()
             try:
-                response = await client.get("/health/live")
-            except httpx.HTTPError:
+                status, _ = await client.call("GET", "/health/live")
+            except harness.TRANSPORT_ERRORS:
                 failures += 1
                 continue
-            if response.status_code == 200:
+            if status == 200:
                 latencies.append(time.perf_counter() - started)
             else:
                 failures += 1
 
-    async with harness.one_connection_clients(base_url, concurrency) as clients:
+    async with harness.lean_clients(base_url, concurrency) as clients:
         started = time.perf_counter()
         await asyncio.gather(*(reader(client) for client in clients))
         wall = time.perf_counter() - started
@@ -508,6 +563,7 @@ async def run_scenario(
         result.client_cpu_ms_per_ticket = cost.client_cpu_s * 1000.0 / tally.sold
         result.service_cpu_ms_per_ticket = cost.service_cpu_s * 1000.0 / tally.sold
         result.mariadb_cpu_ms_per_ticket = cost.mariadb_cpu_s * 1000.0 / tally.sold
+        result.simulator_cpu_ms_per_ticket = cost.simulator_cpu_s * 1000.0 / tally.sold
     if cost.status_deltas:
         result.statements_per_attempt = {
             name: value / attempts for name, value in sorted(cost.status_deltas.items())
@@ -515,6 +571,139 @@ async def run_scenario(
     if live.latency_ms.p50:
         result.path_vs_live_p50_ratio = result.path_ms.p50 / live.latency_ms.p50
     return result
+
+
+async def run_steps(base_url: str, meters: Meters, *, quota: int, concurrency: int) -> StepsResult:
+    """Join, hold and order measured apart: `quota` buyers all join, then all hold one place of a GA
+    event of `quota` places, then all order, each step by `concurrency` buyers at once. What each
+    step costs every process per request, and what a ticket costs in all."""
+    async with harness.one_connection_client(base_url) as admin:
+        event_id, section_id = await general_admission_event(admin, "Steps", quota)
+    run_tag = f"s{uuid.uuid4().hex[:8]}"
+    tokens: dict[int, str] = {}
+    holds: dict[int, str] = {}
+
+    async def join(client: harness.LeanClient, index: int) -> bool:
+        status, body = await client.call(
+            "POST", f"/api/queue/{event_id}/join", json_body={"userId": f"{run_tag}-{index}"}
+        )
+        if status in (200, 201) and isinstance(body, dict) and body.get("accessToken"):
+            tokens[index] = str(body["accessToken"])
+            return True
+        return False
+
+    async def hold(client: harness.LeanClient, index: int) -> bool:
+        if index not in tokens:
+            return False
+        status, body = await client.call(
+            "POST",
+            f"/api/events/{event_id}/holds",
+            json_body={"sectionId": section_id, "quantity": 1},
+            headers={"X-Access-Token": tokens[index]},
+        )
+        if status == 201 and isinstance(body, dict):
+            holds[index] = str(body["holdId"])
+            return True
+        return False
+
+    async def order(client: harness.LeanClient, index: int) -> bool:
+        if index not in holds:
+            return False
+        status, body = await client.call(
+            "POST",
+            "/api/orders",
+            json_body={"holdId": holds[index], "buyer": {"email": f"{run_tag}-{index}@example.com"}},
+            headers={"Idempotency-Key": f"{run_tag}.{index}"},
+        )
+        return status == 201 and isinstance(body, dict) and body.get("status") == "pending_payment"
+
+    result = StepsResult(concurrency=concurrency, cores=os.cpu_count() or 1)
+    for name, work in (("join", join), ("hold", hold), ("order", order)):
+        result.steps.append(await _measure_step(base_url, meters, name, work, quota, concurrency))
+    for step in result.steps:
+        result.service_cpu_ms += step.service_cpu_ms
+        result.mariadb_cpu_ms += step.mariadb_cpu_ms
+        result.simulator_cpu_ms += step.simulator_cpu_ms
+        result.client_cpu_ms += step.client_cpu_ms
+    result.total_cpu_ms = (
+        result.service_cpu_ms + result.mariadb_cpu_ms + result.simulator_cpu_ms + result.client_cpu_ms
+    )
+    if result.total_cpu_ms:
+        result.ceiling_tickets_per_s = result.cores * 1000.0 / result.total_cpu_ms
+        result.ceiling_without_client_tickets_per_s = (
+            result.cores * 1000.0 / (result.total_cpu_ms - result.client_cpu_ms)
+        )
+    return result
+
+
+async def _measure_step(
+    base_url: str,
+    meters: Meters,
+    name: str,
+    work: Callable[[harness.LeanClient, int], Awaitable[bool]],
+    requests: int,
+    concurrency: int,
+) -> StepResult:
+    latencies: list[float] = []
+    failures = 0
+    counter = itertools.count()
+
+    async def buyer(client: harness.LeanClient) -> None:
+        nonlocal failures
+        while (index := next(counter)) < requests:
+            started = time.perf_counter()
+            try:
+                done = await work(client, index)
+            except harness.TRANSPORT_ERRORS:
+                done = False
+            if done:
+                latencies.append(time.perf_counter() - started)
+            else:
+                failures += 1
+
+    async with harness.lean_clients(base_url, concurrency) as clients:
+        before = await meters.read()
+        started = time.perf_counter()
+        await asyncio.gather(*(buyer(client) for client in clients))
+        wall = time.perf_counter() - started
+        cost = await meters.cost_since(before, wall)
+    done = max(len(latencies), 1)
+    return StepResult(
+        name=name,
+        requests=len(latencies),
+        failures=failures,
+        wall_s=wall,
+        requests_per_s=len(latencies) / wall if wall else 0.0,
+        latency_ms=harness.Latency.of(latencies),
+        service_cpu_ms=cost.service_cpu_s * 1000.0 / done,
+        mariadb_cpu_ms=cost.mariadb_cpu_s * 1000.0 / done,
+        simulator_cpu_ms=cost.simulator_cpu_s * 1000.0 / done,
+        client_cpu_ms=cost.client_cpu_s * 1000.0 / done,
+        statements=cost.status_deltas.get("Questions", 0) / done,
+    )
+
+
+def format_steps(result: StepsResult) -> str:
+    lines = [
+        f"  C. one step at a time: every buyer joins, then every buyer holds, then every buyer orders"
+        f" ({result.concurrency} at once); CPU ms per request by process",
+        "    step    req/s   latency                 service  MariaDB  simulator  load gen.  statements",
+    ]
+    for step in result.steps:
+        failed = f"  ({step.failures} failed)" if step.failures else ""
+        lines.append(
+            f"    {step.name:6s} {step.requests_per_s:6.0f}   {step.latency_ms.summary(p99=False)}"
+            f"  {step.service_cpu_ms:7.2f}  {step.mariadb_cpu_ms:7.2f}  {step.simulator_cpu_ms:9.2f}"
+            f"  {step.client_cpu_ms:9.2f}  {step.statements:10.1f}{failed}"
+        )
+    lines.append(
+        f"    a ticket {result.total_cpu_ms:.1f} CPU ms in all (service {result.service_cpu_ms:.1f},"
+        f" MariaDB {result.mariadb_cpu_ms:.1f}, simulator {result.simulator_cpu_ms:.1f},"
+        f" load generator {result.client_cpu_ms:.1f}): {result.cores} cores doing nothing else could"
+        f" sell at most {result.ceiling_tickets_per_s:.0f} tickets/s"
+        f" ({result.ceiling_without_client_tickets_per_s:.0f} with the load generator elsewhere)"
+    )
+    return "\n".join(lines)
 
 
 async def run_backend_scenarios(
@@ -559,12 +748,17 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
     workers = args.workers or DEFAULT_WORKERS[backend]
     result = BackendResult(backend=backend, workers=workers, workers_default=args.workers is None)
 
-    async def measure(base_url: str, service_pid: int) -> None:
+    async def measure(base_url: str, service_pid: int, simulator_url: str) -> None:
         status = ServerStatus() if backend == "mariadb" else None
         try:
             if status is not None:
                 result.server_version = await harness.mysql_server_version()
-            meters = Meters(service_pid, harness.mariadb_pids() if backend == "mariadb" else [], status)
+            meters = Meters(
+                service_pid,
+                harness.mariadb_pids() if backend == "mariadb" else [],
+                status,
+                harness.SIMULATOR_PIDS.get(simulator_url),
+            )
             print(header_line(result), flush=True)
 
             async def show(scenario: ScenarioResult) -> None:
@@ -572,6 +766,11 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
                 print(format_scenario(scenario, backend), flush=True)
 
             await run_backend_scenarios(base_url, meters, args, show)
+            if args.steps:
+                result.steps = await run_steps(
+                    base_url, meters, quota=args.quota, concurrency=args.concurrency
+                )
+                print(format_steps(result.steps), flush=True)
         finally:
             if status is not None:
                 await status.close()
@@ -582,9 +781,9 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
         with harness.running_service_with_mp_simulator(workdir, environment, workers) as (
             base_url,
             process,
-            _,
+            simulator_url,
         ):
-            asyncio.run(measure(base_url, process.pid))
+            asyncio.run(measure(base_url, process.pid, simulator_url))
     finally:
         result.service_problems = harness.service_problems(workdir)
     for line in harness.problem_lines(result.service_problems):
@@ -627,6 +826,7 @@ def format_scenario(result: ScenarioResult, backend: str) -> str:
     cpu = f"    CPU/ticket service {result.service_cpu_ms_per_ticket:.1f} ms ({cost.service_cores:.2f} cores)"
     if backend == "mariadb":
         cpu += f", MariaDB {result.mariadb_cpu_ms_per_ticket:.1f} ms ({cost.mariadb_cores:.2f} cores)"
+    cpu += f", simulator {result.simulator_cpu_ms_per_ticket:.1f} ms ({cost.simulator_cores:.2f} cores)"
     cpu += f", load generator {result.client_cpu_ms_per_ticket:.1f} ms ({cost.client_cores:.2f} cores)"
     lines.append(cpu)
     if cost.service_cpu_s > 0:
@@ -758,6 +958,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="GET /health/live requests per baseline (default 2000)",
     )
     parser.add_argument("--seed", type=int, default=4, help="seed of the reserved seats' order (default 4)")
+    parser.add_argument(
+        "--steps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure join, hold and order apart: the CPU a ticket costs each process (default on)",
+    )
     harness.add_json_option(parser)
     args = parser.parse_args(argv)
     args.backends = harness.parse_backends(parser, args.backends, BACKENDS)

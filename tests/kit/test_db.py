@@ -8,8 +8,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, select, text
 
-from tests.conftest import DatabaseUnderTest
-from ticketera.kit.db import MYSQL_IDENTIFIER_LIMIT, UTCDateTime, create_engine, is_database_outage
+from tests.conftest import DatabaseUnderTest, fresh_database
+from ticketera.kit import db as db_kit
+from ticketera.kit.db import (
+    MYSQL_IDENTIFIER_LIMIT,
+    Database,
+    DatabaseUnavailable,
+    UTCDateTime,
+    create_engine,
+    is_database_outage,
+)
+from ticketera.kit.resilience import BreakerState
 from ticketera.models import metadata
 
 
@@ -194,3 +203,54 @@ async def test_transactions_inno_db_gave_up_on_are_run_again(tmp_path: Path) -> 
         assert len(calls) == 1
     finally:
         await database.dispose()
+
+
+async def _connection_id(database: Database) -> int:
+    async with database.read_session() as session:
+        return int((await session.execute(text("SELECT CONNECTION_ID()"))).scalar_one())
+
+
+async def _kill(url: str, connection_id: int) -> None:
+    """What a server restart or wait_timeout does to a pooled connection, done from outside the pool."""
+    outsider = create_engine(url, pool_size=1)
+    try:
+        async with outsider.connect() as other:
+            await other.execute(text(f"KILL CONNECTION {int(connection_id)}"))
+    finally:
+        await outsider.dispose()
+
+
+async def test_a_pooled_connection_dropped_while_idle_is_replaced_before_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fresh_database("mariadb", tmp_path, "ticketera_ping") as url:
+        database = Database(create_engine(url, pool_size=2))
+        try:
+            victim = await _connection_id(database)
+            await _kill(url, victim)
+            # Idle past the threshold (made zero here instead of waiting): pinged, found dead,
+            # replaced, and the request never sees it.
+            monkeypatch.setattr(db_kit, "PING_AFTER_IDLE_SECONDS", 0.0)
+            assert await _connection_id(database) != victim
+            assert database.breaker.state is BreakerState.CLOSED
+        finally:
+            await database.dispose()
+
+
+async def test_a_connection_dropped_within_the_ping_window_fails_one_request_then_the_pool_heals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_kit, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    async with fresh_database("mariadb", tmp_path, "ticketera_ping") as url:
+        database = Database(create_engine(url, pool_size=2))
+        try:
+            first = await _connection_id(database)
+            await _kill(url, first)
+            # The connection was used a moment ago, so it is not pinged: the request that meets the
+            # dead connection fails as an outage (503), not as a wrong answer...
+            with pytest.raises(DatabaseUnavailable):
+                await _connection_id(database)
+            # ...and the pool replaces it: the next request works on a new connection.
+            assert await _connection_id(database) not in {first}
+        finally:
+            await database.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request, Response, status
@@ -50,17 +51,30 @@ async def hold_seats(
     async def plan(session: AsyncSession) -> service.HoldPlan:
         return await service.plan_hold(session, event_id=event_id, request=body, now=clock())
 
-    async def take(session: AsyncSession) -> HoldOut:
+    async def take(session: AsyncSession, planned: service.HoldPlan, *, look_again: bool) -> HoldOut:
         view = await service.hold_units(
-            session, plan=planned, user_id=user_id, now=clock(), hold_minutes=hold_minutes
+            session,
+            plan=planned,
+            user_id=user_id,
+            now=clock(),
+            hold_minutes=hold_minutes,
+            look_again=look_again,
         )
         return hold_out(view)
 
+    async def plan_and_take(session: AsyncSession) -> HoldOut:
+        return await take(session, await plan(session), look_again=False)
+
     database = get_database(request)
-    # Losers are refused from a read session, never queueing behind writers; the write is its own
-    # transaction, run again if InnoDB gives up on it (deadlock victim, lock-wait timeout).
-    planned = await database.read(plan)
-    return await database.transaction(take)
+    # Either way the write is a transaction run again if InnoDB gives up on it (deadlock victim,
+    # lock-wait timeout), and a loser costs two reads and no lock.
+    if database.backend == "sqlite":
+        # One writer at a time: losers are refused from a read session and never queue behind it.
+        planned = await database.read(plan)
+        return await database.transaction(partial(take, planned=planned, look_again=True))
+    # InnoDB reads without locks inside a write transaction too: planning there saves a second
+    # transaction (a connection check-out and its round trips) per hold.
+    return await database.transaction(plan_and_take)
 
 
 @router.get("/api/holds/{hold_id}", response_model=HoldOut)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ticketera.events.models import Event, Seat, SeatStatus, Section
 from ticketera.events.repository import free_unit, live_hold
 from ticketera.holds.models import Hold, HoldStatus, Shopper
-from ticketera.kit.db import UTCDateTime
+from ticketera.kit.db import UTCDateTime, execute_core, inserted_id
 
 # The hot path of an on-sale runs the statements below thousands of times a minute: they are built
 # once, with bound parameters, so a request pays neither their construction nor their cache key.
@@ -80,7 +80,7 @@ _SALE = (
 
 
 async def find_sale(session: AsyncSession, event_id: int) -> Sale | None:
-    rows = (await session.execute(_SALE, {"event_id": event_id})).all()
+    rows = (await execute_core(session, _SALE, {"event_id": event_id})).all()
     if not rows:
         return None
     first = rows[0]
@@ -99,7 +99,9 @@ async def reserved_seat_states(
     session: AsyncSession, *, event_id: int, seat_ids: Sequence[int], now: datetime
 ) -> dict[int, SeatState]:
     """Each of these ids that is a reserved seat of the event, with whether it is free right now."""
-    rows = await session.execute(_SEAT_STATES, {"seat_ids": list(seat_ids), "event_id": event_id, "now": now})
+    rows = await execute_core(
+        session, _SEAT_STATES, {"seat_ids": list(seat_ids), "event_id": event_id, "now": now}
+    )
     return {row[0]: SeatState(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows}
 
 
@@ -114,7 +116,7 @@ _COUNT_FREE_PLACES = select(func.count()).select_from(
 async def count_free_places(session: AsyncSession, *, section_id: int, now: datetime, enough: int) -> int:
     """Free places of a section, counted up to `enough` (no need to count a stadium to sell two)."""
     params = {"section_id": section_id, "now": now, "enough": enough}
-    return int((await session.execute(_COUNT_FREE_PLACES, params)).scalar_one())
+    return int((await execute_core(session, _COUNT_FREE_PLACES, params)).scalar_one())
 
 
 _LOCK_SHOPPER = mysql.insert(Shopper).values(
@@ -135,7 +137,7 @@ async def lock_shopper(session: AsyncSession, event_id: int, user_id: str, now: 
     if session.get_bind().dialect.name == "sqlite":
         # SQLite has no row locks: BEGIN IMMEDIATE already serialises every writer.
         return
-    await session.execute(_LOCK_SHOPPER, {"shopper_event": event_id, "shopper": user_id, "since": now})
+    await execute_core(session, _LOCK_SHOPPER, {"shopper_event": event_id, "shopper": user_id, "since": now})
 
 
 _COUNT_BUYER_UNITS = (
@@ -154,12 +156,14 @@ _COUNT_BUYER_UNITS = (
 async def count_buyer_units(session: AsyncSession, event_id: int, user_id: str, now: datetime) -> int:
     """Units the buyer holds right now or has bought, in this event."""
     params = {"event_id": event_id, "user_id": user_id, "now": now}
-    return int((await session.execute(_COUNT_BUYER_UNITS, params)).scalar_one())
+    return int((await execute_core(session, _COUNT_BUYER_UNITS, params)).scalar_one())
+
+
+_INSERT_HOLD = insert(HOLDS)
 
 
 async def insert_hold(session: AsyncSession, values: dict[str, Any]) -> int:
-    result = await session.execute(insert(HOLDS).values(**values))
-    return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+    return inserted_id(await execute_core(session, _INSERT_HOLD, values))
 
 
 _TAKE_SEATS = (
@@ -207,8 +211,8 @@ async def take_seats(
         "until": until,
         "now": now,
     }
-    result = await session.execute(_TAKE_SEATS, params)
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    result = await execute_core(session, _TAKE_SEATS, params)
+    return int(result.rowcount)
 
 
 async def take_places(
@@ -220,11 +224,11 @@ async def take_places(
     same section take different places instead of queueing on the same rows.
     """
     params = {"section_id": section_id, "now": now, "quantity": quantity}
-    free_ids = sorted((await session.execute(_FREE_PLACE_IDS, params)).scalars().all())
+    free_ids = sorted((await execute_core(session, _FREE_PLACE_IDS, params)).scalars().all())
     if len(free_ids) < quantity:
         return free_ids
     params = {"unit_ids": free_ids, "taker": hold_id, "until": until, "now": now}
-    taken = int((await session.execute(_TAKE_UNITS, params)).rowcount)  # type: ignore[attr-defined]
+    taken = int((await execute_core(session, _TAKE_UNITS, params)).rowcount)
     return free_ids if taken == quantity else free_ids[:taken]
 
 
@@ -252,7 +256,7 @@ async def units_of_hold(
     session: AsyncSession, hold_id: int
 ) -> list[tuple[int, int, str, str | None, int | None, Decimal]]:
     """The hold's units with their section and price: (id, section id, section name, row, number, price)."""
-    rows = await session.execute(_UNITS_OF_HOLD, {"hold_id": hold_id})
+    rows = await execute_core(session, _UNITS_OF_HOLD, {"hold_id": hold_id})
     return [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in rows]
 
 

@@ -151,17 +151,26 @@ async def would_pass_ticket_limit(
 
 
 async def hold_units(
-    session: AsyncSession, *, plan: HoldPlan, user_id: str, now: datetime, hold_minutes: int
+    session: AsyncSession,
+    *,
+    plan: HoldPlan,
+    user_id: str,
+    now: datetime,
+    hold_minutes: int,
+    look_again: bool = True,
 ) -> HoldView:
     """Take the planned units for a buyer: at most 6 statements, each built once (see `repository`),
-    under the buyer's own lock for the ticket limit."""
+    under the buyer's own lock for the ticket limit.
+
+    `look_again` when the plan was made in an earlier transaction: it may be a few milliseconds old,
+    and in a rush the writers ahead of us took most of what it saw free, so one more look before the
+    lock and the writes lets a late loser go at once.
+    """
     sale, wanted = plan.sale, plan.wanted
     event_id = sale.event_id
-    # The plan may be a few milliseconds old, and in a rush the writers ahead of us took most of
-    # what it saw free: one more look before the lock and the writes lets a late loser go at once.
-    if plan.by_seat:
+    if look_again and plan.by_seat:
         await _free_seats_or_refuse(session, sale, [unit.id for unit in wanted], now)
-    else:
+    elif look_again:
         await _free_places_or_refuse(session, sale, wanted[0].section_id, len(wanted), now)
     quantity = len(wanted)
     await repository.lock_shopper(session, event_id, user_id, now)

@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, Index, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime
+from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime, execute_core
 
 SYSTEM_ACTOR = "system"
 
@@ -36,6 +36,7 @@ class AuditEntry(Base):
 
 
 AUDIT_LOG = cast(Table, AuditEntry.__table__)
+_INSERT_AUDIT_ROWS = AUDIT_LOG.insert()
 
 
 def audit_row(
@@ -62,7 +63,7 @@ def audit_row(
 async def record_rows(session: AsyncSession, rows: list[dict[str, object]]) -> None:
     """Audit rows of any entities, in one INSERT."""
     if rows:
-        await session.execute(AUDIT_LOG.insert(), rows)
+        await execute_core(session, _INSERT_AUDIT_ROWS, rows)
 
 
 async def record_changes(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ticketera.events.models import Seat, SeatStatus
 from ticketera.holds.models import Hold, HoldStatus
 from ticketera.holds.repository import NOW, UNTIL
+from ticketera.kit.db import execute_core, inserted_id
 from ticketera.orders.models import Order, OrderStatus
 
 ORDERS = cast(Table, Order.__table__)
@@ -60,7 +61,7 @@ _LOCK_HOLD = (
 
 async def lock_hold(session: AsyncSession, public_id: str) -> LockedHold | None:
     """The hold row, locked: one order per hold, even when two requests race for it."""
-    row = (await session.execute(_LOCK_HOLD, {"public_id": public_id})).one_or_none()
+    row = (await execute_core(session, _LOCK_HOLD, {"public_id": public_id})).one_or_none()
     return LockedHold(*row) if row is not None else None
 
 
@@ -85,11 +86,13 @@ _ORDER_COLUMNS = (
 )
 
 
+_INSERT_ORDER = insert(ORDERS)
+
+
 async def insert_order(session: AsyncSession, order: Order) -> int:
     """Insert with Core (no unit of work for one row on the hot path); returns the new id."""
     values = {column: getattr(order, column) for column in _ORDER_COLUMNS}
-    result = await session.execute(insert(ORDERS).values(**values))
-    return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+    return inserted_id(await execute_core(session, _INSERT_ORDER, values))
 
 
 _MARK_HOLD_ORDERED = (
@@ -101,7 +104,7 @@ _MARK_HOLD_ORDERED = (
 
 
 async def mark_hold_ordered(session: AsyncSession, hold_id: int, now: datetime) -> None:
-    await session.execute(_MARK_HOLD_ORDERED, {"ordered_hold": hold_id, "now": now})
+    await execute_core(session, _MARK_HOLD_ORDERED, {"ordered_hold": hold_id, "now": now})
 
 
 _EXTEND_HOLD_UNITS = (
@@ -118,8 +121,10 @@ _EXTEND_HOLD_UNITS = (
 
 async def extend_hold_units(session: AsyncSession, hold_id: int, *, now: datetime, until: datetime) -> int:
     """Keep the hold's live units for the order until it must be paid; returns how many were live."""
-    result = await session.execute(_EXTEND_HOLD_UNITS, {"extended_hold": hold_id, "now": now, "until": until})
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    result = await execute_core(
+        session, _EXTEND_HOLD_UNITS, {"extended_hold": hold_id, "now": now, "until": until}
+    )
+    return int(result.rowcount)
 
 
 async def sell_units(session: AsyncSession, *, hold_id: int, order_id: int, now: datetime) -> int:
@@ -191,7 +196,7 @@ async def set_checkout(
     session: AsyncSession, order_id: int, *, preference_id: str, checkout_url: str
 ) -> None:
     params = {"checkout_order": order_id, "new_preference": preference_id, "new_checkout_url": checkout_url}
-    await session.execute(_SET_CHECKOUT, params)
+    await execute_core(session, _SET_CHECKOUT, params)
 
 
 async def claim_orders_to_reconcile(
