@@ -212,6 +212,9 @@ class StepsResult:
     # The machine's cores divided by that total: what it could sell if it did nothing else.
     ceiling_tickets_per_s: float = 0.0
     ceiling_without_client_tickets_per_s: float = 0.0
+    # The service's own bound: the cores its workers can use (one each at most) over its CPU.
+    workers: int = 1
+    service_ceiling_tickets_per_s: float = 0.0
 
 
 @dataclass
@@ -573,7 +576,9 @@ async def run_scenario(
     return result
 
 
-async def run_steps(base_url: str, meters: Meters, *, quota: int, concurrency: int) -> StepsResult:
+async def run_steps(
+    base_url: str, meters: Meters, *, quota: int, concurrency: int, workers: int
+) -> StepsResult:
     """Join, hold and order measured apart: `quota` buyers all join, then all hold one place of a GA
     event of `quota` places, then all order, each step by `concurrency` buyers at once. What each
     step costs every process per request, and what a ticket costs in all."""
@@ -612,12 +617,15 @@ async def run_steps(base_url: str, meters: Meters, *, quota: int, concurrency: i
         status, body = await client.call(
             "POST",
             "/api/orders",
-            json_body={"holdId": holds[index], "buyer": {"email": f"{run_tag}-{index}@example.com"}},
+            json_body={
+                "holdId": holds[index],
+                "buyer": {"email": f"{run_tag}-{index}@example.com", "name": "Bench"},
+            },
             headers={"Idempotency-Key": f"{run_tag}.{index}"},
         )
         return status == 201 and isinstance(body, dict) and body.get("status") == "pending_payment"
 
-    result = StepsResult(concurrency=concurrency, cores=os.cpu_count() or 1)
+    result = StepsResult(concurrency=concurrency, cores=os.cpu_count() or 1, workers=workers)
     for name, work in (("join", join), ("hold", hold), ("order", order)):
         result.steps.append(await _measure_step(base_url, meters, name, work, quota, concurrency))
     for step in result.steps:
@@ -628,6 +636,10 @@ async def run_steps(base_url: str, meters: Meters, *, quota: int, concurrency: i
     result.total_cpu_ms = (
         result.service_cpu_ms + result.mariadb_cpu_ms + result.simulator_cpu_ms + result.client_cpu_ms
     )
+    if result.service_cpu_ms:
+        result.service_ceiling_tickets_per_s = (
+            min(result.workers, result.cores) * 1000.0 / result.service_cpu_ms
+        )
     if result.total_cpu_ms:
         result.ceiling_tickets_per_s = result.cores * 1000.0 / result.total_cpu_ms
         result.ceiling_without_client_tickets_per_s = (
@@ -703,6 +715,11 @@ def format_steps(result: StepsResult) -> str:
         f" sell at most {result.ceiling_tickets_per_s:.0f} tickets/s"
         f" ({result.ceiling_without_client_tickets_per_s:.0f} with the load generator elsewhere)"
     )
+    lines.append(
+        f"    the service alone: {min(result.workers, result.cores)} core(s) for {result.workers} worker(s)"
+        f" at {result.service_cpu_ms:.1f} ms a ticket, at most {result.service_ceiling_tickets_per_s:.0f}"
+        " tickets/s"
+    )
     return "\n".join(lines)
 
 
@@ -768,7 +785,7 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
             await run_backend_scenarios(base_url, meters, args, show)
             if args.steps:
                 result.steps = await run_steps(
-                    base_url, meters, quota=args.quota, concurrency=args.concurrency
+                    base_url, meters, quota=args.quota, concurrency=args.concurrency, workers=workers
                 )
                 print(format_steps(result.steps), flush=True)
         finally:
