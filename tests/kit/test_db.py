@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, select, text
@@ -251,6 +253,34 @@ async def test_a_connection_dropped_within_the_ping_window_fails_one_request_the
             with pytest.raises(DatabaseUnavailable):
                 await _connection_id(database)
             # ...and the pool replaces it: the next request works on a new connection.
-            assert await _connection_id(database) not in {first}
+            assert await _connection_id(database) != first
+        finally:
+            await database.dispose()
+
+
+async def test_a_new_connection_is_not_pinged_and_an_idle_one_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_kit, "PING_AFTER_IDLE_SECONDS", 0.5)
+    async with fresh_database("mariadb", tmp_path, "ticketera_ping") as url:
+        database = Database(create_engine(url, pool_size=1))
+        pings: list[object] = []
+        real_ping = database.engine.dialect.do_ping
+
+        def counted_ping(dbapi_connection: Any) -> bool:
+            pings.append(dbapi_connection)
+            return real_ping(dbapi_connection)
+
+        monkeypatch.setattr(database.engine.dialect, "do_ping", counted_ping)
+        try:
+            first = await _connection_id(database)
+            # It had just connected, so it went out unpinged (a failed ping of a replacement would
+            # leave the pool out of attempts).
+            assert pings == []
+            assert await _connection_id(database) == first
+            assert pings == []
+            await asyncio.sleep(0.6)
+            assert await _connection_id(database) == first
+            assert len(pings) == 1
         finally:
             await database.dispose()

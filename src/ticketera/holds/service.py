@@ -123,7 +123,8 @@ class HoldPlan:
 
 
 async def plan_hold(session: AsyncSession, *, event_id: int, request: HoldRequest, now: datetime) -> HoldPlan:
-    """Refuse what is visibly gone, with two reads and no lock (run it in a read session).
+    """Refuse what is visibly gone, with two reads and no lock (in a read session on SQLite, at the
+    start of the write transaction on MariaDB, whose reads take no locks either).
 
     In a rush most attempts lose: a loser should cost two queries and never wait for a writer.
     What looks free here is decided afterwards by `hold_units`' conditional write.
@@ -159,8 +160,8 @@ async def hold_units(
     hold_minutes: int,
     look_again: bool = True,
 ) -> HoldView:
-    """Take the planned units for a buyer: at most 6 statements, each built once (see `repository`),
-    under the buyer's own lock for the ticket limit.
+    """Take the planned units for a buyer: 6 statements, each built once (see `repository`), under
+    the buyer's own lock for the ticket limit, and a 7th with `look_again`.
 
     `look_again` when the plan was made in an earlier transaction: it may be a few milliseconds old,
     and in a rush the writers ahead of us took most of what it saw free, so one more look before the

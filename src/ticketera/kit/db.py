@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, TypeVarTuple, overload
+from typing import Any, TypeVar, TypeVarTuple, cast, overload
 
 import structlog
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event, text
@@ -162,6 +162,9 @@ def create_engine(
         pool_timeout=10,
         # Pinged on check-out only after an idle spell: see _ping_if_idle below.
         pool_pre_ping=False,
+        # The connection used last is handed out first, so under steady traffic a few connections
+        # stay warm (and skip the ping) while the rest idle, rather than every one going cold in turn.
+        pool_use_lifo=True,
         pool_recycle=pool_recycle,
         # Every session and connection here ends its transaction itself (commit, or rollback when
         # the session closes), so the pool's own rollback on return was a second round trip per
@@ -173,12 +176,14 @@ def create_engine(
     )
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_mysql_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_mysql_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         # A stuck row lock becomes a quick error the service turns into 409, not a hung request.
         cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {int(lock_timeout_seconds)}")
         cursor.execute("SET SESSION time_zone = '+00:00'")
         cursor.close()
+        # It just answered: a new connection (a replacement included) needs no ping before use.
+        record.info[_IDLE_SINCE] = time.monotonic()
 
     @event.listens_for(engine.sync_engine, "checkin")
     def _note_idle_since(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -186,17 +191,22 @@ def create_engine(
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
-        # pool_pre_ping's round trip on every check-out was three of a ticket's twenty statements.
-        # A connection that finished a request a moment ago was alive then; one idle for longer (the
-        # server may have restarted, or closed it) is pinged, and replaced before use if the ping
-        # fails, as pool_pre_ping would. A restart inside that moment fails the one request that
-        # meets it, and that error makes the pool replace every older connection.
+        # pool_pre_ping paid a round trip on every check-out, three per ticket sold. A connection
+        # that finished a request a moment ago was alive then; one idle for longer (the server may
+        # have restarted, or closed it) is pinged, and replaced before use if the ping finds it
+        # dropped, as pool_pre_ping would. A restart within that moment is met by requests instead:
+        # each worker's first one to use a dropped connection fails as an outage (503), and that
+        # error makes its pool replace every older connection.
         idle_since = record.info.get(_IDLE_SINCE)
         if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:
+            # As pool_pre_ping decides: only an error the dialect reads as "disconnected" means
+            # replace the connection; anything else is raised as it is.
+            if not engine.dialect.is_disconnect(cast(Any, exc), dbapi_connection, None):
+                raise
             raise DisconnectionError(f"the pooled connection failed its ping: {exc}") from exc
 
     return engine
@@ -261,7 +271,7 @@ async def execute_core(
     """Run a statement that returns rows or counts (never entities) on the session's connection.
 
     The ORM's execution layer (compile-state setup, autoflush, its own result wrapping) costs about
-    a third of each statement's CPU, and the on-sale path runs twenty statements per ticket
+    a third of each statement's CPU, and the on-sale path runs eighteen statements per ticket
     (benchmarks/onsale.py). It also skips the session's autoflush: use it only where the same
     transaction has no pending ORM objects the statement must see.
     """
