@@ -228,9 +228,9 @@ async def confirm_payment(
         return PaymentOutcome.ALREADY_PAID
     if status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
         return PaymentOutcome.NOT_PAYABLE
-    if effective_status(order, now) is OrderStatus.EXPIRED and await _late_sale_passes_limit(
-        session, order, now
-    ):
+    # Stored as pending or expired, what matters is whether the deadline had passed when paid.
+    shown = effective_status(order, now)
+    if shown is OrderStatus.EXPIRED and await _late_sale_passes_limit(session, order, now):
         log.warning("order.late_payment_over_limit", order_id=order.id, user_id=order.user_id)
         return PaymentOutcome.LIMIT_EXCEEDED
     sold_all = True
@@ -245,9 +245,7 @@ async def confirm_payment(
     order.status = OrderStatus.PAID.value
     order.paid_at = now
     order.reconcile_at = None
-    # Stored as pending or expired, what matters is whether the deadline had passed when paid.
-    on_time = effective_status(order, now) is OrderStatus.PENDING_PAYMENT
-    order.status_reason = None if on_time else "paid_after_expiry"
+    order.status_reason = None if shown is OrderStatus.PENDING_PAYMENT else "paid_after_expiry"
     await record_changes(
         session,
         AUDIT_ENTITY,
