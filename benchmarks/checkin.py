@@ -58,7 +58,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import time
@@ -73,7 +72,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from benchmarks import harness, shop
-from ticketera.tickets.codes import ForgedCode, MalformedCode, read_code, sign_code, verify_code
+from ticketera.tickets.codes import ForgedCode, MalformedCode, read_code, sign_code, unb64, verify_code
 
 STAFF_KEY = "bench-checkin-staff"
 STAFF_HEADERS = {"Authorization": f"Bearer {STAFF_KEY}"}
@@ -193,7 +192,7 @@ async def public_key(base_url: str, event_id: int) -> bytes:
     async with harness.one_connection_client(base_url) as scanner:
         response = await scanner.get(f"/api/events/{event_id}/checkin-key")
     key = str(harness.expect(response, 200, "checkin-key")["publicKey"])
-    return base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+    return unb64(key)
 
 
 def check_codes(codes: list[str], key: bytes, event_id: int, tickets: int) -> None:

@@ -456,31 +456,45 @@ async def run_buyers(
     return tally, wall
 
 
-async def run_live(base_url: str, concurrency: int, requests: int) -> tuple[list[float], int, float]:
-    """GET /health/live, `requests` in all from `concurrency` clients: latencies, failures, wall."""
+async def timed_calls(
+    clients: list[harness.LeanClient],
+    count: int,
+    work: Callable[[harness.LeanClient, int], Awaitable[bool]],
+) -> tuple[list[float], int, float]:
+    """`work(client, 0) ... work(client, count - 1)` spread over the clients, one at a time each;
+    the seconds of those that returned True, how many failed (False or a transport error), and
+    the wall seconds."""
     latencies: list[float] = []
     failures = 0
     counter = itertools.count()
 
-    async def reader(client: harness.LeanClient) -> None:
+    async def caller(client: harness.LeanClient) -> None:
         nonlocal failures
-        while next(counter) < requests:
+        while (index := next(counter)) < count:
             started = time.perf_counter()
             try:
-                status, _ = await client.call("GET", "/health/live")
+                done = await work(client, index)
             except harness.TRANSPORT_ERRORS:
-                failures += 1
-                continue
-            if status == 200:
+                done = False
+            if done:
                 latencies.append(time.perf_counter() - started)
             else:
                 failures += 1
 
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(client) for client in clients))
+    return latencies, failures, time.perf_counter() - started
+
+
+async def run_live(base_url: str, concurrency: int, requests: int) -> tuple[list[float], int, float]:
+    """GET /health/live, `requests` in all from `concurrency` clients: latencies, failures, wall."""
+
+    async def live(client: harness.LeanClient, _index: int) -> bool:
+        status, _ = await client.call("GET", "/health/live")
+        return status == 200
+
     async with harness.lean_clients(base_url, concurrency) as clients:
-        started = time.perf_counter()
-        await asyncio.gather(*(reader(client) for client in clients))
-        wall = time.perf_counter() - started
-    return latencies, failures, wall
+        return await timed_calls(clients, requests, live)
 
 
 async def measure_live(base_url: str, meters: Meters, concurrency: int, requests: int) -> LiveResult:
@@ -656,28 +670,9 @@ async def _measure_step(
     requests: int,
     concurrency: int,
 ) -> StepResult:
-    latencies: list[float] = []
-    failures = 0
-    counter = itertools.count()
-
-    async def buyer(client: harness.LeanClient) -> None:
-        nonlocal failures
-        while (index := next(counter)) < requests:
-            started = time.perf_counter()
-            try:
-                done = await work(client, index)
-            except harness.TRANSPORT_ERRORS:
-                done = False
-            if done:
-                latencies.append(time.perf_counter() - started)
-            else:
-                failures += 1
-
     async with harness.lean_clients(base_url, concurrency) as clients:
         before = await meters.read()
-        started = time.perf_counter()
-        await asyncio.gather(*(buyer(client) for client in clients))
-        wall = time.perf_counter() - started
+        latencies, failures, wall = await timed_calls(clients, requests, work)
         cost = await meters.cost_since(before, wall)
     done = max(len(latencies), 1)
     return StepResult(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -222,48 +224,50 @@ async def _kill(url: str, connection_id: int) -> None:
         await outsider.dispose()
 
 
+@asynccontextmanager
+async def _pooled_mariadb(tmp_path: Path, pool_size: int) -> AsyncIterator[tuple[str, Database]]:
+    """A Database on a new MariaDB database of its own: (its URL, the Database), disposed after."""
+    async with fresh_database("mariadb", tmp_path, "ticketera_ping") as url:
+        database = Database(create_engine(url, pool_size=pool_size))
+        try:
+            yield url, database
+        finally:
+            await database.dispose()
+
+
 async def test_a_pooled_connection_dropped_while_idle_is_replaced_before_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with fresh_database("mariadb", tmp_path, "ticketera_ping") as url:
-        database = Database(create_engine(url, pool_size=2))
-        try:
-            victim = await _connection_id(database)
-            await _kill(url, victim)
-            # Idle past the threshold (made zero here instead of waiting): pinged, found dead,
-            # replaced, and the request never sees it.
-            monkeypatch.setattr(db_kit, "PING_AFTER_IDLE_SECONDS", 0.0)
-            assert await _connection_id(database) != victim
-            assert database.breaker.state is BreakerState.CLOSED
-        finally:
-            await database.dispose()
+    async with _pooled_mariadb(tmp_path, pool_size=2) as (url, database):
+        victim = await _connection_id(database)
+        await _kill(url, victim)
+        # Idle past the threshold (made zero here instead of waiting): pinged, found dead,
+        # replaced, and the request never sees it.
+        monkeypatch.setattr(db_kit, "PING_AFTER_IDLE_SECONDS", 0.0)
+        assert await _connection_id(database) != victim
+        assert database.breaker.state is BreakerState.CLOSED
 
 
 async def test_a_connection_dropped_within_the_ping_window_fails_one_request_then_the_pool_heals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(db_kit, "PING_AFTER_IDLE_SECONDS", 3600.0)
-    async with fresh_database("mariadb", tmp_path, "ticketera_ping") as url:
-        database = Database(create_engine(url, pool_size=2))
-        try:
-            first = await _connection_id(database)
-            await _kill(url, first)
-            # The connection was used a moment ago, so it is not pinged: the request that meets the
-            # dead connection fails as an outage (503), not as a wrong answer...
-            with pytest.raises(DatabaseUnavailable):
-                await _connection_id(database)
-            # ...and the pool replaces it: the next request works on a new connection.
-            assert await _connection_id(database) != first
-        finally:
-            await database.dispose()
+    async with _pooled_mariadb(tmp_path, pool_size=2) as (url, database):
+        first = await _connection_id(database)
+        await _kill(url, first)
+        # The connection was used a moment ago, so it is not pinged: the request that meets the
+        # dead connection fails as an outage (503), not as a wrong answer...
+        with pytest.raises(DatabaseUnavailable):
+            await _connection_id(database)
+        # ...and the pool replaces it: the next request works on a new connection.
+        assert await _connection_id(database) != first
 
 
 async def test_a_new_connection_is_not_pinged_and_an_idle_one_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(db_kit, "PING_AFTER_IDLE_SECONDS", 0.5)
-    async with fresh_database("mariadb", tmp_path, "ticketera_ping") as url:
-        database = Database(create_engine(url, pool_size=1))
+    async with _pooled_mariadb(tmp_path, pool_size=1) as (_, database):
         pings: list[object] = []
         real_ping = database.engine.dialect.do_ping
 
@@ -272,15 +276,12 @@ async def test_a_new_connection_is_not_pinged_and_an_idle_one_is(
             return real_ping(dbapi_connection)
 
         monkeypatch.setattr(database.engine.dialect, "do_ping", counted_ping)
-        try:
-            first = await _connection_id(database)
-            # It had just connected, so it went out unpinged (a failed ping of a replacement would
-            # leave the pool out of attempts).
-            assert pings == []
-            assert await _connection_id(database) == first
-            assert pings == []
-            await asyncio.sleep(0.6)
-            assert await _connection_id(database) == first
-            assert len(pings) == 1
-        finally:
-            await database.dispose()
+        first = await _connection_id(database)
+        # It had just connected, so it went out unpinged (a failed ping of a replacement would
+        # leave the pool out of attempts).
+        assert pings == []
+        assert await _connection_id(database) == first
+        assert pings == []
+        await asyncio.sleep(0.6)
+        assert await _connection_id(database) == first
+        assert len(pings) == 1

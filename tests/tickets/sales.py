@@ -6,7 +6,6 @@ simulator and waits for the webhook to sell the order, as a buyer's checkout wou
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.conftest import STAFF_KEY
 from tests.shop import Shop, Simulator, preference_id_of
-from ticketera.tickets.codes import SIGNATURE_BYTES, TicketClaim, read_code, sign_code
+from ticketera.tickets.codes import SIGNATURE_BYTES, TicketClaim, b64, read_code, sign_code, unb64
 
 STAFF = {"Authorization": f"Bearer {STAFF_KEY}"}
 
@@ -68,19 +67,11 @@ async def scan(http: httpx.AsyncClient, code: str, **body: Any) -> httpx.Respons
     return await http.post("/api/checkin", json={"code": code, **body}, headers=STAFF)
 
 
-def _encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode(code: str) -> bytes:
-    return base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))
-
-
 def with_flipped_signature_byte(code: str, *, index: int = 10) -> str:
     """The same code with one byte of its signature flipped: well-formed, no longer signed."""
-    raw = bytearray(_decode(code))
+    raw = bytearray(unb64(code))
     raw[len(raw) - SIGNATURE_BYTES + index] ^= 0x01
-    return _encode(bytes(raw))
+    return b64(bytes(raw))
 
 
 def signed_by_a_stranger(claim: TicketClaim) -> str:

@@ -32,8 +32,8 @@ from tests.tickets.sales import (
     with_flipped_signature_byte,
 )
 from ticketera.tickets import service as tickets_service
-from ticketera.tickets.codes import CODE_LENGTH, ForgedCode, verify_code
-from ticketera.tickets.keys import StoredKey, TicketKeyring, b64, unb64
+from ticketera.tickets.codes import CODE_LENGTH, ForgedCode, b64, unb64, verify_code
+from ticketera.tickets.keys import StoredKey, TicketKeyring
 from ticketera.tickets.models import EventKey
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -21,7 +21,14 @@ import httpx
 import structlog
 
 from ticketera.kit.errors import ServiceUnavailable
-from ticketera.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError, RetryPolicy, breaker_for
+from ticketera.kit.resilience import (
+    BreakerState,
+    CircuitBreaker,
+    CircuitOpenError,
+    RetryPolicy,
+    breaker_for,
+    call_with_resilience,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -227,7 +234,7 @@ class MercadoPagoClient:
 
         started = time.perf_counter()
         try:
-            response = await self._retry.run(lambda: self.breaker.call(attempt))
+            response = await call_with_resilience(self.breaker, self._retry, attempt)
         except CircuitOpenError as exc:
             raise PaymentsUnavailable(
                 "Payments are unavailable right now; try again shortly.", retry_after=exc.retry_after

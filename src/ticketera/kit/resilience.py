@@ -270,8 +270,10 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
-    """Seconds before retry number `attempt` (1 = the first) of work kept in a table: base,
-    doubling, capped. No jitter: these retries are spread by when their rows fell due."""
+    """Seconds before retry number `attempt` (1 = the first): base, doubling, capped. Work kept in a
+    table uses it as it is (its retries are spread by when their rows fell due); RetryPolicy draws
+    a full-jitter delay below it."""
+    # Exponent capped so absurd attempt counts can't overflow the float; the cap wins anyway.
     return min(cap, math.ldexp(base, min(max(0, attempt - 1), 64)))
 
 
@@ -297,9 +299,7 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """Delay before retry number ``retry`` (1 = first retry)."""
-        # Exponent capped so absurd attempt counts can't overflow the float; max_delay wins anyway.
-        cap = min(self.max_delay, math.ldexp(self.base_delay, min(retry - 1, 64)))
-        return self.random() * cap
+        return self.random() * backoff_seconds(retry, base=self.base_delay, cap=self.max_delay)
 
     async def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         attempt = 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import structlog
@@ -66,32 +67,36 @@ async def run_worker(
     sweeps (unprocessed notifications, refunds not sent yet, reconciliation with MercadoPago), then
     the tickets emails waiting in the outbox."""
     log.info("worker.started", interval=interval, payments=payments is not None)
+
+    async def expiries() -> None:
+        done = await expire_overdue(database, clock)
+        if done.holds or done.orders:
+            log.info("worker.pass", holds=done.holds, orders=done.orders)
+
+    async def payment_sweeps(payments: PaymentProcessor) -> None:
+        swept = await payments.run_pass()
+        if any(swept.values()):
+            log.info("worker.payments_pass", **swept)
+
+    async def emails(mailer: TicketMailer) -> None:
+        sent = await mailer.send_due()
+        if sent:
+            log.info("worker.emails_sent", emails=sent)
+
     while True:
         started = time.monotonic()
-        try:
-            done = await expire_overdue(database, clock)
-            if done.holds or done.orders:
-                log.info("worker.pass", holds=done.holds, orders=done.orders)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("worker.pass_failed", error=type(exc).__name__)
+        await _survive("worker.pass_failed", expiries())
         if payments is not None:
-            try:
-                swept = await payments.run_pass()
-                if any(swept.values()):
-                    log.info("worker.payments_pass", **swept)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("worker.payments_pass_failed", error=type(exc).__name__)
+            await _survive("worker.payments_pass_failed", payment_sweeps(payments))
         if mailer is not None:
-            try:
-                sent = await mailer.send_due()
-                if sent:
-                    log.info("worker.emails_sent", emails=sent)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("worker.emails_pass_failed", error=type(exc).__name__)
+            await _survive("worker.emails_pass_failed", emails(mailer))
         await asyncio.sleep(max(0.1, interval - (time.monotonic() - started)))
+
+
+async def _survive(failed_event: str, step: Awaitable[None]) -> None:
+    """Run one step of a pass; a failure is logged and the loop goes on (cancellation is not caught:
+    CancelledError is no Exception)."""
+    try:
+        await step
+    except Exception as exc:
+        log.exception(failed_event, error=type(exc).__name__)

@@ -282,8 +282,9 @@ class PaymentProcessor:
             return await service.request_refund(session, order_id, actor=actor, now=now)
 
         requested = await self.database.transaction(request)
-        if isinstance(requested, str):
-            await self.send_refund(requested, actor=actor)
+        if not isinstance(requested, str):
+            return requested  # nothing to send: the order as the transaction left it
+        await self.send_refund(requested, actor=actor)
         return await self.database.read(
             lambda session: orders_service.get_order(session, order_id, self.clock())
         )
@@ -356,8 +357,6 @@ class NotificationPump:
             notification_id = await self._queue.get()
             try:
                 await self._processor.process_notification(notification_id)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # the worker's sweep takes it again when its lease runs out
                 log.warning(
                     "notification.processing_failed",

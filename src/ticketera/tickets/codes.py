@@ -49,10 +49,19 @@ def new_serial() -> int:
     return secrets.randbelow(MAX_SERIAL) + 1
 
 
+def b64(data: bytes) -> str:
+    """Unpadded base64url, as codes and published public keys are written."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    """The bytes of unpadded base64url (binascii.Error or ValueError when it is not)."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def sign_code(private_key: Ed25519PrivateKey, claim: TicketClaim) -> str:
     payload = _PAYLOAD.pack(CODE_VERSION, claim.serial, claim.event_id, claim.seat_id)
-    raw = payload + private_key.sign(payload)
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return b64(payload + private_key.sign(payload))
 
 
 def read_code(code: str) -> tuple[TicketClaim, bytes, bytes]:
@@ -60,7 +69,7 @@ def read_code(code: str) -> tuple[TicketClaim, bytes, bytes]:
     if len(code) != CODE_LENGTH:
         raise MalformedCode(f"a ticket code has {CODE_LENGTH} characters")
     try:
-        raw = base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))
+        raw = unb64(code)
     except (binascii.Error, ValueError) as exc:
         raise MalformedCode("a ticket code is base64url") from exc
     if len(raw) != CODE_BYTES:

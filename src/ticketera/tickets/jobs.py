@@ -8,6 +8,7 @@ server or client can tell the copies apart. Failures are retried with backoff, t
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -91,6 +92,8 @@ class TicketMailer:
         try:
             if printed is None or not printed.tickets:
                 raise LookupError(f"order {order_id} has no tickets to send")
+            # Rendering takes tens of milliseconds of CPU: off the event loop, which is also serving.
+            pdf = await asyncio.to_thread(order_pdf, printed)
             message = mail.tickets_email(
                 sender=self.sender,
                 to=to_address,
@@ -98,7 +101,7 @@ class TicketMailer:
                 event_name=printed.event_name,
                 order_id=order_id,
                 order_url=f"{self.public_base_url}/orders/{order_id}?token={self.signer.order_token(order_id)}",
-                pdf=order_pdf(printed),
+                pdf=pdf,
                 message_key=f"ticketera-email-{email_id}",
             )
             await mail.deliver(

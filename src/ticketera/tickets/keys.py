@@ -8,7 +8,6 @@ could not be issued for them), which is why it is derived with its own label and
 
 from __future__ import annotations
 
-import base64
 import os
 from dataclasses import dataclass
 
@@ -16,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ticketera.tickets.codes import b64, unb64
 
 _PREFIX = "v1."
 _NONCE_BYTES = 12
@@ -25,14 +26,6 @@ _NONCE_BYTES = 12
 class StoredKey:
     public_key: str  # base64url of the 32 raw bytes, as published to scanners
     private_key_encrypted: str
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class TicketKeyring:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.kit.db import insert_unless_present
+from ticketera.kit.db import execute_core, insert_unless_present
 from ticketera.tickets.models import EmailState, EventKey, OutboxEmail, Ticket, TicketStatus
 
 
@@ -62,7 +62,8 @@ async def mark_checked_in(
     One conditional UPDATE: the row lock (InnoDB) or the write lock (SQLite) makes the second scan
     see `checked_in_at` already set and match nothing, with no read-then-write window between them.
     """
-    result = await session.execute(
+    result = await execute_core(
+        session,
         update(Ticket)
         .where(
             Ticket.serial == serial,
@@ -70,10 +71,9 @@ async def mark_checked_in(
             Ticket.status == TicketStatus.VALID.value,
             Ticket.checked_in_at.is_(None),
         )
-        .values(checked_in_at=at, checked_in_device=device)
-        .execution_options(synchronize_session=False)
+        .values(checked_in_at=at, checked_in_device=device),
     )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return int(result.rowcount) == 1
 
 
 @dataclass(frozen=True)

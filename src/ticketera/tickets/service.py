@@ -26,9 +26,10 @@ from ticketera.tickets.codes import (
     claimed_event,
     new_serial,
     sign_code,
+    unb64,
     verify_code,
 )
-from ticketera.tickets.keys import StoredKey, TicketKeyring, unb64
+from ticketera.tickets.keys import StoredKey, TicketKeyring
 from ticketera.tickets.models import EmailState, EventKey, Ticket, TicketStatus
 
 log = structlog.get_logger(__name__)
@@ -147,10 +148,6 @@ class Scan:
     result: ScanResult
     ticket: Ticket | None = None
     reason: str | None = None
-
-    @property
-    def at(self) -> datetime | None:
-        return self.ticket.checked_in_at if self.ticket is not None else None
 
 
 class PublicKeys:
