@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ticketera.kit.clock import Clock, utc_now
+from ticketera.kit.money import CENT
 from ticketera.mpsim.errors import (
     INVALID_PAYER_EMAIL,
     INVALID_PAYMENT_STATE,
@@ -38,7 +39,6 @@ CASH_METHODS = frozenset({"rapipago", "pagofacil"})
 # Cash payment slips can be paid for a few days; MercadoPago then cancels them as expired.
 CASH_PAYMENT_DAYS = 3
 DEFAULT_PAYER_EMAIL = "test_user_80507629@testuser.com"
-CENT = Decimal("0.01")
 
 PaymentListener = Callable[["Payment", str], None]
 
@@ -153,6 +153,18 @@ def _number(amount: Decimal) -> int | float:
 
 def _is_url(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+def _checked_notification_url(value: Any) -> Any:
+    if value is not None and not _is_url(value):
+        raise MPError(400, "notification_url attribute must be url valid", code=4020)
+    return value
+
+
+def _checked_metadata(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MPError(400, "metadata must be an object", code="invalid_metadata")
+    return value
 
 
 @dataclass
@@ -388,14 +400,10 @@ class SimulatorStore:
                 raise MPError(
                     400, "auto_return invalid. back_url.success must be defined", code="invalid_auto_return"
                 )
-        notification_url = body.get("notification_url")
-        if notification_url is not None and not _is_url(notification_url):
-            raise MPError(400, "notification_url attribute must be url valid", code=4020)
+        notification_url = _checked_notification_url(body.get("notification_url"))
         for name in ("expiration_date_from", "expiration_date_to", "date_of_expiration"):
             parse_date(body.get(name), name)
-        metadata = body.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise MPError(400, "metadata must be an object", code="invalid_metadata")
+        metadata = _checked_metadata(body.get("metadata") or {})
         return {
             **body,
             "items": clean_items,
@@ -502,12 +510,8 @@ class SimulatorStore:
         email = payer.get("email")
         if not isinstance(email, str) or "@" not in email:
             raise MPError(400, "payer.email must be a valid email", code=INVALID_PAYER_EMAIL)
-        notification_url = body.get("notification_url")
-        if notification_url is not None and not _is_url(notification_url):
-            raise MPError(400, "notification_url attribute must be url valid", code=4020)
-        metadata = body.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise MPError(400, "metadata must be an object", code="invalid_metadata")
+        notification_url = _checked_notification_url(body.get("notification_url"))
+        metadata = _checked_metadata(body.get("metadata") or {})
         payment_type = payment_type_for(method)
         first_name = payer.get("first_name")
         if payment_type == "ticket":
@@ -616,9 +620,7 @@ class SimulatorStore:
         if "external_reference" in body:
             payment.external_reference = body["external_reference"]
         if "metadata" in body:
-            if not isinstance(body["metadata"], dict):
-                raise MPError(400, "metadata must be an object", code="invalid_metadata")
-            payment.metadata = dict(body["metadata"])
+            payment.metadata = dict(_checked_metadata(body["metadata"]))
         payment.updated_at = self.clock()
         self._changed(payment, "payment.updated")
         return payment

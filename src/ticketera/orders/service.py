@@ -198,9 +198,7 @@ async def cancel_order(
     session: AsyncSession, order_id: int, *, actor: str, now: datetime, reason: str
 ) -> OrderView:
     """Cancel an unpaid order (expired ones too) and put its units back on sale at once."""
-    order = await repository.find_order(session, order_id, lock=True)
-    if order is None:
-        raise OrderNotFound(f"Order {order_id} does not exist.")
+    order = await _locked_order(session, order_id)
     status = OrderStatus(order.status)
     if status is OrderStatus.CANCELLED:
         return await _view(session, order, now)
@@ -220,9 +218,11 @@ async def confirm_payment(
     A late one is also counted again against maxTicketsPerUser, under the buyer's row lock, since
     the buyer may have held or bought other units once this order's had lapsed.
     """
-    order = await repository.find_order(session, order_id, lock=True)
-    if order is None:
-        raise OrderNotFound(f"Order {order_id} does not exist.")
+    return await sell_order(session, await _locked_order(session, order_id), actor=actor, now=now)
+
+
+async def sell_order(session: AsyncSession, order: Order, *, actor: str, now: datetime) -> PaymentOutcome:
+    """`confirm_payment` for an order the caller has already locked (FOR UPDATE)."""
     status = OrderStatus(order.status)
     if status is OrderStatus.PAID:
         return PaymentOutcome.ALREADY_PAID
@@ -268,17 +268,30 @@ async def mark_refunded(
 
     Idempotent. Also closes an unpaid order whose late payment had to be refunded (seats lost).
     """
-    order = await repository.find_order(session, order_id, lock=True)
-    if order is None:
-        raise OrderNotFound(f"Order {order_id} does not exist.")
+    order = await _locked_order(session, order_id)
+    await close_as_refunded(session, order, actor=actor, now=now, reason=reason)
+    return await _view(session, order, now)
+
+
+async def close_as_refunded(
+    session: AsyncSession, order: Order, *, actor: str, now: datetime, reason: str
+) -> None:
+    """`mark_refunded` for an order the caller has already locked (FOR UPDATE), without the view."""
     status = OrderStatus(order.status)
     if status is OrderStatus.REFUNDED:
-        return await _view(session, order, now)
+        return
     if status is OrderStatus.CANCELLED:
         raise OrderNotRefundable("A cancelled order was never paid; there is nothing to refund.")
     order.reconcile_at = None
     await _close(session, order, OrderStatus.REFUNDED, actor=actor, now=now, reason=reason)
-    return await _view(session, order, now)
+
+
+async def _locked_order(session: AsyncSession, order_id: int) -> Order:
+    """The order's row, locked until the transaction ends (404 when there is none)."""
+    order = await repository.find_order(session, order_id, lock=True)
+    if order is None:
+        raise OrderNotFound(f"Order {order_id} does not exist.")
+    return order
 
 
 async def _close(

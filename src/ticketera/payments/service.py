@@ -263,7 +263,7 @@ async def _settle(
                 due=str(order.total),
             )
             return _refund_due(record, "amount_mismatch")
-        outcome = await orders_service.confirm_payment(session, order.id, actor=actor, now=now)
+        outcome = await orders_service.sell_order(session, order, actor=actor, now=now)
         if outcome is orders_service.PaymentOutcome.SOLD:
             record.settlement = Settlement.SOLD.value
             # In the selling transaction: a paid order never lacks its tickets or their email.
@@ -291,7 +291,7 @@ async def _settle(
             if reason == "charged_back":
                 # Flagged for the organizer: the money was taken back by the buyer's bank.
                 log.warning("payment.charged_back", payment_id=record.provider_payment_id, order_id=order.id)
-            await orders_service.mark_refunded(session, order.id, actor=actor, now=now, reason=reason)
+            await orders_service.close_as_refunded(session, order, actor=actor, now=now, reason=reason)
             record.settlement = Settlement.REVERSED.value
             return Effect.REVERSED
         if settlement is Settlement.REFUND_DUE:
@@ -329,8 +329,8 @@ async def record_refund(session: AsyncSession, record: Payment, *, actor: str, n
             record.refund_reason != "admin" and status in (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
         )
         if order is not None and undo:
-            await orders_service.mark_refunded(
-                session, order.id, actor=actor, now=now, reason=record.refund_reason or "refunded"
+            await orders_service.close_as_refunded(
+                session, order, actor=actor, now=now, reason=record.refund_reason or "refunded"
             )
     await session.flush()
     log.info("payment.refunded", payment_id=record.provider_payment_id, reason=record.refund_reason)
