@@ -123,30 +123,6 @@ class Result:
     service_problems: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Meters:
-    """CPU seconds used so far by the service's process tree, MariaDB and this load generator."""
-
-    service_pid: int
-    mariadb_pids: list[int]
-
-    def read(self) -> tuple[float, float, float]:
-        mariadb = harness.processes_cpu_seconds(self.mariadb_pids)
-        return harness.tree_cpu_seconds(self.service_pid), mariadb, harness.client_cpu_seconds()
-
-    def charge(self, phase: Phase, before: tuple[float, float, float]) -> None:
-        """Put the CPU spent since `before` on `phase`, per request and in cores."""
-        service, mariadb, client = (after - was for after, was in zip(self.read(), before, strict=True))
-        if phase.requests:
-            phase.service_cpu_ms_per_request = service * 1000.0 / phase.requests
-            phase.mariadb_cpu_ms_per_request = mariadb * 1000.0 / phase.requests
-            phase.client_cpu_ms_per_request = client * 1000.0 / phase.requests
-        if phase.wall_s:
-            phase.service_cores = service / phase.wall_s
-            phase.mariadb_cores = mariadb / phase.wall_s
-            phase.client_cores = client / phase.wall_s
-
-
 # --------------------------------------------------------------------------------------------
 # Set-up: an event, paid orders, their codes
 
@@ -266,9 +242,13 @@ def round_robin(items: list[str], parts: int) -> list[list[str]]:
 
 
 async def measure(
-    clients: list[httpx.AsyncClient], shares: list[list[str]], send: Send, meters: Meters, phase: Phase
+    clients: list[httpx.AsyncClient],
+    shares: list[list[str]],
+    send: Send,
+    meters: harness.Meters,
+    phase: Phase,
 ) -> Phase:
-    before = meters.read()
+    before = await meters.read()
     latencies, outcomes, wall = await run_scanners(clients, shares, send)
     phase.requests = sum(outcomes.values())
     phase.wall_s = wall
@@ -276,14 +256,23 @@ async def measure(
     phase.latency_ms = harness.Latency.of(latencies)
     phase.outcomes = dict(outcomes)
     phase.unexpected = phase.requests - outcomes.get(phase.expected, 0)
-    meters.charge(phase, before)
+    cost = await meters.cost_since(before, wall)
+    if phase.requests:
+        phase.service_cpu_ms_per_request = cost.service_cpu_s * 1000.0 / phase.requests
+        phase.mariadb_cpu_ms_per_request = cost.mariadb_cpu_s * 1000.0 / phase.requests
+        phase.client_cpu_ms_per_request = cost.client_cpu_s * 1000.0 / phase.requests
+    phase.service_cores, phase.mariadb_cores, phase.client_cores = (
+        cost.service_cores,
+        cost.mariadb_cores,
+        cost.client_cores,
+    )
     return phase
 
 
 async def run(
     base_url: str,
     simulator_url: str,
-    meters: Meters,
+    meters: harness.Meters,
     result: Result,
     args: argparse.Namespace,
 ) -> None:
@@ -352,7 +341,7 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
             simulator_url,
         ):
             print(header_line(result), flush=True)
-            meters = Meters(process.pid, harness.mariadb_pids() if backend == "mariadb" else [])
+            meters = harness.Meters(process.pid, harness.mariadb_pids() if backend == "mariadb" else [], None)
             asyncio.run(run(base_url, simulator_url, meters, result, args))
     finally:
         result.service_problems = harness.service_problems(workdir)

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -35,7 +35,7 @@ import aiohttp
 import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ticketera.config import Settings, to_async_url
 
@@ -440,6 +440,109 @@ def mariadb_pids() -> list[int]:
     except OSError:
         return []
     return [int(pid) for pid in found.stdout.split()]
+
+
+# MariaDB counters read before and after each phase (SHOW GLOBAL STATUS).
+STATUS_COUNTERS = (
+    "Questions",
+    "Com_select",
+    "Com_insert",
+    "Com_update",
+    "Com_delete",
+    "Com_begin",
+    "Com_commit",
+    "Com_rollback",
+    "Com_set_option",
+    "Com_savepoint",
+    "Innodb_row_lock_waits",
+    "Innodb_row_lock_time",
+    "Innodb_deadlocks",
+    "Innodb_data_fsyncs",
+)
+
+
+@dataclass
+class Cost:
+    """What the load generator, the service and MariaDB spent during one phase."""
+
+    client_cpu_s: float = 0.0
+    service_cpu_s: float = 0.0
+    mariadb_cpu_s: float = 0.0
+    simulator_cpu_s: float = 0.0
+    client_cores: float = 0.0
+    service_cores: float = 0.0
+    service_cpu_s_by_process: list[float] = field(default_factory=list)
+    mariadb_cores: float = 0.0
+    simulator_cores: float = 0.0
+    # MariaDB SHOW GLOBAL STATUS deltas (empty on SQLite).
+    status_deltas: dict[str, int] = field(default_factory=dict)
+
+
+class ServerStatus:
+    """MariaDB's global counters, through one connection of the load generator."""
+
+    def __init__(self) -> None:
+        self.engine: AsyncEngine = create_async_engine(to_async_url(MYSQL_SERVER_URL), pool_size=1)
+
+    async def counters(self) -> dict[str, int]:
+        names = ", ".join(f"'{name}'" for name in STATUS_COUNTERS)
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(text(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})"))
+            ).all()
+        return {str(name): int(value) for name, value in rows}
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+# Load generator CPU s, service CPU s by process, MariaDB CPU s, MariaDB counters, simulator CPU s.
+Reading = tuple[float, dict[int, float], float, dict[str, int], float]
+
+
+@dataclass
+class Meters:
+    """Reads what the load generator, the service and MariaDB have spent so far."""
+
+    service_pid: int
+    mariadb_pids: list[int]
+    server_status: ServerStatus | None
+    simulator_pid: int | None = None
+
+    async def read(self) -> Reading:
+        mariadb = processes_cpu_seconds(self.mariadb_pids)
+        counters = await self.server_status.counters() if self.server_status is not None else {}
+        simulator = processes_cpu_seconds([self.simulator_pid]) if self.simulator_pid else 0.0
+        return (
+            client_cpu_seconds(),
+            tree_cpu_seconds_by_process(self.service_pid),
+            mariadb,
+            counters,
+            simulator,
+        )
+
+    async def cost_since(self, before: Reading, wall_s: float) -> Cost:
+        after = await self.read()
+        wall = max(wall_s, 1e-9)
+        cost = Cost(
+            client_cpu_s=after[0] - before[0],
+            service_cpu_s=sum(after[1].values()) - sum(before[1].values()),
+            mariadb_cpu_s=after[2] - before[2],
+            simulator_cpu_s=after[4] - before[4],
+        )
+        cost.simulator_cores = cost.simulator_cpu_s / wall
+        cost.client_cores = cost.client_cpu_s / wall
+        cost.service_cores = cost.service_cpu_s / wall
+        # How evenly the kernel spread the buyers' connections over the workers shows here.
+        by_process = [seconds - before[1].get(pid, 0.0) for pid, seconds in after[1].items()]
+        cost.service_cpu_s_by_process = sorted((value for value in by_process if value > 0), reverse=True)
+        cost.mariadb_cores = cost.mariadb_cpu_s / wall
+        # Minus the SHOW STATUS statement the first reading itself made.
+        cost.status_deltas = {
+            name: after[3][name] - before[3].get(name, 0) - (1 if name == "Questions" else 0)
+            for name in after[3]
+        }
+        return cost
 
 
 # --------------------------------------------------------------------------------------------

@@ -78,11 +78,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from benchmarks import harness
-from ticketera.config import to_async_url
 
 BACKENDS = ("mariadb", "sqlite")
 DEFAULT_WORKERS = {"mariadb": 4, "sqlite": 1}
@@ -94,41 +91,6 @@ PRETIX_TICKETS_PER_S = 22.0
 PRETIX_P95_MS = 1200.0
 TARGET_TICKETS_PER_S = 10 * PRETIX_TICKETS_PER_S
 TARGET_P95_MS = 100.0
-
-# MariaDB counters read before and after each phase (SHOW GLOBAL STATUS).
-STATUS_COUNTERS = (
-    "Questions",
-    "Com_select",
-    "Com_insert",
-    "Com_update",
-    "Com_delete",
-    "Com_begin",
-    "Com_commit",
-    "Com_rollback",
-    "Com_set_option",
-    "Com_savepoint",
-    "Innodb_row_lock_waits",
-    "Innodb_row_lock_time",
-    "Innodb_deadlocks",
-    "Innodb_data_fsyncs",
-)
-
-
-@dataclass
-class Cost:
-    """What the load generator, the service and MariaDB spent during one phase."""
-
-    client_cpu_s: float = 0.0
-    service_cpu_s: float = 0.0
-    mariadb_cpu_s: float = 0.0
-    simulator_cpu_s: float = 0.0
-    client_cores: float = 0.0
-    service_cores: float = 0.0
-    service_cpu_s_by_process: list[float] = field(default_factory=list)
-    mariadb_cores: float = 0.0
-    simulator_cores: float = 0.0
-    # MariaDB SHOW GLOBAL STATUS deltas (empty on SQLite).
-    status_deltas: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,7 +114,7 @@ class ScenarioResult:
     hold_ok_ms: harness.Latency = field(default_factory=harness.Latency)
     hold_conflict_ms: harness.Latency = field(default_factory=harness.Latency)
     order_ms: harness.Latency = field(default_factory=harness.Latency)
-    cost: Cost = field(default_factory=Cost)
+    cost: harness.Cost = field(default_factory=harness.Cost)
     client_cpu_ms_per_ticket: float = 0.0
     service_cpu_ms_per_ticket: float = 0.0
     mariadb_cpu_ms_per_ticket: float = 0.0
@@ -172,7 +134,7 @@ class LiveResult:
     requests_per_s: float
     latency_ms: harness.Latency
     failures: int
-    cost: Cost
+    cost: harness.Cost
     service_cpu_ms_per_request: float
     # Statements other clients ran on the MariaDB server meanwhile (this phase runs none).
     background_questions_per_s: float = 0.0
@@ -226,81 +188,6 @@ class BackendResult:
     scenarios: list[ScenarioResult] = field(default_factory=list)
     steps: StepsResult | None = None
     service_problems: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------------------
-# Databases
-
-
-class ServerStatus:
-    """MariaDB's global counters, through one connection of the load generator."""
-
-    def __init__(self) -> None:
-        self.engine: AsyncEngine = create_async_engine(to_async_url(harness.MYSQL_SERVER_URL), pool_size=1)
-
-    async def counters(self) -> dict[str, int]:
-        names = ", ".join(f"'{name}'" for name in STATUS_COUNTERS)
-        async with self.engine.connect() as connection:
-            rows = (
-                await connection.execute(text(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})"))
-            ).all()
-        return {str(name): int(value) for name, value in rows}
-
-    async def close(self) -> None:
-        await self.engine.dispose()
-
-
-# --------------------------------------------------------------------------------------------
-# The service and what the processes cost
-
-
-# Load generator CPU s, service CPU s by process, MariaDB CPU s, MariaDB counters, simulator CPU s.
-Reading = tuple[float, dict[int, float], float, dict[str, int], float]
-
-
-@dataclass
-class Meters:
-    """Reads what the load generator, the service and MariaDB have spent so far."""
-
-    service_pid: int
-    mariadb_pids: list[int]
-    server_status: ServerStatus | None
-    simulator_pid: int | None = None
-
-    async def read(self) -> Reading:
-        mariadb = harness.processes_cpu_seconds(self.mariadb_pids)
-        counters = await self.server_status.counters() if self.server_status is not None else {}
-        simulator = harness.processes_cpu_seconds([self.simulator_pid]) if self.simulator_pid else 0.0
-        return (
-            harness.client_cpu_seconds(),
-            harness.tree_cpu_seconds_by_process(self.service_pid),
-            mariadb,
-            counters,
-            simulator,
-        )
-
-    async def cost_since(self, before: Reading, wall_s: float) -> Cost:
-        after = await self.read()
-        wall = max(wall_s, 1e-9)
-        cost = Cost(
-            client_cpu_s=after[0] - before[0],
-            service_cpu_s=sum(after[1].values()) - sum(before[1].values()),
-            mariadb_cpu_s=after[2] - before[2],
-            simulator_cpu_s=after[4] - before[4],
-        )
-        cost.simulator_cores = cost.simulator_cpu_s / wall
-        cost.client_cores = cost.client_cpu_s / wall
-        cost.service_cores = cost.service_cpu_s / wall
-        # How evenly the kernel spread the buyers' connections over the workers shows here.
-        by_process = [seconds - before[1].get(pid, 0.0) for pid, seconds in after[1].items()]
-        cost.service_cpu_s_by_process = sorted((value for value in by_process if value > 0), reverse=True)
-        cost.mariadb_cores = cost.mariadb_cpu_s / wall
-        # Minus the SHOW STATUS statement the first reading itself made.
-        cost.status_deltas = {
-            name: after[3][name] - before[3].get(name, 0) - (1 if name == "Questions" else 0)
-            for name in after[3]
-        }
-        return cost
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,7 +384,7 @@ async def run_live(base_url: str, concurrency: int, requests: int) -> tuple[list
         return await timed_calls(clients, requests, live)
 
 
-async def measure_live(base_url: str, meters: Meters, concurrency: int, requests: int) -> LiveResult:
+async def measure_live(base_url: str, meters: harness.Meters, concurrency: int, requests: int) -> LiveResult:
     before = await meters.read()
     latencies, failures, wall = await run_live(base_url, concurrency, requests)
     cost = await meters.cost_since(before, wall)
@@ -517,7 +404,7 @@ async def measure_live(base_url: str, meters: Meters, concurrency: int, requests
 
 async def run_scenario(
     base_url: str,
-    meters: Meters,
+    meters: harness.Meters,
     *,
     name: str,
     kind: str,
@@ -591,7 +478,7 @@ async def run_scenario(
 
 
 async def run_steps(
-    base_url: str, meters: Meters, *, quota: int, concurrency: int, workers: int
+    base_url: str, meters: harness.Meters, *, quota: int, concurrency: int, workers: int
 ) -> StepsResult:
     """Join, hold and order measured apart: `quota` buyers all join, then all hold one place of a GA
     event of `quota` places, then all order, each step by `concurrency` buyers at once. What each
@@ -664,7 +551,7 @@ async def run_steps(
 
 async def _measure_step(
     base_url: str,
-    meters: Meters,
+    meters: harness.Meters,
     name: str,
     work: Callable[[harness.LeanClient, int], Awaitable[bool]],
     requests: int,
@@ -720,7 +607,7 @@ def format_steps(result: StepsResult) -> str:
 
 async def run_backend_scenarios(
     base_url: str,
-    meters: Meters,
+    meters: harness.Meters,
     args: argparse.Namespace,
     on_result: Callable[[ScenarioResult], Awaitable[None]],
 ) -> None:
@@ -761,11 +648,11 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
     result = BackendResult(backend=backend, workers=workers, workers_default=args.workers is None)
 
     async def measure(base_url: str, service_pid: int, simulator_url: str) -> None:
-        status = ServerStatus() if backend == "mariadb" else None
+        status = harness.ServerStatus() if backend == "mariadb" else None
         try:
             if status is not None:
                 result.server_version = await harness.mysql_server_version()
-            meters = Meters(
+            meters = harness.Meters(
                 service_pid,
                 harness.mariadb_pids() if backend == "mariadb" else [],
                 status,
