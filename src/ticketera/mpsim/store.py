@@ -155,6 +155,13 @@ def _is_url(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://"))
 
 
+def _cash_slip_expiry(payment_type: str, requested: Any, now: datetime) -> datetime | None:
+    """When a cash slip lapses: the date asked for, or CASH_PAYMENT_DAYS from now; None for others."""
+    if payment_type != "ticket":
+        return None
+    return parse_date(requested, "date_of_expiration") or now + timedelta(days=CASH_PAYMENT_DAYS)
+
+
 def _checked_notification_url(value: Any) -> Any:
     if value is not None and not _is_url(value):
         raise MPError(400, "notification_url attribute must be url valid", code=4020)
@@ -476,11 +483,7 @@ class SimulatorStore:
             # One merchant order per preference, shared by every attempt to pay it.
             preference.merchant_order_id = next(self._merchant_order_ids)
         payer = data.get("payer") or {}
-        expires_at = None
-        if outcome.payment_type_id == "ticket":
-            expires_at = parse_date(data.get("date_of_expiration"), "date_of_expiration") or (
-                now + timedelta(days=CASH_PAYMENT_DAYS)
-            )
+        expires_at = _cash_slip_expiry(outcome.payment_type_id, data.get("date_of_expiration"), now)
         return self._new_payment(
             outcome=outcome,
             amount=preference.total,
@@ -521,11 +524,7 @@ class SimulatorStore:
             outcome = OUTCOMES.get(str(first_name or "").upper(), OUTCOMES["APRO"])
             if outcome.code == "CASH":
                 outcome = OUTCOMES["APRO"]
-        expires_at = None
-        if payment_type == "ticket":
-            expires_at = parse_date(body.get("date_of_expiration"), "date_of_expiration") or (
-                self.clock() + timedelta(days=CASH_PAYMENT_DAYS)
-            )
+        expires_at = _cash_slip_expiry(payment_type, body.get("date_of_expiration"), self.clock())
         return self._new_payment(
             outcome=outcome,
             amount=amount,
@@ -643,11 +642,15 @@ class SimulatorStore:
             )
         return self._refund(payment, amount, source="collector")
 
-    def _refund(self, payment: Payment, amount: Decimal, *, source: str) -> Refund:
-        now = self.clock()
+    def _add_refund(self, payment: Payment, amount: Decimal, *, source: str, now: datetime) -> Refund:
         refund = Refund(next(self._refund_ids), payment.id, amount, now, source=source)
         payment.refunds.append(refund)
         payment.refunded += amount
+        return refund
+
+    def _refund(self, payment: Payment, amount: Decimal, *, source: str) -> Refund:
+        now = self.clock()
+        refund = self._add_refund(payment, amount, source=source, now=now)
         if payment.refunded >= payment.amount:
             payment.status, payment.status_detail = "refunded", "refunded"
         else:
@@ -671,9 +674,7 @@ class SimulatorStore:
                 status_detail = "expired"
         now = self.clock()
         if status == "refunded" and payment.refundable > 0:
-            refund = Refund(next(self._refund_ids), payment.id, payment.refundable, now, source="admin")
-            payment.refunds.append(refund)
-            payment.refunded = payment.amount
+            self._add_refund(payment, payment.refundable, source="admin", now=now)
         if status == "approved" and payment.approved_at is None:
             payment.approved_at = now
         payment.status, payment.status_detail = status, status_detail
