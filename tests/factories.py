@@ -10,6 +10,8 @@ import httpx
 from tests.conftest import ADMIN
 from tests.fakes import FakeClock
 
+BUYER = {"email": "ana@example.com", "name": "Ana Pérez"}
+
 
 def future(days: float = 30) -> str:
     return (
@@ -65,3 +67,26 @@ async def open_sale(
         body["startsAt"] = (clock.now + timedelta(days=30)).isoformat().replace("+00:00", "Z")
     body.update(overrides)
     return await create_event(client, **body)
+
+
+async def take_hold(client: httpx.AsyncClient, event: dict[str, Any], user: str, body: dict[str, Any]) -> str:
+    """A hold for `user` (with their access token) of `body`'s seats or places; its id."""
+    token = await shopper_token(client, event["id"], user)
+    response = await client.post(
+        f"/api/events/{event['id']}/holds", json=body, headers={"X-Access-Token": token}
+    )
+    assert response.status_code == 201, response.text
+    hold_id: str = response.json()["holdId"]
+    return hold_id
+
+
+async def place_order(
+    client: httpx.AsyncClient, hold_id: str, key: str | None = None, buyer: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST /api/orders for this hold, by `buyer` (BUYER unless told), under the idempotency key
+    `key` (`order-<hold id>` unless told); the response, whatever its status."""
+    return await client.post(
+        "/api/orders",
+        json={"holdId": hold_id, "buyer": buyer or BUYER},
+        headers={"Idempotency-Key": key or f"order-{hold_id}"},
+    )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -50,18 +51,20 @@ def run_cli(*args: str, workdir: Path, env: dict[str, str]) -> subprocess.Comple
     )
 
 
-def wait_until_ready(base: str, process: subprocess.Popen[str], seconds: float = 30) -> None:
+def wait_until_ready(
+    base: str, process: subprocess.Popen[str], seconds: float = 30, *, path: str = "/health/ready"
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited early: {process.stdout.read() if process.stdout else ''}")
         try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise AssertionError("server did not become ready")
+    raise AssertionError(f"server did not become ready ({base}{path} never answered 200)")
 
 
 def stop(process: subprocess.Popen[str]) -> str:
@@ -74,11 +77,18 @@ def stop(process: subprocess.Popen[str]) -> str:
     return output
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
-    """`ticketera serve` on a fresh SQLite file, with two workers."""
+@contextmanager
+def serving_workers(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """`ticketera serve --workers 2` in production mode on a fresh SQLite file, with `extra_env`
+    added to its environment; yields its base URL and that environment."""
     port = free_port()
-    env = cli_env(tmp_path, **SECRETS, APP_ENV="production", DATABASE_URL=f"sqlite:///{tmp_path / 'svc.db'}")
+    env = cli_env(
+        tmp_path,
+        **SECRETS,
+        APP_ENV="production",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'svc.db'}",
+        **extra_env,
+    )
     process = subprocess.Popen(
         [TICKETERA, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         cwd=tmp_path,
@@ -90,9 +100,16 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(base, process)
-        yield base, tmp_path, env
+        yield base, env
     finally:
         stop(process)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """`ticketera serve` on a fresh SQLite file, with two workers."""
+    with serving_workers(tmp_path) as (base, env):
+        yield base, tmp_path, env
 
 
 @pytest.mark.slow

@@ -9,9 +9,8 @@ that proves what the default policy does.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,7 +20,8 @@ import pytest
 
 from tests.conftest import ACCESS_TOKEN
 from tests.fakes import FakeMonotonic
-from tests.shop import Simulator
+from tests.shop import Simulator, eventually
+from tests.test_cli import free_port
 from ticketera.infra.mercadopago import (
     MAX_ATTEMPTS,
     MercadoPagoClient,
@@ -93,21 +93,6 @@ async def open_the_breaker(client: MercadoPagoClient, sim: Simulator) -> None:
 def state_of(client: MercadoPagoClient) -> BreakerState:
     # Read through a call: mypy would otherwise narrow the property after the first assertion.
     return client.breaker.state
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "the condition did not hold in time"
-        await asyncio.sleep(0.01)
-
-
-def closed_port_url() -> str:
-    """A loopback URL nothing listens on: the port was bound a moment ago, then released."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 # -- calls and their answers ---------------------------------------------------------------------
@@ -457,7 +442,8 @@ async def test_a_failing_probe_reopens_the_breaker_for_another_two_minutes(
 
 
 async def test_a_connection_error_counts_as_a_failure(make_client: ClientFactory) -> None:
-    client = make_client(base_url=closed_port_url(), retry=RetryPolicy(max_attempts=1))
+    # A loopback port bound a moment ago and released: nothing listens there.
+    client = make_client(base_url=f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(max_attempts=1))
 
     with pytest.raises(PaymentsUnavailable) as unavailable:
         await client.search_payments("ref-1")
@@ -472,7 +458,7 @@ async def test_a_connection_error_counts_as_a_failure(make_client: ClientFactory
 
 
 async def test_connection_errors_are_retried_until_the_breaker_opens(make_client: ClientFactory) -> None:
-    client = make_client(base_url=closed_port_url())
+    client = make_client(base_url=f"http://127.0.0.1:{free_port()}")
 
     with pytest.raises(PaymentsUnavailable) as unavailable:
         await client.search_payments("ref-1")

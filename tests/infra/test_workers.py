@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,7 +13,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_cli import SECRETS, TICKETERA, cli_env, free_port, stop, wait_until_ready
+from tests.test_cli import serving_workers
 from ticketera.infra.metrics import MULTIPROC_DIR_ENV
 from ticketera.infra.workers import metrics_directory
 
@@ -34,33 +31,6 @@ def test_the_metrics_directory_is_fresh_and_removed_afterwards(monkeypatch: pyte
     assert empty
     assert not Path(directory).exists()
     assert os.environ[MULTIPROC_DIR_ENV] == "/somewhere/else"
-
-
-@contextmanager
-def two_workers(tmp_path: Path) -> Iterator[str]:
-    """`ticketera serve --workers 2` on a fresh SQLite file, its temporary files under tmp_path/tmp."""
-    port = free_port()
-    env = cli_env(
-        tmp_path,
-        **SECRETS,
-        APP_ENV="production",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'svc.db'}",
-        TMPDIR=str(tmp_path / "tmp"),
-    )
-    process = subprocess.Popen(
-        [TICKETERA, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(base, process)
-        yield base
-    finally:
-        stop(process)
 
 
 def scrape(base: str) -> dict[str, Metric]:
@@ -113,7 +83,7 @@ def wait_for_replacement(base: str, dead_pid: str, seconds: float = 30) -> dict[
 @pytest.mark.slow
 def test_every_workers_requests_are_counted_whichever_worker_answers(tmp_path: Path) -> None:
     (tmp_path / "tmp").mkdir()
-    with two_workers(tmp_path) as base:
+    with serving_workers(tmp_path, TMPDIR=str(tmp_path / "tmp")) as (base, _):
         (directory,) = (tmp_path / "tmp").glob("ticketera-metrics-*")
         for _ in range(40):
             assert httpx.get(f"{base}{ROUTE}", timeout=5).status_code == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -18,20 +17,6 @@ def sim_env(workdir: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in cli_env(workdir).items() if not key.startswith(("MP_", "MPSIM_"))}
     env.update(extra)
     return env
-
-
-def wait_for_simulator(base: str, process: subprocess.Popen[str], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exited early: {process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(f"{base}/_sim/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the simulator did not answer")
 
 
 def start(args: list[str], workdir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -54,7 +39,7 @@ def test_mp_sim_serves_with_the_configured_token(tmp_path: Path) -> None:
     env = sim_env(tmp_path, MP_ACCESS_TOKEN="cli-mp", MP_WEBHOOK_SECRET="cli-hook")
     process = start(["mp-sim", "--port", str(port)], tmp_path, env)
     try:
-        wait_for_simulator(base, process)
+        wait_until_ready(base, process, path="/_sim/health")
         accepted = httpx.get(f"{base}/v1/payments/search", headers={"Authorization": "Bearer cli-mp"})
         refused = httpx.get(f"{base}/v1/payments/search", headers={"Authorization": "Bearer other"})
         preference = httpx.post(
@@ -80,7 +65,7 @@ def test_mp_sim_takes_the_development_secrets_when_none_are_set(tmp_path: Path) 
     base = f"http://127.0.0.1:{port}"
     process = start(["mp-sim", "--port", str(port)], tmp_path, sim_env(tmp_path, MPSIM_RETRY_SCHEDULE="1,2"))
     try:
-        wait_for_simulator(base, process)
+        wait_until_ready(base, process, path="/_sim/health")
         secrets = json.loads((tmp_path / "data" / "secrets.json").read_text())
         accepted = httpx.get(
             f"{base}/v1/payments/search", headers={"Authorization": f"Bearer {secrets['MP_ACCESS_TOKEN']}"}

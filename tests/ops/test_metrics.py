@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,37 +13,20 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ADMIN, DatabaseUnderTest, make_settings
-from tests.factories import ga_section, open_sale, shopper_token
+from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, serving
+from tests.factories import ga_section, open_sale, place_order, take_hold
 from tests.fakes import FakeClock
 from ticketera.config import Settings
-from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.resilience import breaker_for
-from ticketera.main import create_app
-from ticketera.ops.metrics import install_metrics
 from ticketera.orders import service as orders_service
 from ticketera.queue.tasks import admission_tick
 
 Families = dict[str, Metric]
 
 
-@asynccontextmanager
-async def metered(settings: Settings, *, clock: Clock = utc_now) -> AsyncIterator[httpx.AsyncClient]:
-    """Like `serving`, with the metrics installed (a no-op once create_app installs them itself)."""
-    app = create_app(settings, clock=clock)
-    install_metrics(app)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://ticketera.test") as http,
-    ):
-        http.app = app  # type: ignore[attr-defined]
-        yield http
-
-
 @pytest.fixture
 async def client(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
-    async with metered(settings, clock=clock) as http:
+    async with serving(settings, clock=clock) as http:
         yield http
 
 
@@ -152,46 +134,35 @@ async def test_requests_are_counted_under_their_route_template(client: httpx.Asy
     assert routes_seen(families) == {"/api/events", "/api/events/{event_id}", "/openapi.json", "unmatched"}
 
 
-async def take_hold(client: httpx.AsyncClient, event: dict[str, Any], user: str, quantity: int) -> str:
-    token = await shopper_token(client, event["id"], user)
-    response = await client.post(
-        f"/api/events/{event['id']}/holds",
-        json={"sectionId": event["sections"][1]["id"], "quantity": quantity},
-        headers={"X-Access-Token": token},
-    )
-    assert response.status_code == 201, response.text
-    hold_id: str = response.json()["holdId"]
-    return hold_id
-
-
-async def place_order(client: httpx.AsyncClient, event: dict[str, Any], user: str) -> int:
-    hold_id = await take_hold(client, event, user, 1)
-    response = await client.post(
-        "/api/orders",
-        json={"holdId": hold_id, "buyer": {"email": f"{user}@example.com", "name": user}},
-        headers={"Idempotency-Key": f"order-{hold_id}"},
-    )
+async def new_order(client: httpx.AsyncClient, event: dict[str, Any], user: str) -> int:
+    """An order of one general admission place by `user`, awaiting payment; its id."""
+    hold_id = await take_hold(client, event, user, ga_places(event, 1))
+    response = await place_order(client, hold_id, buyer={"email": f"{user}@example.com", "name": user})
     assert response.status_code == 201, response.text
     order_id: int = response.json()["id"]
     return order_id
+
+
+def ga_places(event: dict[str, Any], quantity: int) -> dict[str, Any]:
+    return {"sectionId": event["sections"][1]["id"], "quantity": quantity}
 
 
 async def test_orders_by_status_and_live_holds_follow_the_api(
     client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     event = await open_sale(client, clock)
-    await place_order(client, event, "ana")  # unpaid when its ten minutes run out
-    await take_hold(client, event, "beto", 3)  # runs out too
+    await new_order(client, event, "ana")  # unpaid when its ten minutes run out
+    await take_hold(client, event, "beto", ga_places(event, 3))  # runs out too
     clock.advance(11 * 60)
-    await place_order(client, event, "carla")  # still within its time
-    cancelled = await place_order(client, event, "dario")
+    await new_order(client, event, "carla")  # still within its time
+    cancelled = await new_order(client, event, "dario")
     response = await client.post(f"/api/orders/{cancelled}/cancel", headers=ADMIN)
     assert response.status_code == 200, response.text
-    paid = await place_order(client, event, "elsa")
+    paid = await new_order(client, event, "elsa")
     # The payment side's own step (its webhook path has tests of its own), as tests/orders confirms.
     async with client.app.state.database.write_session() as session:  # type: ignore[attr-defined]
         await orders_service.confirm_payment(session, paid, actor="test", now=clock())
-    await take_hold(client, event, "fede", 2)  # live, never ordered
+    await take_hold(client, event, "fede", ga_places(event, 2))  # live, never ordered
 
     families = await scrape(client)
 
@@ -207,7 +178,7 @@ async def test_figures_of_the_database_are_kept_a_few_seconds(
     event = await open_sale(client, clock)
     before = await scrape(client)
 
-    await take_hold(client, event, "ana", 1)
+    await take_hold(client, event, "ana", ga_places(event, 1))
     after = await scrape(client)
 
     # Several Prometheus servers scraping every few seconds cost one read, not one each.
@@ -281,7 +252,7 @@ async def test_redis_breaker_and_queue_on_redis(
         _backend_unavailable("redis", f"cannot connect to {url}: {exc}")
     await redis.flushdb()
     try:
-        async with metered(make_settings(db.url, tmp_path, redis_url=url), clock=clock) as client:
+        async with serving(make_settings(db.url, tmp_path, redis_url=url), clock=clock) as client:
             body = {
                 "name": "Recital",
                 "startsAt": (clock.now + timedelta(days=30)).isoformat().replace("+00:00", "Z"),

@@ -8,10 +8,8 @@ from admission to a payment made on the simulator.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,7 +22,7 @@ from sqlalchemy import select
 
 from tests.conftest import ADMIN, WEBHOOK_SECRET, DatabaseUnderTest, make_settings
 from tests.factories import reserved_section
-from tests.shop import Shop, Simulator, ga_section_id, preference_id_of
+from tests.shop import Shop, Simulator, eventually, ga_section_id, preference_id_of
 from ticketera.infra.mercadopago import ProviderPayment
 from ticketera.kit.resilience import BreakerState
 from ticketera.orders import service as orders_service
@@ -80,14 +78,6 @@ async def inbox(shop: Shop, resource_id: str) -> list[PaymentNotification]:
             .order_by(PaymentNotification.id)
         )
         return list((await session.execute(statement)).scalars())
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 10.0) -> None:
-    """Wait for work the shop does after answering (its background processing), up to a deadline."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "the condition did not hold in time"
-        await asyncio.sleep(0.02)
 
 
 async def notify(shop: Shop, payment_id: int | str, request_id: str) -> httpx.Response:

@@ -12,41 +12,29 @@ import asyncio
 import dataclasses
 import email
 import email.policy
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
-from tests.conftest import ADMIN, DatabaseUnderTest, make_settings
+from tests.conftest import ADMIN, DatabaseUnderTest
 from tests.fakes import FakeClock
-from tests.mpsim_server import listening_socket, serving_asgi, socket_url
-from tests.shop import Shop, Simulator
+from tests.shop import Shop, Simulator, serving_shop
+from tests.test_cli import free_port
 from tests.tickets.pdf_text import page_count, pdf_text
 from tests.tickets.sales import paid_order, seat_ids, tickets_of
 from ticketera.kit.db import Database, create_engine
-from ticketera.main import create_app
 from ticketera.tickets.jobs import TicketMailer, build_ticket_mailer
 from ticketera.tickets.models import OutboxEmail
 
 EVENT_NAME = "Noche de Rock"
-
-
-def unused_port() -> int:
-    """A loopback port nothing listens on (a connection to it is refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Mailbox:
@@ -98,30 +86,11 @@ def parse(raw: bytes) -> EmailMessage:
 
 @pytest.fixture
 async def mailbox() -> AsyncIterator[Mailbox]:
-    box = Mailbox(unused_port())
+    box = Mailbox(free_port())
     try:
         yield box
     finally:
         await box.stop()
-
-
-@asynccontextmanager
-async def serving_shop(
-    db: DatabaseUnderTest, tmp_path: Path, simulator_url: str, clock: FakeClock, **settings: Any
-) -> AsyncIterator[Shop]:
-    """tests.shop's `shop` fixture, with further settings (here SMTP_URL)."""
-    sock = listening_socket()
-    base_url = socket_url(sock)
-    values: dict[str, Any] = {
-        "mp_base_url": simulator_url,
-        "public_base_url": base_url,
-        "worker_in_process": False,
-    }
-    values.update(settings)
-    shop_settings = make_settings(db.url, tmp_path, **values)
-    app = create_app(shop_settings, clock=clock)
-    async with serving_asgi(app, sock), httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        yield Shop(http, app, clock, shop_settings)
 
 
 @pytest.fixture
