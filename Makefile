@@ -92,7 +92,7 @@ bench-checkin: $(STAMP) ## Check-ins per second, 20 scanners then rescans, on Ma
 	$(BIN)/python benchmarks/checkin.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
-	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --extra aiomysql --universal --python-version 3.11 --generate-hashes -o requirements.lock
 
 clean: ## Remove the virtual environment and caches (keeps ./data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

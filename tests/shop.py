@@ -25,8 +25,8 @@ from tests.mpsim_server import listening_socket, serving_asgi, socket_url
 from ticketera.config import Settings
 from ticketera.kit.audit import AuditEntry
 from ticketera.main import create_app
-from ticketera.payments.jobs import PaymentProcessor
 from ticketera.payments.models import Payment
+from ticketera.payments.tasks import PaymentProcessor
 
 
 @dataclass

@@ -271,9 +271,9 @@ def worker(
     from ticketera.kit.clock import utc_now
     from ticketera.kit.db import Database, create_engine
     from ticketera.main import build_waiting_room
-    from ticketera.ops.worker import run_worker
-    from ticketera.payments.jobs import build_payment_processor
-    from ticketera.tickets.jobs import build_ticket_mailer
+    from ticketera.ops.tasks import run_worker
+    from ticketera.payments.tasks import build_payment_processor
+    from ticketera.tickets.tasks import build_ticket_mailer
 
     settings = _settings()
     from ticketera.infra.logging import configure_logging

@@ -32,12 +32,12 @@ from ticketera.kit.errors import DomainError
 from ticketera.kit.tokens import TokenSigner
 from ticketera.ops.endpoints import router as ops_router
 from ticketera.ops.metrics import install_metrics
-from ticketera.ops.worker import run_worker
+from ticketera.ops.tasks import run_worker
 from ticketera.orders.endpoints import events_router as event_orders_router
 from ticketera.orders.endpoints import router as orders_router
 from ticketera.orders.page import router as order_page_router
 from ticketera.payments.endpoints import router as payments_router
-from ticketera.payments.jobs import NotificationPump, build_payment_processor
+from ticketera.payments.tasks import NotificationPump, build_payment_processor
 from ticketera.queue.backend import QueueBackend
 from ticketera.queue.endpoints import router as queue_router
 from ticketera.queue.memory import MemoryQueueBackend
@@ -45,8 +45,8 @@ from ticketera.queue.redis_backend import RedisQueueBackend
 from ticketera.queue.service import EventQueueSettings, WaitingRoom
 from ticketera.queue.tasks import run_admission_ticker
 from ticketera.tickets.endpoints import router as tickets_router
-from ticketera.tickets.jobs import build_ticket_mailer
 from ticketera.tickets.service import PublicKeys
+from ticketera.tickets.tasks import build_ticket_mailer
 
 log = structlog.get_logger(__name__)
 

@@ -31,7 +31,7 @@ from ticketera.holds.schemas import HoldRequest
 from ticketera.kit.db import Database, create_engine
 from ticketera.kit.errors import DomainError
 from ticketera.kit.migrate import upgrade
-from ticketera.ops.worker import expire_overdue
+from ticketera.ops.tasks import expire_overdue
 from ticketera.orders import service as orders_service
 from ticketera.orders.schemas import OrderRequest
 from ticketera.orders.service import PaymentOutcome

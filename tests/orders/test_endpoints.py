@@ -12,7 +12,7 @@ from tests.conftest import ADMIN
 from tests.factories import BUYER, open_sale, place_order, shopper_token, take_hold
 from tests.fakes import FakeClock
 from ticketera.kit.audit import AuditEntry
-from ticketera.ops.worker import expire_overdue
+from ticketera.ops.tasks import expire_overdue
 from ticketera.orders import service as orders_service
 from ticketera.orders.service import PaymentOutcome
 

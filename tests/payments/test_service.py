@@ -28,9 +28,9 @@ from ticketera.kit.resilience import BreakerState
 from ticketera.orders import service as orders_service
 from ticketera.orders.models import Order, OrderStatus
 from ticketera.payments import service
-from ticketera.payments.jobs import build_payment_processor
 from ticketera.payments.models import NotificationState, Payment, PaymentNotification, Settlement
 from ticketera.payments.signature import manifest, sign
+from ticketera.payments.tasks import build_payment_processor
 from ticketera.queue.tasks import admission_tick
 
 PUBLIC_URL = "https://tickets.example"

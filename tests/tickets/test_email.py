@@ -31,8 +31,8 @@ from tests.test_cli import free_port
 from tests.tickets.pdf_text import page_count, pdf_text
 from tests.tickets.sales import paid_order, seat_ids, tickets_of
 from ticketera.kit.db import Database, create_engine
-from ticketera.tickets.jobs import TicketMailer, build_ticket_mailer
 from ticketera.tickets.models import OutboxEmail
+from ticketera.tickets.tasks import TicketMailer, build_ticket_mailer
 
 EVENT_NAME = "Noche de Rock"
 

@@ -30,7 +30,7 @@ from ticketera.orders.schemas import (
     OrderRequest,
     OrderSummaryOut,
 )
-from ticketera.payments.jobs import PaymentProcessor
+from ticketera.payments.tasks import PaymentProcessor
 from ticketera.tickets.schemas import TicketOut
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])

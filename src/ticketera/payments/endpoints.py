@@ -18,9 +18,9 @@ from ticketera.kit.http import AdminOnly, CurrentClock, get_database, get_settin
 from ticketera.orders.endpoints import order_out
 from ticketera.orders.schemas import OrderOut
 from ticketera.payments import service
-from ticketera.payments.jobs import NotificationPump, PaymentProcessor
 from ticketera.payments.schemas import NotificationReceived
 from ticketera.payments.signature import verify_signature
+from ticketera.payments.tasks import NotificationPump, PaymentProcessor
 
 log = structlog.get_logger(__name__)
 

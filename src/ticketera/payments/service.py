@@ -3,7 +3,7 @@
 MercadoPago is never trusted from a notification's body: jobs read the payment back and hand it to
 `apply_payment`, which decides under the order's row lock. Every decision is idempotent: a payment
 remembers what was done about it (`settlement`), and an older read never overwrites a newer one.
-Services flush but never commit; `payments.jobs` holds the transaction and network boundaries.
+Services flush but never commit; `payments.tasks` holds the transaction and network boundaries.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from ticketera.orders.endpoints import authorize_order_reader
 from ticketera.tickets import service
 from ticketera.tickets.codes import MalformedCode, read_code
 from ticketera.tickets.documents import PrintedOrder, order_pdf, qr_png, qr_svg
-from ticketera.tickets.jobs import printable_order
 from ticketera.tickets.schemas import (
     CheckinBatchIn,
     CheckinFiguresOut,
@@ -29,6 +28,7 @@ from ticketera.tickets.schemas import (
     SectionCheckinOut,
     TicketOut,
 )
+from ticketera.tickets.tasks import printable_order
 
 router = APIRouter(tags=["tickets"])
 

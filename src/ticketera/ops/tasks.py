@@ -20,8 +20,8 @@ from ticketera.holds import service as holds_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.orders import service as orders_service
-from ticketera.payments.jobs import PaymentProcessor
-from ticketera.tickets.jobs import TicketMailer
+from ticketera.payments.tasks import PaymentProcessor
+from ticketera.tickets.tasks import TicketMailer
 
 log = structlog.get_logger(__name__)
 
