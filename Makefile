@@ -66,11 +66,12 @@ test: $(STAMP) ## Run the whole test suite (SQLite always; MariaDB when reachabl
 test-sqlite: $(STAMP) ## Run the tests on SQLite only
 	TICKETERA_TEST_BACKENDS=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (lint and format check) and mypy
+lint: $(STAMP) ## ruff (lint and format check), mypy, and the domain graph (import-linter)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/mypy tests benchmarks
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Format and autofix
 	$(BIN)/ruff format src tests benchmarks

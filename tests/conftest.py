@@ -24,9 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.fakes import FakeClock
 from tests.mpsim_server import running_simulator
+from ticketera.composition import SERVICES, Services
 from ticketera.config import Settings, to_async_url
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import create_engine
+from ticketera.kit.http import components_of
 from ticketera.kit.migrate import upgrade
 from ticketera.main import create_app
 from ticketera.models import metadata
@@ -198,6 +200,12 @@ async def serving(settings: Settings, *, clock: Clock = utc_now) -> AsyncIterato
     ):
         http.app = app  # type: ignore[attr-defined]
         yield http
+
+
+def services_of(app: Any) -> Services:
+    """What a started app built (its database, waiting room, payment processor...), for tests that
+    look behind its HTTP API."""
+    return components_of(app).get(SERVICES)
 
 
 @pytest.fixture

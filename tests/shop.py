@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import ACCESS_TOKEN, ADMIN_KEY, DatabaseUnderTest, make_settings
+from tests.conftest import ACCESS_TOKEN, ADMIN_KEY, DatabaseUnderTest, make_settings, services_of
 from tests.factories import open_sale, place_order, take_hold
 from tests.fakes import FakeClock
 from tests.mpsim_server import listening_socket, serving_asgi, socket_url
@@ -100,7 +100,7 @@ class Shop:
 
     @property
     def payments(self) -> PaymentProcessor:
-        processor: PaymentProcessor = self.app.state.payments
+        processor: PaymentProcessor = services_of(self.app).payments
         return processor
 
     async def event(self, **overrides: Any) -> dict[str, Any]:
@@ -150,13 +150,13 @@ class Shop:
             await asyncio.sleep(0.02)
 
     async def payment_rows(self, order_id: int) -> list[Payment]:
-        async with self.app.state.database.read_session() as session:
+        async with services_of(self.app).database.read_session() as session:
             return list(
                 (await session.execute(select(Payment).where(Payment.order_id == order_id))).scalars()
             )
 
     async def audit_transitions(self, order_id: int, to_status: str) -> int:
-        async with self.app.state.database.read_session() as session:
+        async with services_of(self.app).database.read_session() as session:
             statement = select(func.count()).where(
                 AuditEntry.entity == "order",
                 AuditEntry.entity_id == order_id,

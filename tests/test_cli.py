@@ -52,7 +52,7 @@ def run_cli(*args: str, workdir: Path, env: dict[str, str]) -> subprocess.Comple
 
 
 def wait_until_ready(
-    base: str, process: subprocess.Popen[str], seconds: float = 30, *, path: str = "/health/ready"
+    base: str, process: subprocess.Popen[str], seconds: float = 60, *, path: str = "/health/ready"
 ) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -116,12 +116,14 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
 def test_serve_migrates_and_health_reports_ok(served: tuple[str, Path, dict[str, str]]) -> None:
     base, workdir, env = served
 
-    healthy = run_cli("health", "--url", base, workdir=workdir, env=env)
-    as_json = run_cli("health", "--url", base, "--json", workdir=workdir, env=env)
+    # Generous timeouts (the defaults are 5 s): an answer is what is tested, not how fast on a busy machine.
+    healthy = run_cli("health", "--url", base, "--timeout", "30", workdir=workdir, env=env)
+    as_json = run_cli("health", "--url", base, "--json", "--timeout", "30", workdir=workdir, env=env)
     created = httpx.post(
         f"{base}/api/events",
         json={"name": "CLI", "startsAt": "2099-01-01T20:00:00Z"},
         headers={"Authorization": "Bearer cli-admin", "X-Request-ID": "cli-test-1"},
+        timeout=30,
     )
 
     assert healthy.returncode == 0, healthy.stderr
@@ -137,8 +139,9 @@ def test_serve_migrates_and_health_reports_ok(served: tuple[str, Path, dict[str,
 
 
 def logged_lines(workdir: Path, *, request_id: str) -> list[dict[str, object]]:
-    """The request's lines from the JSON log; the access line is written just after the response."""
-    deadline = time.monotonic() + 5
+    """The request's lines from the JSON log; the access line is written just after the response, so
+    wait for it (generously: a busy machine may take a while to get there)."""
+    deadline = time.monotonic() + 30
     while True:
         lines = [json.loads(line) for line in (workdir / "logs" / "ticketera.log").read_text().splitlines()]
         matching = [line for line in lines if line.get("request_id") == request_id]
@@ -202,9 +205,9 @@ def test_dev_generates_keys_loads_the_demo_and_serves(tmp_path: Path) -> None:
     try:
         wait_until_ready(base, process)
         secrets = json.loads((tmp_path / "data" / "secrets.json").read_text())
-        listing = httpx.get(f"{base}/api/events").json()
+        listing = httpx.get(f"{base}/api/events", timeout=30).json()
         admin_listing = httpx.get(
-            f"{base}/api/events", headers={"Authorization": f"Bearer {secrets['ADMIN_API_KEY']}"}
+            f"{base}/api/events", headers={"Authorization": f"Bearer {secrets['ADMIN_API_KEY']}"}, timeout=30
         )
     finally:
         output = stop(process)

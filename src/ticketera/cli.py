@@ -267,46 +267,28 @@ def worker(
 ) -> None:
     """Expire overdue holds and orders, process payment notifications, send due refunds and
     reconcile unpaid orders with MercadoPago; run one or several beside the web servers."""
-    from ticketera.infra.redis import RedisConnection
+    from ticketera.composition import Role, build_services
+    from ticketera.infra.logging import configure_logging
     from ticketera.kit.clock import utc_now
-    from ticketera.kit.db import Database, create_engine
-    from ticketera.main import build_waiting_room
     from ticketera.ops.tasks import run_worker
-    from ticketera.payments.tasks import build_payment_processor
-    from ticketera.tickets.tasks import build_ticket_mailer
 
     settings = _settings()
-    from ticketera.infra.logging import configure_logging
-
     configure_logging(
         json_console=settings.is_production_like, level=settings.log_level, log_dir=settings.log_dir
     )
 
     async def run() -> None:
-        database = Database(create_engine(settings.async_database_url, pool_size=2, use_ssl=settings.db_ssl))
-        redis_url = settings.effective_redis_url
-        redis = RedisConnection(redis_url, cluster=settings.redis_cluster) if redis_url else None
-        # With Redis, a paid order frees its buyer's shopping slot in the shared waiting room; the
-        # in-process waiting room lives in the web process, which runs its own worker loop.
-        room = build_waiting_room(settings, database, redis, utc_now) if redis is not None else None
-        payments = build_payment_processor(settings, database, utc_now)
-        if room is not None:
-            payments.on_paid = room.finish_shopping
+        services = build_services(settings, utc_now, role=Role.WORKER)
         try:
             await run_worker(
-                database,
+                services.database,
                 utc_now,
                 interval=interval or settings.worker_interval_seconds,
-                payments=payments,
-                mailer=build_ticket_mailer(settings, database, utc_now),
+                payments=services.payments,
+                mailer=services.mailer,
             )
         finally:
-            await payments.gateway.close()
-            if room is not None:
-                await room.backend.close()
-            if redis is not None:
-                await redis.close()
-            await database.dispose()
+            await services.close()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())

@@ -19,34 +19,25 @@ from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
 
 from ticketera import __version__
+from ticketera.composition import Role, build_services
 from ticketera.config import AppEnv, Settings, load_settings
-from ticketera.events import repository as events_repository
 from ticketera.events.endpoints import router as events_router
 from ticketera.holds.endpoints import router as holds_router
 from ticketera.infra.logging import RequestIdMiddleware, configure_logging
-from ticketera.infra.ratelimit import RateLimiter
-from ticketera.infra.redis import RedisConnection
 from ticketera.kit.clock import Clock, utc_now
-from ticketera.kit.db import Database, create_engine
 from ticketera.kit.errors import DomainError
-from ticketera.kit.tokens import TokenSigner
+from ticketera.kit.http import CLOCK, SETTINGS, components_of
 from ticketera.ops.endpoints import router as ops_router
 from ticketera.ops.metrics import install_metrics
+from ticketera.ops.service import PROCESS_STARTED
 from ticketera.ops.tasks import run_worker
 from ticketera.orders.endpoints import events_router as event_orders_router
 from ticketera.orders.endpoints import router as orders_router
 from ticketera.orders.page import router as order_page_router
 from ticketera.payments.endpoints import router as payments_router
-from ticketera.payments.tasks import NotificationPump, build_payment_processor
-from ticketera.queue.backend import QueueBackend
 from ticketera.queue.endpoints import router as queue_router
-from ticketera.queue.memory import MemoryQueueBackend
-from ticketera.queue.redis_backend import RedisQueueBackend
-from ticketera.queue.service import EventQueueSettings, WaitingRoom
 from ticketera.queue.tasks import run_admission_ticker
 from ticketera.tickets.endpoints import router as tickets_router
-from ticketera.tickets.service import PublicKeys
-from ticketera.tickets.tasks import build_ticket_mailer
 
 log = structlog.get_logger(__name__)
 
@@ -62,40 +53,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(
-            create_engine(
-                settings.async_database_url,
-                pool_size=settings.db_pool_size,
-                pool_recycle=settings.db_pool_recycle_seconds,
-                connect_timeout=settings.db_connect_timeout_seconds,
-                use_ssl=settings.db_ssl,
-                lock_timeout_seconds=settings.db_lock_timeout_seconds,
-            )
-        )
-        redis_url = settings.effective_redis_url
-        redis = RedisConnection(redis_url, cluster=settings.redis_cluster) if redis_url else None
-        room = build_waiting_room(settings, database, redis, clock)
-        app.state.rate_limiter = RateLimiter(
-            per_ip=settings.app_rate_limit,
-            per_user_join=settings.queue_join_rate_limit,
-            redis_url=redis_url,
-            cluster=settings.redis_cluster,
-            breaker=redis.breaker if redis is not None else None,
-        )
-        payments = build_payment_processor(settings, database, clock, on_paid=room.finish_shopping)
-        app.state.database = database
-        app.state.redis = redis
-        app.state.waiting_room = room
-        app.state.payments = payments
-        app.state.payment_gateway = payments.gateway
-        app.state.ticket_public_keys = PublicKeys()
-        pump = app.state.notification_pump = NotificationPump(payments)
-        mailer = build_ticket_mailer(settings, database, clock)
-        background: list[asyncio.Task[None]] = [asyncio.create_task(pump.run(), name="payment-notifications")]
+        services = build_services(settings, clock, role=Role.WEB)
+        services.register(components_of(app))
+        background: list[asyncio.Task[None]] = [
+            asyncio.create_task(services.notification_pump.run(), name="payment-notifications")
+        ]
         if settings.queue_ticker:
             background.append(
                 asyncio.create_task(
-                    run_admission_ticker(room, database, clock, tick_seconds=settings.queue_tick_seconds),
+                    run_admission_ticker(
+                        services.waiting_room,
+                        services.database,
+                        clock,
+                        tick_seconds=settings.queue_tick_seconds,
+                    ),
                     name="queue-admission-ticker",
                 )
             )
@@ -103,11 +74,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             background.append(
                 asyncio.create_task(
                     run_worker(
-                        database,
+                        services.database,
                         clock,
                         interval=settings.worker_interval_seconds,
-                        payments=payments,
-                        mailer=mailer,
+                        payments=services.payments,
+                        mailer=services.mailer,
                     ),
                     name="expiry-worker",
                 )
@@ -122,8 +93,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         log.info(
             "app.started",
             env=settings.app_env.value,
-            database=database.backend,
-            redis="configured" if redis else "not_configured",
+            database=services.database.backend,
+            redis="configured" if services.redis else "not_configured",
             version=__version__,
         )
         try:
@@ -133,11 +104,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await room.backend.close()
-            await payments.gateway.close()
-            if redis is not None:
-                await redis.close()
-            await database.dispose()
+            await services.close()
             log.info("app.stopped")
 
     app = FastAPI(
@@ -146,10 +113,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         summary="Ticket sales for high-demand on-sales: waiting room, holds, payments, tickets.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.clock = clock
-    app.state.started_at = time.monotonic()
-    app.state.redis = None
+    components = components_of(app)
+    components.provide(SETTINGS, settings)
+    components.provide(CLOCK, clock)
+    components.provide(PROCESS_STARTED, time.monotonic())
 
     if settings.allowed_origins:
         app.add_middleware(
@@ -179,28 +146,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     # Last, so its timing covers every other middleware too.
     install_metrics(app)
     return app
-
-
-def build_waiting_room(
-    settings: Settings, database: Database, redis: RedisConnection | None, clock: Clock
-) -> WaitingRoom:
-    """The waiting room on Redis when one is configured, else in this process."""
-    backend: QueueBackend = RedisQueueBackend(redis) if redis is not None else MemoryQueueBackend()
-
-    async def load_queue_settings(event_id: int) -> EventQueueSettings | None:
-        async with database.read_session() as session:
-            event = await events_repository.find_event(session, event_id)
-            return EventQueueSettings.of(event) if event is not None else None
-
-    assert settings.secret_key, "secrets are filled in by load_settings()"
-    return WaitingRoom(
-        backend,
-        TokenSigner(settings.secret_key),
-        load_settings=load_queue_settings,
-        clock=clock,
-        max_waiting=settings.effective_queue_max_size,
-        claim_seconds=settings.queue_claim_seconds,
-    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

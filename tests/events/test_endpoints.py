@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import update
 
-from tests.conftest import ADMIN, DatabaseUnderTest
+from tests.conftest import ADMIN, DatabaseUnderTest, services_of
 from tests.factories import create_event, event_body, future, ga_section, reserved_section
 from ticketera.events.models import Seat
 
@@ -406,7 +406,7 @@ async def test_a_fifty_thousand_seat_venue_is_one_call_of_bulk_inserts(
     ) -> None:
         statements.append((statement, executemany))
 
-    engine = client.app.state.database.engine.sync_engine  # type: ignore[attr-defined]
+    engine = services_of(client.app).database.engine.sync_engine  # type: ignore[attr-defined]
     sa_event.listen(engine, "before_cursor_execute", record)
     try:
         rows = [{"label": f"R{index}", "seats": 500} for index in range(100)]

@@ -33,6 +33,7 @@ from ticketera.kit.errors import DomainError
 from ticketera.kit.migrate import upgrade
 from ticketera.ops.tasks import expire_overdue
 from ticketera.orders import service as orders_service
+from ticketera.orders.models import OrderReason
 from ticketera.orders.schemas import OrderRequest
 from ticketera.orders.service import PaymentOutcome
 
@@ -242,7 +243,7 @@ class InventoryMachine(RuleBasedStateMachine):
         )
         try:
             view = self.write(create)
-        except (orders_service.HoldExpired, holds_service.HoldAlreadyOrdered):
+        except (holds_service.HoldExpired, holds_service.HoldAlreadyOrdered):
             refused = True
         else:
             refused = False
@@ -294,7 +295,7 @@ class InventoryMachine(RuleBasedStateMachine):
 
         async def cancel(session: AsyncSession) -> None:
             await orders_service.cancel_order(
-                session, order.id, actor="test", now=self.clock(), reason="test"
+                session, order.id, actor="test", now=self.clock(), reason=OrderReason.ADMIN
             )
 
         try:

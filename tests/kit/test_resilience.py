@@ -498,6 +498,37 @@ async def test_retry_logs_scheduled_attempts() -> None:
     ]
 
 
+async def test_cancellation_is_never_retried_whatever_the_predicate() -> None:
+    sleep = FakeSleep()
+    dep = Dependency(asyncio.CancelledError())
+    with pytest.raises(asyncio.CancelledError):
+        await RetryPolicy(sleep=sleep, is_retryable=lambda e: True).run(dep)
+    assert dep.calls == 1
+    assert sleep.delays == []
+
+
+async def test_one_policy_serves_concurrent_callers_independently() -> None:
+    # One policy object is shared process-wide (DEADLOCK_RETRY): each run must keep its own count.
+    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, random=lambda: 1.0)
+
+    def failing_twice(name: str) -> Callable[[], Awaitable[str]]:
+        calls = 0
+
+        async def fn() -> str:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0)
+            if calls < 3:
+                raise ConnectionError(name)
+            return f"{name}:{calls}"
+
+        return fn
+
+    names = [f"caller-{n}" for n in range(10)]
+    results = await asyncio.gather(*(policy.run(failing_twice(name)) for name in names))
+    assert results == [f"{name}:3" for name in names]
+
+
 # -- composition -------------------------------------------------------------------------------------
 
 

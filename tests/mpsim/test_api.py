@@ -9,6 +9,8 @@ import pytest
 
 from tests.mpsim.conftest import create_payment, create_preference, idempotency
 
+ITEM = {"title": "x", "quantity": 1, "unit_price": 10}
+
 
 def assert_mp_error(response: httpx.Response, status: int, code: int | str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
@@ -88,6 +90,46 @@ async def test_preference_items_are_validated(mp: httpx.AsyncClient, item: dict[
     response = await mp.post("/checkout/preferences", json={"items": [item]})
 
     assert_mp_error(response, 400, "invalid_items")
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        ({"items": []}, "invalid_items", "items must be a non-empty list"),
+        ({"items": [ITEM, "seat"]}, "invalid_items", "items[1] must be an object"),
+        (
+            {"items": [ITEM, {**ITEM, "quantity": 0}]},
+            "invalid_items",
+            "items[1].quantity must be a positive integer",
+        ),
+        (
+            {"items": [ITEM, {**ITEM, "currency_id": "USD"}]},
+            "invalid_items",
+            "all items must have the same currency_id",
+        ),
+        (
+            {"items": [ITEM], "back_urls": {"success": 1}},
+            "invalid_back_urls",
+            "back_urls.success must be a string",
+        ),
+        (
+            {"items": [ITEM], "expiration_date_to": "tomorrow"},
+            "invalid_date",
+            "expiration_date_to must be an ISO 8601 date",
+        ),
+        (
+            {"items": [ITEM], "binary_mode": "sometimes"},
+            "invalid_parameters",
+            "binary_mode must be true or false",
+        ),
+    ],
+)
+async def test_a_bad_preference_is_answered_with_the_field_and_one_cause(
+    mp: httpx.AsyncClient, body: dict[str, Any], code: str, message: str
+) -> None:
+    response = await mp.post("/checkout/preferences", json=body)
+
+    assert assert_mp_error(response, 400, code)["message"] == message
 
 
 async def test_unknown_preference_is_404(mp: httpx.AsyncClient) -> None:

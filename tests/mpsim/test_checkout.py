@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -39,6 +40,27 @@ async def browse(url: str, **params: str) -> httpx.Response:
         return await browser.get(url, params=params or None)
 
 
+class ShownPage(HTMLParser):
+    """What a browser makes of a page: the elements it creates, the form's values and the text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.values: dict[str, str] = {}
+        self.text = ""
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        attributes = dict(attrs)
+        if tag == "input" and attributes.get("type") != "radio":
+            self.values[attributes.get("name") or ""] = attributes.get("value") or ""
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
 def returned_to(response: httpx.Response) -> tuple[str, dict[str, str]]:
     assert response.status_code == 302, response.text
     location = urlsplit(response.headers["location"])
@@ -59,6 +81,34 @@ async def test_page_shows_items_total_payer_and_outcomes(mp: httpx.AsyncClient) 
     for code in OUTCOMES:
         assert f'value="{code}"' in page.text
     assert 'action="/checkout/v1/redirect"' in page.text
+
+
+async def test_what_the_preference_says_is_shown_as_text_never_as_markup(mp: httpx.AsyncClient) -> None:
+    script = '<script>alert("owned")</script>'
+    title, reference, currency = f"Platea {script}", f"order-'{script}'", f'AR"S{script}'
+    email = f'">{script}@x.test'  # would close the value attribute and open a script
+    preference = await create_preference(
+        mp,
+        items=[{"title": title, "quantity": 1, "unit_price": 10, "currency_id": currency}],
+        payer={"email": email},
+        external_reference=reference,
+        back_urls={},
+        auto_return="",
+    )
+
+    page = await browse(preference["init_point"])
+    result = await pay(mp, preference, "OTHE")  # no back_url: the result is shown, with the amount
+
+    shown, shown_result = ShownPage(page.text), ShownPage(result.text)
+    assert page.status_code == result.status_code == 200
+    assert "<script>" not in page.text
+    assert "<script>" not in result.text
+    assert "script" not in shown.tags + shown_result.tags
+    assert title in shown.text
+    assert reference in shown.text
+    assert f"{currency} 10.00" in shown.text
+    assert shown.values == {"pref_id": preference["id"], "email": email}
+    assert f"{currency} 10.00" in shown_result.text
 
 
 async def test_paying_creates_the_payment_notifies_and_returns_to_success(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, serving
+from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, services_of, serving
 from tests.factories import ga_section, open_sale, place_order, take_hold
 from tests.fakes import FakeClock
 from ticketera.config import Settings
@@ -160,7 +159,7 @@ async def test_orders_by_status_and_live_holds_follow_the_api(
     assert response.status_code == 200, response.text
     paid = await new_order(client, event, "elsa")
     # The payment side's own step (its webhook path has tests of its own), as tests/orders confirms.
-    async with client.app.state.database.write_session() as session:  # type: ignore[attr-defined]
+    async with services_of(client.app).database.write_session() as session:  # type: ignore[attr-defined]
         await orders_service.confirm_payment(session, paid, actor="test", now=clock())
     await take_hold(client, event, "fede", ga_places(event, 2))  # live, never ordered
 
@@ -197,7 +196,7 @@ async def test_waiting_rooms_show_their_line(client: httpx.AsyncClient, clock: F
     for user in range(7):
         joined = await client.post(f"/api/queue/{event_id}/join", json={"userId": f"user-{user}"})
         assert joined.status_code == 201, joined.text
-    state = client.app.state  # type: ignore[attr-defined]
+    state = services_of(client.app)  # type: ignore[attr-defined]
     assert await admission_tick(state.waiting_room, state.database, clock, tick_seconds=1.0) == 5
 
     families = await scrape(client)
@@ -212,15 +211,13 @@ async def test_waiting_rooms_show_their_line(client: httpx.AsyncClient, clock: F
 
 
 async def test_breaker_states_follow_the_breakers(client: httpx.AsyncClient) -> None:
-    state = client.app.state  # type: ignore[attr-defined]
+    state = services_of(client.app)  # type: ignore[attr-defined]
     monotonic = FakeClock()
-    state.payment_gateway = SimpleNamespace(
-        breaker=breaker_for("mercadopago", clock=lambda: monotonic.now.timestamp())
-    )
+    state.payments.gateway.breaker = breaker_for("mercadopago", clock=lambda: monotonic.now.timestamp())
     for _ in range(5):
         state.database.breaker.record_failure()
     for _ in range(3):
-        state.payment_gateway.breaker.record_failure()
+        state.payments.gateway.breaker.record_failure()
 
     opened = await scrape(client)
     monotonic.advance(121)  # past mercadopago's two minutes open

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, services_of
 from tests.factories import BUYER, open_sale, place_order, shopper_token, take_hold
 from tests.fakes import FakeClock
 from ticketera.kit.audit import AuditEntry
@@ -30,7 +30,7 @@ async def ga_order(
 
 
 async def confirm(client: httpx.AsyncClient, order_id: int, clock: FakeClock) -> PaymentOutcome:
-    database = client.app.state.database  # type: ignore[attr-defined]
+    database = services_of(client.app).database  # type: ignore[attr-defined]
     async with database.write_session() as session:
         return await orders_service.confirm_payment(session, order_id, actor="test", now=clock())
 
@@ -179,7 +179,7 @@ async def test_a_late_payment_sells_if_the_seats_are_still_free(
     order = await ga_order(clocked_client, clock, quantity=2)
     clock.advance(11 * 60)  # expired by query; until the worker runs, the stored status is pending_payment
     if worker_ran:
-        await expire_overdue(clocked_client.app.state.database, clock)  # type: ignore[attr-defined]
+        await expire_overdue(services_of(clocked_client.app).database, clock)  # type: ignore[attr-defined]
 
     outcome = await confirm(clocked_client, order["id"], clock)
     shown = (await clocked_client.get(f"/api/orders/{order['id']}", headers=ADMIN)).json()
@@ -252,7 +252,7 @@ async def test_the_worker_records_expiries_once_with_an_audit_trail(
     lone_hold = await take_hold(
         clocked_client, event, "beto", {"sectionId": event["sections"][1]["id"], "quantity": 1}
     )
-    database = clocked_client.app.state.database  # type: ignore[attr-defined]
+    database = services_of(clocked_client.app).database  # type: ignore[attr-defined]
     clock.advance(11 * 60)
 
     import asyncio

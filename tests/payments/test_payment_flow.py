@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from tests.conftest import ADMIN, WEBHOOK_SECRET
-from tests.shop import Shop, Simulator, preference_id_of
+from tests.conftest import ADMIN, WEBHOOK_SECRET, services_of
+from tests.shop import Shop, Simulator, eventually, preference_id_of
+from tests.waiting import notifications_processed
 from ticketera.payments.models import PaymentNotification, Settlement
 from ticketera.payments.signature import manifest, sign
 
@@ -131,7 +132,7 @@ async def test_duplicates_with_the_same_or_new_request_ids_are_applied_once(
         await sim.configure(duplicates=3, duplicateSameRequestId=same_request_id)
         order = await shop.buy(event, f"buyer-{same_request_id}")
         await sim.pay(preference_id_of(order))
-        await sim.drain()
+        await notifications_processed(shop, sim)  # every duplicate too, before counting
         assert (await shop.wait_for_status(order["id"], "paid"))["status"] == "paid"
         assert await shop.audit_transitions(order["id"], "paid") == 1
         (row,) = await shop.payment_rows(order["id"])
@@ -150,11 +151,22 @@ async def test_a_stale_pending_notification_after_approval_leaves_the_order_paid
     await sim.move(pending["id"], "approved")
     # Held notifications go out newest first: the approval, then the stale "created" (pending).
     await sim.call("POST", "/_sim/notifications/release")
-    await sim.drain()
+    await notifications_processed(shop, sim)  # the stale one included
     final = await shop.wait_for_status(order["id"], "paid")
     assert final["status"] == "paid"
-    await asyncio.sleep(0.2)
-    assert (await shop.get_order(order["id"]))["status"] == "paid"
+    async with services_of(shop.app).database.read_session() as session:
+        inbox = list(
+            (
+                await session.execute(
+                    select(PaymentNotification.state).where(
+                        PaymentNotification.resource_id == str(pending["id"])
+                    )
+                )
+            ).scalars()
+        )
+    # Both handled, the approval and then the stale one, and the order is still paid.
+    assert len(inbox) >= 2
+    assert set(inbox) == {"done"}
     assert await shop.audit_transitions(order["id"], "paid") == 1
 
 
@@ -164,11 +176,11 @@ async def test_a_pending_payment_waits_and_a_rejected_one_leaves_the_order_payab
     event = await shop.event()
     order = await shop.buy(event)
     await sim.pay(preference_id_of(order), "OTHE")
-    await sim.drain()
+    await notifications_processed(shop, sim)
     await shop.payments.process_due_notifications()
     assert (await shop.get_order(order["id"]))["status"] == "pending_payment"
     second = await sim.pay(preference_id_of(order), "CONT")
-    await sim.drain()
+    await notifications_processed(shop, sim)
     assert (await shop.get_order(order["id"]))["status"] == "pending_payment"
     await sim.move(second["id"], "approved")
     assert (await shop.wait_for_status(order["id"], "paid"))["status"] == "paid"
@@ -311,12 +323,12 @@ async def test_a_second_payment_for_a_paid_order_is_refunded(shop: Shop, sim: Si
     await sim.pay(preference_id_of(order))
     await shop.wait_for_status(order["id"], "paid")
     duplicate = await sim.pay(preference_id_of(order), ignoreExpiry=True)
-    await sim.drain()
-    for _ in range(200):
-        if (await sim.payment(duplicate["id"]))["status"] == "refunded":
-            break
-        await asyncio.sleep(0.02)
-    assert (await sim.payment(duplicate["id"]))["status"] == "refunded"
+
+    async def duplicate_refunded() -> bool:
+        return bool((await sim.payment(duplicate["id"]))["status"] == "refunded")
+
+    await eventually(duplicate_refunded)
+    await notifications_processed(shop, sim)  # the refund's own notification too
     assert (await shop.get_order(order["id"]))["status"] == "paid"
 
 
@@ -328,11 +340,12 @@ async def test_a_payment_for_a_cancelled_order_is_refunded_and_the_order_stays_c
     cancelled = await shop.http.post(f"/api/orders/{order['id']}/cancel", headers=ADMIN)
     assert cancelled.status_code == 200
     payment = await sim.pay(preference_id_of(order))
-    for _ in range(250):
-        if (await sim.payment(payment["id"]))["status"] == "refunded":
-            break
-        await asyncio.sleep(0.02)
-    assert (await sim.payment(payment["id"]))["status"] == "refunded"
+
+    async def payment_refunded() -> bool:
+        return bool((await sim.payment(payment["id"]))["status"] == "refunded")
+
+    await eventually(payment_refunded)
+    await notifications_processed(shop, sim)  # the refund's own notification too
     final = await shop.get_order(order["id"])
     assert final["status"] == "cancelled"
     (row,) = await shop.payment_rows(order["id"])
@@ -361,7 +374,7 @@ async def test_an_admin_refund_returns_the_money_and_the_seats_once(shop: Shop, 
     sections = (await shop.http.get(f"/api/events/{event['id']}")).json()["sections"]
     assert ga_section_of(sections)["sold"] == 0
     assert ga_section_of(sections)["available"] == 10
-    await sim.drain()  # the refund's own notification changes nothing more
+    await notifications_processed(shop, sim)  # the refund's own notification changes nothing more
     assert (await shop.get_order(order["id"]))["statusReason"] == "admin"
 
 
@@ -414,11 +427,12 @@ async def test_a_late_refund_never_undoes_a_sale_another_payment_made_since(
     # The refund of the late payment (over the limit) is refused once, so it stays due.
     await sim.fail_next(1, status=400, pathPrefix="/v1/payments/", method="POST")
     await sim.pay(preference_id_of(late), ignoreExpiry=True)
-    for _ in range(300):
+
+    async def refund_due() -> bool:
         rows = await shop.payment_rows(late["id"])
-        if rows and rows[0].settlement == Settlement.REFUND_DUE.value:
-            break
-        await asyncio.sleep(0.02)
+        return bool(rows) and rows[0].settlement == Settlement.REFUND_DUE.value
+
+    await eventually(refund_due)
     assert (await shop.http.post(f"/api/orders/{other['id']}/cancel", headers=ADMIN)).status_code == 200
     await sim.pay(preference_id_of(late), ignoreExpiry=True)  # now within the limit: sold
     assert (await shop.wait_for_status(late["id"], "paid"))["status"] == "paid"
@@ -485,8 +499,8 @@ async def test_legacy_ipn_calls_read_the_payment_back(shop: Shop, sim: Simulator
     # An unsigned call naming a payment MercadoPago does not know costs one read, not a day of them.
     unknown = await shop.http.post("/api/webhooks/mercadopago?topic=payment&id=999999123")
     assert unknown.status_code == 200
-    await shop.app.state.notification_pump.drained()
-    async with shop.app.state.database.read_session() as session:
+    await services_of(shop.app).notification_pump.drained()
+    async with services_of(shop.app).database.read_session() as session:
         stored = (
             await session.execute(
                 select(PaymentNotification).where(PaymentNotification.resource_id == "999999123")
@@ -505,7 +519,7 @@ async def test_a_notification_for_an_unreadable_payment_is_retried_by_the_worker
     order = await shop.buy(event)
     await sim.fail_next(2, status=500, pathPrefix="/v1/payments/", method="GET")
     await sim.pay(preference_id_of(order))
-    await sim.drain()
+    await notifications_processed(shop, sim)  # its first attempt over before the clock moves
     shop.clock.advance(130)  # past the breaker's two minutes and the notification's backoff
     await shop.payments.process_due_notifications()
     assert (await shop.wait_for_status(order["id"], "paid"))["status"] == "paid"
@@ -520,7 +534,7 @@ async def test_fifty_orders_paid_with_concurrent_duplicate_notifications_are_eac
     orders = await asyncio.gather(*(shop.buy(event, f"fan-{n}") for n in range(50)))
     await sim.configure(duplicates=1, duplicateSameRequestId=False)
     await asyncio.gather(*(sim.pay(preference_id_of(order)) for order in orders))
-    await sim.drain()
+    await notifications_processed(shop, sim)  # every duplicate too, before counting
     for order in orders:
         assert (await shop.wait_for_status(order["id"], "paid"))["status"] == "paid"
         assert await shop.audit_transitions(order["id"], "paid") == 1

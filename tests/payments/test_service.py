@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import ADMIN, WEBHOOK_SECRET, DatabaseUnderTest, make_settings
+from tests.conftest import ADMIN, WEBHOOK_SECRET, DatabaseUnderTest, make_settings, services_of
 from tests.factories import reserved_section
 from tests.shop import Shop, Simulator, eventually, ga_section_id, preference_id_of
 from ticketera.infra.mercadopago import ProviderPayment
@@ -56,7 +56,7 @@ def provider_payment(order: dict[str, Any], payment_id: str, **overrides: Any) -
 
 
 async def apply(shop: Shop, payment: ProviderPayment) -> service.Applied:
-    return await shop.app.state.database.transaction(  # type: ignore[no-any-return]
+    return await services_of(shop.app).database.transaction(
         lambda session: service.apply_payment(
             session, payment, keyring=shop.payments.keyring, now=shop.clock()
         )
@@ -64,14 +64,14 @@ async def apply(shop: Shop, payment: ProviderPayment) -> service.Applied:
 
 
 async def payment_row(shop: Shop, provider_payment_id: str) -> Payment | None:
-    async with shop.app.state.database.read_session() as session:
+    async with services_of(shop.app).database.read_session() as session:
         statement = select(Payment).where(Payment.provider_payment_id == provider_payment_id)
         found: Payment | None = (await session.execute(statement)).scalar_one_or_none()
         return found
 
 
 async def inbox(shop: Shop, resource_id: str) -> list[PaymentNotification]:
-    async with shop.app.state.database.read_session() as session:
+    async with services_of(shop.app).database.read_session() as session:
         statement = (
             select(PaymentNotification)
             .where(PaymentNotification.resource_id == resource_id)
@@ -211,7 +211,7 @@ async def two_section_order(shop: Shop) -> tuple[dict[str, Any], orders_service.
     pullman = [seat["id"] for seat in seats if seat["sectionName"] == "Pullman"][:1]
     # Seat ids out of section order: grouping must not depend on the order they were picked in.
     order = await shop.buy(event, seat_ids=[platea[0], *pullman, platea[1]])
-    view = await shop.app.state.database.read(
+    view = await services_of(shop.app).database.read(
         lambda session: orders_service.get_order(session, order["id"], shop.clock())
     )
     return order, view
@@ -312,7 +312,7 @@ async def test_the_checkout_options_come_from_the_settings(
         mp_binary_mode=True,
         mp_statement_descriptor="TICKETERA",
     )
-    processor = build_payment_processor(settings, shop.app.state.database, shop.clock)
+    processor = build_payment_processor(settings, services_of(shop.app).database, shop.clock)
     try:
         assert processor.checkout == service.CheckoutOptions(
             PUBLIC_URL, binary_mode=True, exclude_cash=False, statement_descriptor="TICKETERA"
@@ -484,7 +484,7 @@ async def admitted_access_tokens(shop: Shop, event_id: int, users: list[str]) ->
         joined = await shop.http.post(f"/api/queue/{event_id}/join", json={"userId": user})
         assert joined.status_code == 201, joined.text
         queue_tokens[user] = joined.json()["queueToken"]
-    state = shop.app.state
+    state = services_of(shop.app)
     assert await admission_tick(state.waiting_room, state.database, shop.clock, tick_seconds=1.0) == len(
         users
     )

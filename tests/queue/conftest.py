@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import DatabaseUnderTest, _backend_unavailable, make_settings, serving
+from tests.conftest import DatabaseUnderTest, _backend_unavailable, make_settings, services_of, serving
 from tests.fakes import FakeClock
 from ticketera.infra.redis import RedisConnection
 from ticketera.queue.backend import QueueBackend
@@ -210,5 +210,5 @@ async def room_client(
 
 async def tick(client: httpx.AsyncClient, clock: FakeClock) -> int:
     """One admission tick of the app behind `client`, at the clock's current time."""
-    state = client.app.state  # type: ignore[attr-defined]
+    state = services_of(client.app)  # type: ignore[attr-defined]
     return await admission_tick(state.waiting_room, state.database, clock, tick_seconds=1.0)

@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import ADMIN, DatabaseUnderTest
+from tests.conftest import ADMIN, DatabaseUnderTest, services_of
 from tests.factories import ga_section
 from tests.fakes import FakeClock
 from tests.queue.conftest import open_room, tick
@@ -80,7 +80,7 @@ async def test_admitted_users_claim_a_signed_access_token(
     assert repeated["accessToken"] == first["accessToken"]
     claims = jwt.decode(first["accessToken"], options={"verify_signature": False})
     assert (claims["typ"], claims["eid"], claims["sub"]) == ("access", event_id, "user-0")
-    room = room_client.app.state.waiting_room  # type: ignore[attr-defined]
+    room = services_of(room_client.app).waiting_room  # type: ignore[attr-defined]
     assert room.signer.verify_access_token(first["accessToken"], event_id, now=clock.now).user_id == "user-0"
     assert (sixth["status"], sixth["position"], sixth["ahead"]) == ("waiting", 1, 0)
     assert sixth["etaSeconds"] > 0
@@ -298,7 +298,7 @@ async def test_tokens_are_checked(room_client: httpx.AsyncClient, clock: FakeClo
         responses, 401
     )
     assert {response.json()["error"] for response in responses.values()} == {"invalid_token"}
-    room = room_client.app.state.waiting_room  # type: ignore[attr-defined]
+    room = services_of(room_client.app).waiting_room  # type: ignore[attr-defined]
     clock.advance(601)
     with pytest.raises(Exception, match="expired"):
         room.signer.verify_access_token(access, event_id, now=clock.now)

@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
-from tests.conftest import ADMIN, DatabaseUnderTest
+from tests.conftest import ADMIN, DatabaseUnderTest, services_of
 from tests.fakes import FakeClock
 from tests.shop import Shop, Simulator, serving_shop
 from tests.test_cli import free_port
@@ -32,7 +32,7 @@ from tests.tickets.pdf_text import page_count, pdf_text
 from tests.tickets.sales import paid_order, seat_ids, tickets_of
 from ticketera.kit.db import Database, create_engine
 from ticketera.tickets.models import OutboxEmail
-from ticketera.tickets.tasks import TicketMailer, build_ticket_mailer
+from ticketera.tickets.tasks import TicketMailer
 
 EVENT_NAME = "Noche de Rock"
 
@@ -108,12 +108,12 @@ async def mail_shop(
 
 
 def mailer_of(shop: Shop) -> TicketMailer:
-    """The worker's email sender, on the shop's database and clock."""
-    return build_ticket_mailer(shop.settings, shop.app.state.database, shop.clock)
+    """The worker's email sender, as the shop built it (its database, clock and order reader)."""
+    return services_of(shop.app).mailer
 
 
 async def outbox(shop: Shop) -> list[OutboxEmail]:
-    async with shop.app.state.database.read_session() as session:
+    async with services_of(shop.app).database.read_session() as session:
         return list((await session.execute(select(OutboxEmail).order_by(OutboxEmail.id))).scalars())
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from PIL import Image
 from sqlalchemy import select
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, services_of
 from tests.shop import Shop, Simulator
 from tests.tickets.pdf_text import page_count, pdf_text
 from tests.tickets.sales import (
@@ -31,6 +31,7 @@ from tests.tickets.sales import (
     tickets_of,
     with_flipped_signature_byte,
 )
+from tests.waiting import notifications_processed
 from ticketera.tickets import service as tickets_service
 from ticketera.tickets.codes import CODE_LENGTH, ForgedCode, b64, unb64, verify_code
 from ticketera.tickets.keys import StoredKey, TicketKeyring
@@ -212,7 +213,7 @@ async def test_each_event_signs_with_its_own_key(shop: Shop, sim: Simulator) -> 
 
 
 async def _stored_key(shop: Shop, event_id: int) -> EventKey:
-    async with shop.app.state.database.read_session() as session:
+    async with services_of(shop.app).database.read_session() as session:
         row: EventKey = (
             await session.execute(select(EventKey).where(EventKey.event_id == event_id))
         ).scalar_one()
@@ -258,7 +259,7 @@ async def test_a_replayed_approval_issues_no_second_set_of_tickets(shop: Shop, s
     event = await shop.event()
     await sim.configure(duplicates=3, duplicateSameRequestId=False)
     order = await paid_order(shop, sim, event, seat_ids=await seat_ids(shop, event, 2))
-    await sim.drain()
+    await notifications_processed(shop, sim)  # every replay delivered and processed
     tickets = await tickets_of(shop, order)
     assert _labels(tickets) == ["A-1", "A-2"]
 
@@ -278,7 +279,7 @@ async def test_a_key_made_in_a_rolled_back_sale_never_signs_the_events_tickets(
         raise SaleFailed
 
     with pytest.raises(SaleFailed):
-        await shop.app.state.database.transaction(first_sale_rolled_back)
+        await services_of(shop.app).database.transaction(first_sale_rolled_back)
     order = await paid_order(shop, sim, event)
     (ticket,) = await tickets_of(shop, order)
     verify_code(ticket["code"], unb64(await checkin_key(shop.http, event["id"])))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import Response
 
 from ticketera.events import service
@@ -20,8 +20,9 @@ from ticketera.events.schemas import (
     SectionIn,
     SectionOut,
 )
+from ticketera.infra.ratelimit import PublicRateLimit
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.http import AdminOnly, CurrentClock, PublicRateLimit, ReadSession, WriteSession, is_admin
+from ticketera.kit.http import AdminOnly, CurrentClock, IsAdmin, ReadSession, WriteSession
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
@@ -35,7 +36,7 @@ async def create_event(body: EventCreate, session: WriteSession, clock: CurrentC
 
 @router.get("", response_model=EventPage, dependencies=[PublicRateLimit])
 async def list_events(
-    request: Request,
+    is_admin: IsAdmin,
     session: ReadSession,
     clock: CurrentClock,
     event_status: Annotated[EventStatus | None, Query(alias="status")] = None,
@@ -44,7 +45,7 @@ async def list_events(
 ) -> EventPage:
     views, total = await service.list_event_views(
         session,
-        include_drafts=is_admin(request),
+        include_drafts=is_admin,
         status=event_status,
         limit=limit,
         offset=offset,
@@ -55,9 +56,9 @@ async def list_events(
 
 @router.get("/{event_id}", response_model=EventOut, dependencies=[PublicRateLimit])
 async def get_event(
-    event_id: EventId, request: Request, session: ReadSession, clock: CurrentClock
+    event_id: EventId, is_admin: IsAdmin, session: ReadSession, clock: CurrentClock
 ) -> EventOut:
-    view = await service.get_event_view(session, event_id, include_drafts=is_admin(request), clock=clock)
+    view = await service.get_event_view(session, event_id, include_drafts=is_admin, clock=clock)
     return event_out(view)
 
 
@@ -87,7 +88,7 @@ async def add_section(event_id: EventId, body: SectionIn, session: WriteSession)
 )
 async def get_seat_map(
     event_id: EventId,
-    request: Request,
+    is_admin: IsAdmin,
     session: ReadSession,
     clock: CurrentClock,
     section: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this section's seats")] = None,
@@ -102,7 +103,7 @@ async def get_seat_map(
     seats, next_after = await service.seat_map(
         session,
         event_id,
-        include_drafts=is_admin(request),
+        include_drafts=is_admin,
         section_id=section,
         status=seat_status,
         after_id=after,

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ticketera.kit.clock import utc_now
-from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime
+from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime, enum_column
 
 
 class EventStatus(StrEnum):
@@ -59,7 +59,7 @@ class Event(Base):
     venue: Mapped[str | None] = mapped_column(String(200))
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
     on_sale_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16), default=EventStatus.PUBLISHED.value)
+    status: Mapped[EventStatus] = mapped_column(enum_column(EventStatus, 16), default=EventStatus.PUBLISHED)
     currency: Mapped[str] = mapped_column(String(3), default="ARS")
     max_tickets_per_user: Mapped[int] = mapped_column(Integer, default=10)
     queue_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -87,7 +87,7 @@ class Section(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(120))
-    kind: Mapped[str] = mapped_column(String(24))
+    kind: Mapped[SectionKind] = mapped_column(enum_column(SectionKind, 24))
     price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     capacity: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer, default=0)
@@ -111,7 +111,7 @@ class Seat(Base):
     section_id: Mapped[int] = mapped_column(ForeignKey("sections.id", ondelete="CASCADE"))
     row_label: Mapped[str | None] = mapped_column(String(16))
     number: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default=SeatStatus.AVAILABLE.value)
+    status: Mapped[SeatStatus] = mapped_column(enum_column(SeatStatus, 16), default=SeatStatus.AVAILABLE)
     # The hold that took this unit last (live while `held_until` is ahead), and the order it was sold to.
     hold_id: Mapped[int | None] = mapped_column(BigInteger)
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -29,14 +29,14 @@ Moment = datetime | BindParameter[datetime]
 
 def live_hold(now: Moment) -> ColumnElement[bool]:
     """A unit held by a hold that has not expired: the one definition of "held" in SQL."""
-    return and_(Seat.status == SeatStatus.HELD.value, Seat.held_until > now)
+    return and_(Seat.status == SeatStatus.HELD, Seat.held_until > now)
 
 
 def free_unit(now: Moment) -> ColumnElement[bool]:
     """A unit nobody holds or bought: never held, or held by a hold that has expired."""
     return or_(
-        Seat.status == SeatStatus.AVAILABLE.value,
-        and_(Seat.status == SeatStatus.HELD.value, Seat.held_until <= now),
+        Seat.status == SeatStatus.AVAILABLE,
+        and_(Seat.status == SeatStatus.HELD, Seat.held_until <= now),
     )
 
 
@@ -139,9 +139,9 @@ async def count_units_by_section(
         select(
             Seat.section_id,
             func.sum(case((live_hold(now), 1), else_=0)),
-            func.sum(case((Seat.status == SeatStatus.SOLD.value, 1), else_=0)),
+            func.sum(case((Seat.status == SeatStatus.SOLD, 1), else_=0)),
         )
-        .where(Seat.section_id.in_(section_ids), Seat.status != SeatStatus.AVAILABLE.value)
+        .where(Seat.section_id.in_(section_ids), Seat.status != SeatStatus.AVAILABLE)
         .group_by(Seat.section_id)
     )
     rows = (await session.execute(statement)).all()
@@ -167,9 +167,9 @@ async def seat_map_rows(
     if not section_ids:
         return []
     live_status = case(
-        (Seat.status == SeatStatus.SOLD.value, SeatStatus.SOLD.value),
-        (live_hold(now), SeatStatus.HELD.value),
-        else_=SeatStatus.AVAILABLE.value,
+        (Seat.status == SeatStatus.SOLD, SeatStatus.SOLD),
+        (live_hold(now), SeatStatus.HELD),
+        else_=SeatStatus.AVAILABLE,
     )
     statement = (
         select(Seat.id, Seat.section_id, Seat.row_label, Seat.number, live_status)
@@ -180,7 +180,7 @@ async def seat_map_rows(
     if after_id is not None:
         statement = statement.where(Seat.id > after_id)
     if status is SeatStatus.SOLD:
-        statement = statement.where(Seat.status == SeatStatus.SOLD.value)
+        statement = statement.where(Seat.status == SeatStatus.SOLD)
     elif status is SeatStatus.HELD:
         statement = statement.where(live_hold(now))
     elif status is SeatStatus.AVAILABLE:

@@ -153,6 +153,24 @@ async def get_event_view(
     return (await _with_availability(session, [event], clock()))[0]
 
 
+async def find_event(session: AsyncSession, event_id: int) -> Event | None:
+    """The event row alone (any status), for other domains: a checkout's title, a ticket's event."""
+    return await repository.find_event(session, event_id)
+
+
+async def require_event(session: AsyncSession, event_id: int) -> Event:
+    """The event row alone, or 404."""
+    event = await repository.find_event(session, event_id)
+    if event is None:
+        raise EventNotFound(f"Event {event_id} does not exist.")
+    return event
+
+
+async def events_with_open_queues(session: AsyncSession, *, started_before: datetime) -> list[Event]:
+    """Published or paused events with the waiting room on that started after `started_before`."""
+    return await repository.events_with_open_queues(session, started_before=started_before)
+
+
 async def list_event_views(
     session: AsyncSession,
     *,
@@ -222,7 +240,7 @@ async def seat_map(
     reserved = [
         section.id
         for section in event.sections
-        if section.kind == SectionKind.RESERVED.value and section_id in (None, section.id)
+        if section.kind == SectionKind.RESERVED and section_id in (None, section.id)
     ]
     rows = await repository.seat_map_rows(
         session,
@@ -259,12 +277,12 @@ def _change_status(event: Event, target: EventStatus) -> None:
             status=current.value,
             requested=target.value,
         )
-    event.status = target.value
+    event.status = target
     log.info("event.status_changed", event_id=event.id, previous=current.value, status=target.value)
 
 
 def _ensure_editable(event: Event) -> None:
-    if event.status == EventStatus.CANCELLED.value:
+    if event.status == EventStatus.CANCELLED:
         raise EventCancelled(f"Event {event.id} is cancelled and can no longer be changed.")
 
 
@@ -320,7 +338,7 @@ async def _create_section(session: AsyncSession, event: Event, data: SectionIn, 
 
 
 def _units_of(event_id: int, section_id: int, data: SectionIn) -> Iterator[dict[str, Any]]:
-    available = SeatStatus.AVAILABLE.value
+    available = SeatStatus.AVAILABLE
     if data.rows is not None:
         for row in data.rows:
             for number in range(1, row.seats + 1):

@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ticketera.kit.clock import utc_now
-from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime
+from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime, enum_column
 
 
 class HoldStatus(StrEnum):
@@ -28,7 +28,7 @@ class Hold(Base):
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default=HoldStatus.ACTIVE.value)
+    status: Mapped[HoldStatus] = mapped_column(enum_column(HoldStatus, 16), default=HoldStatus.ACTIVE)
     quantity: Mapped[int] = mapped_column(Integer)
     total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     currency: Mapped[str] = mapped_column(String(3))

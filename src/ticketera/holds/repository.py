@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -147,8 +147,8 @@ _COUNT_BUYER_UNITS = (
     .where(
         Hold.event_id == bindparam("event_id"),
         Hold.user_id == bindparam("user_id"),
-        Hold.status.in_((HoldStatus.ACTIVE.value, HoldStatus.ORDERED.value)),
-        (Seat.status == SeatStatus.SOLD.value) | live_hold(NOW),
+        Hold.status.in_((HoldStatus.ACTIVE, HoldStatus.ORDERED)),
+        (Seat.status == SeatStatus.SOLD) | live_hold(NOW),
     )
 )
 
@@ -174,7 +174,7 @@ _TAKE_SEATS = (
         Seat.row_label.is_not(None),
         free_unit(NOW),
     )
-    .values(status=SeatStatus.HELD.value, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
+    .values(status=SeatStatus.HELD, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
     .execution_options(synchronize_session=False)
 )
 _FREE_PLACE_IDS = (
@@ -186,7 +186,7 @@ _FREE_PLACE_IDS = (
 _TAKE_UNITS = (
     update(Seat)
     .where(Seat.id.in_(bindparam("unit_ids", expanding=True)), free_unit(NOW))
-    .values(status=SeatStatus.HELD.value, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
+    .values(status=SeatStatus.HELD, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
     .execution_options(synchronize_session=False)
 )
 
@@ -271,8 +271,8 @@ async def free_units_of_hold(session: AsyncSession, hold_id: int, now: datetime)
     """Give the hold's units back at once (those still held by it); returns how many."""
     statement = (
         update(Seat)
-        .where(Seat.hold_id == hold_id, Seat.status == SeatStatus.HELD.value)
-        .values(status=SeatStatus.AVAILABLE.value, hold_id=None, held_until=None, updated_at=now)
+        .where(Seat.hold_id == hold_id, Seat.status == SeatStatus.HELD)
+        .values(status=SeatStatus.AVAILABLE, hold_id=None, held_until=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
@@ -282,7 +282,7 @@ async def overdue_hold_ids(session: AsyncSession, now: datetime, *, limit: int) 
     """Active holds past their deadline, locked (skipping rows another worker has) for expiry."""
     statement = (
         select(Hold.id)
-        .where(Hold.status == HoldStatus.ACTIVE.value, Hold.expires_at <= now)
+        .where(Hold.status == HoldStatus.ACTIVE, Hold.expires_at <= now)
         .order_by(Hold.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -311,7 +311,7 @@ async def tidy_lapsed_units(session: AsyncSession, now: datetime, *, limit: int)
         (
             await session.execute(
                 select(Seat.id)
-                .where(Seat.status == SeatStatus.HELD.value, Seat.held_until <= now)
+                .where(Seat.status == SeatStatus.HELD, Seat.held_until <= now)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
@@ -323,8 +323,116 @@ async def tidy_lapsed_units(session: AsyncSession, now: datetime, *, limit: int)
         return 0
     result = await session.execute(
         update(Seat)
-        .where(Seat.id.in_(sorted(lapsed)), Seat.status == SeatStatus.HELD.value, Seat.held_until <= now)
-        .values(status=SeatStatus.AVAILABLE.value, held_until=None, updated_at=now)
+        .where(Seat.id.in_(sorted(lapsed)), Seat.status == SeatStatus.HELD, Seat.held_until <= now)
+        .values(status=SeatStatus.AVAILABLE, held_until=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class LockedHold:
+    id: int
+    status: str
+    expires_at: datetime
+    event_id: int
+    user_id: str
+    quantity: int
+    total: Decimal
+    currency: str
+
+
+_LOCK_HOLD = (
+    select(
+        Hold.id,
+        Hold.status,
+        Hold.expires_at,
+        Hold.event_id,
+        Hold.user_id,
+        Hold.quantity,
+        Hold.total,
+        Hold.currency,
+    )
+    .where(Hold.public_id == bindparam("public_id"))
+    .with_for_update()
+)
+
+
+async def lock_hold(session: AsyncSession, public_id: str) -> LockedHold | None:
+    """The hold row, locked: one order per hold, even when two requests race for it."""
+    row = (await execute_core(session, _LOCK_HOLD, {"public_id": public_id})).one_or_none()
+    return LockedHold(*row) if row is not None else None
+
+
+_MARK_HOLD_ORDERED = (
+    update(Hold)
+    .where(Hold.id == bindparam("ordered_hold"))
+    .values(status=HoldStatus.ORDERED, updated_at=NOW)
+    .execution_options(synchronize_session=False)
+)
+
+
+async def mark_hold_ordered(session: AsyncSession, hold_id: int, now: datetime) -> None:
+    await execute_core(session, _MARK_HOLD_ORDERED, {"ordered_hold": hold_id, "now": now})
+
+
+_EXTEND_HOLD_UNITS = (
+    update(Seat)
+    .where(
+        Seat.hold_id == bindparam("extended_hold"),
+        Seat.status == SeatStatus.HELD,
+        Seat.held_until > NOW,
+    )
+    .values(held_until=UNTIL, updated_at=NOW)
+    .execution_options(synchronize_session=False)
+)
+
+
+async def extend_hold_units(session: AsyncSession, hold_id: int, *, now: datetime, until: datetime) -> int:
+    """Keep the hold's live units for the order until it must be paid; returns how many were live."""
+    result = await execute_core(
+        session, _EXTEND_HOLD_UNITS, {"extended_hold": hold_id, "now": now, "until": until}
+    )
+    return int(result.rowcount)
+
+
+async def sell_units(session: AsyncSession, *, hold_id: int, order_id: int, now: datetime) -> int:
+    """Mark sold every unit that still names this order's hold and nobody else has taken since.
+
+    A unit names the last hold that took it, so one retaken by another buyer no longer matches.
+    """
+    result = await session.execute(
+        update(Seat)
+        .where(
+            Seat.hold_id == hold_id,
+            or_(Seat.status == SeatStatus.HELD, Seat.status == SeatStatus.AVAILABLE),
+        )
+        .values(status=SeatStatus.SOLD, order_id=order_id, held_until=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def release_units(session: AsyncSession, *, hold_id: int, order_id: int, now: datetime) -> int:
+    """Put an order's units back on sale (unpaid: still held by its hold; refunded: sold to it)."""
+    result = await session.execute(
+        update(Seat)
+        .where(
+            or_(
+                (Seat.hold_id == hold_id) & (Seat.status == SeatStatus.HELD),
+                (Seat.order_id == order_id) & (Seat.status == SeatStatus.SOLD),
+            )
+        )
+        .values(status=SeatStatus.AVAILABLE, hold_id=None, held_until=None, order_id=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def count_live_holds(session: AsyncSession, now: datetime) -> tuple[int, int]:
+    """Holds still holding (active, deadline not passed) and the units they hold."""
+    statement = select(func.count(), func.coalesce(func.sum(Hold.quantity), 0)).where(
+        Hold.status == HoldStatus.ACTIVE, Hold.expires_at > now
+    )
+    holds, units = (await session.execute(statement)).one()
+    return int(holds), int(units)

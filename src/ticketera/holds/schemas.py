@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
 from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyOut
+
+if TYPE_CHECKING:
+    from ticketera.holds.service import HeldUnit, HoldView
 
 # Far above any maxTicketsPerUser: a bound on the request, not the business rule.
 MAX_UNITS_PER_HOLD = 100
@@ -41,6 +45,18 @@ class HeldUnitOut(ApiOutput):
     label: str | None
     price: MoneyOut
 
+    @classmethod
+    def of(cls, unit: HeldUnit) -> HeldUnitOut:
+        return cls(
+            id=unit.id,
+            section=unit.section_id,
+            section_name=unit.section_name,
+            row=unit.row,
+            number=unit.number,
+            label=unit.label,
+            price=unit.price,
+        )
+
 
 class HoldOut(ApiOutput):
     hold_id: str
@@ -51,3 +67,16 @@ class HoldOut(ApiOutput):
     quantity: int
     total: MoneyOut
     currency: str
+
+    @classmethod
+    def of(cls, view: HoldView) -> HoldOut:
+        return cls(
+            hold_id=view.public_id,
+            event_id=view.event_id,
+            status=view.status,
+            expires_at=view.expires_at,
+            seats=[HeldUnitOut.of(unit) for unit in view.units],
+            quantity=view.quantity,
+            total=view.total,
+            currency=view.currency,
+        )

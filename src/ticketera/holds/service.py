@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +20,9 @@ from ticketera.events.service import EventCancelled, EventNotFound, SectionNotFo
 from ticketera.holds import repository
 from ticketera.holds.models import Hold, HoldStatus
 from ticketera.holds.schemas import HoldRequest
-from ticketera.kit.audit import SYSTEM_ACTOR, record_changes
+from ticketera.kit.audit import SYSTEM_ACTOR, AuditRow, audit_row, record_changes
+from ticketera.kit.clock import Clock
+from ticketera.kit.db import Database
 from ticketera.kit.errors import Conflict, InvalidInput, NotFound
 from ticketera.kit.money import to_money
 
@@ -47,6 +50,10 @@ class HoldNotFound(NotFound):
 
 class HoldAlreadyOrdered(Conflict):
     code = "hold_ordered"
+
+
+class HoldExpired(Conflict):
+    code = "hold_expired"
 
 
 @dataclass(frozen=True)
@@ -96,11 +103,11 @@ def new_public_id() -> str:
 
 def ensure_on_sale(sale: repository.Sale | None, event_id: int, now: datetime) -> repository.Sale:
     """Only a published event whose sale has opened sells anything."""
-    if sale is None or sale.status == EventStatus.DRAFT.value:
+    if sale is None or sale.status == EventStatus.DRAFT:
         raise EventNotFound(f"Event {event_id} does not exist.")
-    if sale.status == EventStatus.CANCELLED.value:
+    if sale.status == EventStatus.CANCELLED:
         raise EventCancelled(f"Event {event_id} is cancelled.")
-    if sale.status == EventStatus.PAUSED.value:
+    if sale.status == EventStatus.PAUSED:
         raise SalesClosed("Sales for this event are paused.", reason="paused")
     if sale.on_sale_at is not None and now < sale.on_sale_at:
         raise SalesClosed(
@@ -120,6 +127,38 @@ class HoldPlan:
     sale: repository.Sale
     wanted: list[HeldUnit]
     by_seat: bool
+
+
+async def hold_seats(
+    database: Database, *, event_id: int, request: HoldRequest, user_id: str, clock: Clock, hold_minutes: int
+) -> HoldView:
+    """A buyer's hold, in the transaction shape the backend needs (each run again from scratch if
+    InnoDB gives up on it: a deadlock victim or a lock-wait timeout). A loser costs two reads and
+    no lock either way."""
+
+    async def plan(session: AsyncSession) -> HoldPlan:
+        return await plan_hold(session, event_id=event_id, request=request, now=clock())
+
+    async def take(session: AsyncSession, planned: HoldPlan, *, look_again: bool) -> HoldView:
+        return await hold_units(
+            session,
+            plan=planned,
+            user_id=user_id,
+            now=clock(),
+            hold_minutes=hold_minutes,
+            look_again=look_again,
+        )
+
+    async def plan_and_take(session: AsyncSession) -> HoldView:
+        return await take(session, await plan(session), look_again=False)
+
+    if database.backend == "sqlite":
+        # One writer at a time: losers are refused from a read session and never queue behind it.
+        planned = await database.read(plan)
+        return await database.transaction(partial(take, planned=planned, look_again=True))
+    # InnoDB reads without locks inside a write transaction too: planning there saves a second
+    # transaction (a connection check-out and its round trips) per hold.
+    return await database.transaction(plan_and_take)
 
 
 async def plan_hold(session: AsyncSession, *, event_id: int, request: HoldRequest, now: datetime) -> HoldPlan:
@@ -192,7 +231,7 @@ async def hold_units(
             "public_id": public_id,
             "event_id": event_id,
             "user_id": user_id,
-            "status": HoldStatus.ACTIVE.value,
+            "status": HoldStatus.ACTIVE,
             "quantity": quantity,
             "total": total,
             "currency": sale.currency,
@@ -213,11 +252,11 @@ async def hold_units(
         actor=f"user:{user_id}",
         at=now,
         from_status=None,
-        to_status=HoldStatus.ACTIVE.value,
+        to_status=HoldStatus.ACTIVE,
     )
     log.info("hold.created", event_id=event_id, hold_id=hold_id, units=quantity)
     return HoldView(
-        hold_id, public_id, event_id, HoldStatus.ACTIVE.value, until, quantity, total, sale.currency, units
+        hold_id, public_id, event_id, HoldStatus.ACTIVE, until, quantity, total, sale.currency, units
     )
 
 
@@ -255,7 +294,7 @@ async def _free_places_or_refuse(
     section = sale.sections.get(section_id)
     if section is None:
         raise SectionNotFound(f"Event {sale.event_id} has no section {section_id}.")
-    if section.kind != SectionKind.GENERAL_ADMISSION.value:
+    if section.kind != SectionKind.GENERAL_ADMISSION:
         raise InvalidInput("sectionId", "a reserved section is held by seatIds, not by quantity")
     if (
         await repository.count_free_places(session, section_id=section_id, now=now, enough=quantity)
@@ -324,13 +363,13 @@ async def release_hold(session: AsyncSession, public_id: str, *, actor: str, now
     hold = await repository.find_hold(session, public_id, lock=True)
     if hold is None:
         raise HoldNotFound("This hold does not exist.")
-    if hold.status == HoldStatus.ORDERED.value:
+    if hold.status == HoldStatus.ORDERED:
         raise HoldAlreadyOrdered("This hold became an order; cancel the order instead.")
-    if hold.status != HoldStatus.ACTIVE.value:
+    if hold.status != HoldStatus.ACTIVE:
         return
     freed = await repository.free_units_of_hold(session, hold.id, now)
     await repository.mark_holds(
-        session, [hold.id], from_status=HoldStatus.ACTIVE.value, to_status=HoldStatus.RELEASED.value, now=now
+        session, [hold.id], from_status=HoldStatus.ACTIVE, to_status=HoldStatus.RELEASED, now=now
     )
     await record_changes(
         session,
@@ -338,10 +377,65 @@ async def release_hold(session: AsyncSession, public_id: str, *, actor: str, now
         [hold.id],
         actor=actor,
         at=now,
-        from_status=HoldStatus.ACTIVE.value,
-        to_status=HoldStatus.RELEASED.value,
+        from_status=HoldStatus.ACTIVE,
+        to_status=HoldStatus.RELEASED,
     )
     log.info("hold.released", hold_id=hold.id, units=freed)
+
+
+# -- what an order does with a hold ----------------------------------------------------------------
+
+
+async def lock_for_order(session: AsyncSession, public_id: str) -> repository.LockedHold:
+    """The hold row, locked until the transaction ends: one order per hold, even when two requests
+    race for it."""
+    hold = await repository.lock_hold(session, public_id)
+    if hold is None:
+        raise HoldNotFound("This hold does not exist.")
+    return hold
+
+
+async def keep_for_order(
+    session: AsyncSession, hold: repository.LockedHold, *, now: datetime, until: datetime
+) -> None:
+    """Keep a live hold's units until the order must be paid (`until`), or refuse the order."""
+    if hold.status != HoldStatus.ACTIVE or hold.expires_at <= now:
+        raise HoldExpired("This hold has expired or was released; hold the seats again.")
+    live = await repository.extend_hold_units(session, hold.id, now=now, until=until)
+    if live != hold.quantity:
+        raise HoldExpired("Some seats of this hold are no longer held; hold the seats again.")
+
+
+async def mark_ordered(
+    session: AsyncSession, hold: repository.LockedHold, *, order_id: int, actor: str, now: datetime
+) -> AuditRow:
+    """The hold became order `order_id` (the order now owns its units' deadline). Returns the
+    hold's audit row for the caller to write with its own: one INSERT for both on the hot path."""
+    await repository.mark_hold_ordered(session, hold.id, now)
+    return audit_row(
+        AUDIT_ENTITY,
+        hold.id,
+        actor=actor,
+        at=now,
+        from_status=HoldStatus.ACTIVE,
+        to_status=HoldStatus.ORDERED,
+        reason=f"order:{order_id}",
+    )
+
+
+async def sell_units(session: AsyncSession, *, hold_id: int, order_id: int, now: datetime) -> int:
+    """Mark sold every unit that still names this hold and nobody has taken since; how many."""
+    return await repository.sell_units(session, hold_id=hold_id, order_id=order_id, now=now)
+
+
+async def release_units(session: AsyncSession, *, hold_id: int, order_id: int, now: datetime) -> int:
+    """Put an order's units back on sale (unpaid: still held by its hold; refunded: sold to it)."""
+    return await repository.release_units(session, hold_id=hold_id, order_id=order_id, now=now)
+
+
+async def count_live_holds(session: AsyncSession, now: datetime) -> tuple[int, int]:
+    """Holds still holding (active, deadline not passed) and the units they hold (for /metrics)."""
+    return await repository.count_live_holds(session, now)
 
 
 async def expire_overdue_holds(session: AsyncSession, now: datetime, *, batch: int = EXPIRY_BATCH) -> int:
@@ -349,7 +443,7 @@ async def expire_overdue_holds(session: AsyncSession, now: datetime, *, batch: i
     overdue = await repository.overdue_hold_ids(session, now, limit=batch)
     if overdue:
         await repository.mark_holds(
-            session, overdue, from_status=HoldStatus.ACTIVE.value, to_status=HoldStatus.EXPIRED.value, now=now
+            session, overdue, from_status=HoldStatus.ACTIVE, to_status=HoldStatus.EXPIRED, now=now
         )
         await record_changes(
             session,
@@ -357,8 +451,8 @@ async def expire_overdue_holds(session: AsyncSession, now: datetime, *, batch: i
             overdue,
             actor=SYSTEM_ACTOR,
             at=now,
-            from_status=HoldStatus.ACTIVE.value,
-            to_status=HoldStatus.EXPIRED.value,
+            from_status=HoldStatus.ACTIVE,
+            to_status=HoldStatus.EXPIRED,
             reason="deadline",
         )
     tidied = await repository.tidy_lapsed_units(session, now, limit=batch * 10)

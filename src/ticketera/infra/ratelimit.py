@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Annotated
 
 import structlog
+from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from ticketera.infra.redis import REDIS_TIMEOUT_SECONDS
+from ticketera.kit.components import Component
 from ticketera.kit.errors import DomainError
+from ticketera.kit.http import IsAdmin, client_ip, component
 from ticketera.kit.resilience import CircuitBreaker
 
 log = structlog.get_logger(__name__)
@@ -89,3 +93,17 @@ class RateLimiter:
             raise
         except Exception as exc:
             log.warning("ratelimit.storage_unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+
+
+RATE_LIMITER = Component[RateLimiter]("rate_limiter")
+Limiter = Annotated[RateLimiter, Depends(component(RATE_LIMITER))]
+
+
+async def _public_rate_limit(request: Request, limiter: Limiter, is_admin: IsAdmin) -> None:
+    """The app's own per-IP limit (APP_RATE_LIMIT) on public calls; admins are not limited."""
+    if is_admin:
+        return
+    await limiter.enforce(limiter.per_ip, "ip", client_ip(request))
+
+
+PublicRateLimit = Depends(_public_rate_limit)

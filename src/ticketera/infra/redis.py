@@ -9,6 +9,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
 
+from ticketera.kit.components import Component
 from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, breaker_for
 
 log = structlog.get_logger(__name__)
@@ -89,3 +90,7 @@ class RedisConnection:
             # One key at a time: keys of different cluster slots cannot share a DEL.
             deleted += int(await self.client.delete(key))
         return deleted
+
+
+# None when no Redis is configured (the embedded default).
+REDIS = Component["RedisConnection | None"]("redis")

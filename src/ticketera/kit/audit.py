@@ -37,6 +37,8 @@ class AuditEntry(Base):
 
 AUDIT_LOG = cast(Table, AuditEntry.__table__)
 _INSERT_AUDIT_ROWS = AUDIT_LOG.insert()
+# One audit_log row's values, as `audit_row` builds them and `record_rows` writes them.
+AuditRow = dict[str, object]
 
 
 def audit_row(
@@ -48,7 +50,7 @@ def audit_row(
     from_status: str | None,
     to_status: str,
     reason: str | None = None,
-) -> dict[str, object]:
+) -> AuditRow:
     return {
         "entity": entity,
         "entity_id": entity_id,
@@ -60,7 +62,7 @@ def audit_row(
     }
 
 
-async def record_rows(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+async def record_rows(session: AsyncSession, rows: list[AuditRow]) -> None:
     """Audit rows of any entities, in one INSERT."""
     if rows:
         await execute_core(session, _INSERT_AUDIT_ROWS, rows)

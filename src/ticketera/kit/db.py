@@ -11,14 +11,16 @@ import asyncio
 import contextlib
 import ssl
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple, cast, overload
 
 import structlog
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event, text
+from sqlalchemy import BigInteger, DateTime, Enum, Integer, MetaData, event, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, CursorResult, Dialect, make_url
@@ -57,6 +59,11 @@ MAX_ID = 2**63 - 1
 _MYSQL_OUTAGE_CODES = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
 _MYSQL_CONTENTION_CODES = {1205, 1213}
 _MYSQL_DEADLOCK = 1213
+# Top-level packages whose code talks to the database: SQLAlchemy (its pool included) and the drivers.
+_DATABASE_PACKAGES = frozenset({"sqlalchemy", "asyncmy", "aiomysql", "aiosqlite", "sqlite3", "pymysql"})
+# Standard-library I/O plumbing that any socket, TLS or thread error passes through, whoever did the
+# I/O: its frames say nothing about whose error it is, so the next frame out decides.
+_IO_PLUMBING_PACKAGES = frozenset({"asyncio", "ssl", "socket", "selectors", "concurrent", "threading"})
 SQLITE_BUSY_TIMEOUT_MS = 5000
 READ_ONLY_OPTION = "ticketera_read_only"
 PING_TIMEOUT_SECONDS = 2.0
@@ -78,6 +85,23 @@ MYSQL_TABLE_OPTIONS: dict[str, Any] = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def enum_column(kind: type[E], length: int) -> Enum:
+    """A column of one of our StrEnums: a VARCHAR of the values on both engines (no native ENUM,
+    whose ALTER on MariaDB rewrites the table), read back as the enum's members. Rows hold the
+    values ("pending_payment"), not the member names."""
+    return Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -108,8 +132,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def is_database_outage(exc: BaseException) -> bool:
-    """True when the error means the database is unreachable, not that a query was refused."""
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    """True when the error means the database is unreachable, not that a query was refused, nor that
+    other code run inside a session failed.
+
+    Whatever the driver raises reaches us wrapped by SQLAlchemy in a DBAPIError, told apart here by
+    its code. A bare OSError (ConnectionError, TimeoutError, ...) is an outage only when the database
+    layer raised it: the same types come from SMTP, HTTP calls to other services or files, used while
+    a session is open, and those must neither answer 503 nor count toward the database's breaker.
+    """
+    if isinstance(exc, DatabaseTimeout):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated or isinstance(exc, InterfaceError):
@@ -120,7 +151,25 @@ def is_database_outage(exc: BaseException) -> bool:
                 return args[0] in _MYSQL_OUTAGE_CODES
             message = str(exc.orig).lower()
             return "unable to open database" in message or "disk i/o error" in message
-    return isinstance(exc, OSError)
+        return False
+    if isinstance(exc, OSError):
+        return raised_by_database_layer(exc)
+    return False
+
+
+def raised_by_database_layer(exc: BaseException) -> bool:
+    """Whether the frame that raised `exc`, looking past stdlib I/O plumbing, is SQLAlchemy's or a
+    driver's.
+
+    SQLAlchemy's `handle_error` event was the other candidate: it also fires for errors our own type
+    processors raise mid-statement, and not for a bare error at connect time, so the traceback is the
+    more faithful witness. An exception that was never raised has no traceback, hence no known source.
+    """
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        package = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+        if package not in _IO_PLUMBING_PACKAGES:
+            return package in _DATABASE_PACKAGES
+    return False
 
 
 def is_lock_contention(exc: BaseException) -> bool:
@@ -392,12 +441,14 @@ class Database:
     async def ping(self) -> bool:
         """One round trip through the breaker; False when the database cannot answer in time."""
         try:
-            async with (
-                self.breaker,
-                asyncio.timeout(PING_TIMEOUT_SECONDS),
-                self.engine.connect() as connection,
-            ):
-                await connection.execute(text("SELECT 1"))
+            async with self.breaker:
+                try:
+                    async with asyncio.timeout(PING_TIMEOUT_SECONDS), self.engine.connect() as connection:
+                        await connection.execute(text("SELECT 1"))
+                except TimeoutError as exc:
+                    # Raised by asyncio's timer, not the driver, so the breaker's predicate could not
+                    # tell it is the database's; this block does nothing but wait for the database.
+                    raise DatabaseTimeout(f"no answer to a ping within {PING_TIMEOUT_SECONDS}s") from exc
             return True
         except CircuitOpenError:
             return False
@@ -447,6 +498,10 @@ class DatabaseOverloaded(ServiceUnavailable):
 
     def __init__(self) -> None:
         super().__init__("Every database connection is busy; try again in a moment.")
+
+
+class DatabaseTimeout(TimeoutError):
+    """The database did not answer within a deadline of ours that covered nothing else."""
 
 
 class DatabaseUnavailable(ServiceUnavailable):

@@ -1,4 +1,12 @@
-"""Request-boundary dependencies shared by every domain's endpoints.
+"""Request-boundary dependencies shared by every domain's endpoints, and how handlers get the app's
+long-lived objects.
+
+The composition root (`ticketera.composition`) builds the database, the clock, the signer, the
+payment processor and the rest once per process and registers each under a typed `Component` key;
+a handler names what it needs in its signature (`database: Db`, `clock: CurrentClock`) and never
+reads `request.app.state` itself. A domain declares the key and the alias of what it owns (the
+waiting room in `queue`, the payment processor in `payments`), so no domain imports the root, and
+the root imports every domain: the graph README draws stays acyclic.
 
 Dependencies are `async def` even when they do not await: FastAPI runs plain `def` dependencies in
 a thread pool, a thread hop per request that costs more than the dependency itself.
@@ -9,47 +17,69 @@ response is sent: a client never sees 201 for work that then failed to commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, TypeVar, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.config import Settings
 from ticketera.kit.clock import Clock
+from ticketera.kit.components import Component, Components
 from ticketera.kit.db import Database
 from ticketera.kit.errors import Unauthorized
 from ticketera.kit.security import bearer_token, secrets_match
+from ticketera.kit.tokens import TokenSigner
+
+T = TypeVar("T")
 
 
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def components_of(app: FastAPI) -> Components:
+    """The app's registry, made on first use (create_app and the lifespan fill it)."""
+    found = getattr(app.state, "components", None)
+    if found is None:
+        found = app.state.components = Components()
+    return cast(Components, found)
 
 
-def get_database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
+def component(key: Component[T]) -> Callable[[Request], Awaitable[T]]:
+    """A FastAPI dependency that hands a handler the object registered under `key`."""
+
+    async def provide(request: Request) -> T:
+        return components_of(request.app).get(key)
+
+    provide.__name__ = f"provide_{key.name}"
+    return provide
 
 
-async def get_clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
+SETTINGS = Component[Settings]("settings")
+CLOCK = Component[Clock]("clock")
+DATABASE = Component[Database]("database")
+# Signs and verifies queue, access and order tokens (HMAC of SECRET_KEY).
+SIGNER = Component[TokenSigner]("signer")
+
+CurrentSettings = Annotated[Settings, Depends(component(SETTINGS))]
+CurrentClock = Annotated[Clock, Depends(component(CLOCK))]
+Db = Annotated[Database, Depends(component(DATABASE))]
+Signer = Annotated[TokenSigner, Depends(component(SIGNER))]
 
 
-async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).write_session() as session:
+async def _write_session(database: Db) -> AsyncIterator[AsyncSession]:
+    async with database.write_session() as session:
         yield session
 
 
-async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).read_session() as session:
+async def _read_session(database: Db) -> AsyncIterator[AsyncSession]:
+    async with database.read_session() as session:
         yield session
 
 
-def is_admin(request: Request) -> bool:
-    token = bearer_token(request.headers.get("authorization"))
-    return secrets_match(token, get_settings(request).admin_api_key)
+async def admin_caller(request: Request, settings: CurrentSettings) -> bool:
+    """Whether the caller sent the admin key as a bearer token."""
+    return secrets_match(bearer_token(request.headers.get("authorization")), settings.admin_api_key)
+
+
+IsAdmin = Annotated[bool, Depends(admin_caller)]
 
 
 class AdminRequired(Unauthorized):
@@ -57,8 +87,8 @@ class AdminRequired(Unauthorized):
         super().__init__("This call needs Authorization: Bearer <ADMIN_API_KEY>.")
 
 
-async def require_admin(request: Request) -> None:
-    if not is_admin(request):
+async def require_admin(is_admin: IsAdmin) -> None:
+    if not is_admin:
         raise AdminRequired()
 
 
@@ -67,11 +97,10 @@ class StaffRequired(Unauthorized):
         super().__init__("This call needs Authorization: Bearer <STAFF_API_KEY> (or the admin key).")
 
 
-async def require_staff(request: Request) -> None:
+async def require_staff(request: Request, settings: CurrentSettings, is_admin: IsAdmin) -> None:
     """Door staff (STAFF_API_KEY) or an admin: scanning and the door's figures."""
     token = bearer_token(request.headers.get("authorization"))
-    staff_key = get_settings(request).staff_api_key
-    if not (secrets_match(token, staff_key) or is_admin(request)):
+    if not (is_admin or secrets_match(token, settings.staff_api_key)):
         raise StaffRequired()
 
 
@@ -80,17 +109,7 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _public_rate_limit(request: Request) -> None:
-    """The app's own per-IP limit (APP_RATE_LIMIT) on public calls; admins are not limited."""
-    if is_admin(request):
-        return
-    limiter = request.app.state.rate_limiter
-    await limiter.enforce(limiter.per_ip, "ip", client_ip(request))
-
-
 WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
-CurrentClock = Annotated[Clock, Depends(get_clock)]
 AdminOnly = Depends(require_admin)
 StaffOnly = Depends(require_staff)
-PublicRateLimit = Depends(_public_rate_limit)

@@ -1,8 +1,18 @@
 """Circuit breaker and retry policy shared by every outbound dependency.
 
-Hand-written on purpose: it is small, async-native, and needs an injected clock, per-dependency
-thresholds and a ``snapshot()`` for /health. The usual libraries (pybreaker, tenacity, ...) are
-sync-first or don't expose that shape, and wrapping them would cost more than these few lines.
+The retry loop comes from tenacity (``AsyncRetrying``): attempts bounded by ``stop_after_attempt``,
+the retryable predicate through ``retry_if_exception``, the last error re-raised unchanged
+(``reraise=True``), the injectable sleep through its ``sleep=`` hook and the ``retry.scheduled`` log
+line from a ``before_sleep`` callback. What stays ours in ``RetryPolicy`` is the policy itself: the
+full-jitter delay is drawn from ``backoff_seconds`` (shared with the work kept in tables) with an
+injectable random, which tenacity's ``wait_random_exponential`` cannot take, so tests can pin every
+delay; and the rule that a ``CircuitOpenError`` or a cancellation is never retried, whatever the
+caller's predicate says.
+
+The circuit breaker is hand-written: it must be async-native, take an injected clock and the
+per-dependency thresholds of the deployment guide, work as an ``async with`` block around a session,
+and give /health a ``snapshot()``. pybreaker is sync-first (its async support goes through Tornado)
+and aiobreaker, its asyncio fork, is unmaintained; neither exposes that shape for less code than this.
 
 Composition rule: retries wrap breaker calls (see ``call_with_resilience``), so every attempt is
 counted by the breaker and an opened breaker ends the retry loop at once.
@@ -21,6 +31,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, Self, TypeVar
 
 import structlog
+import tenacity
 
 log = structlog.get_logger(__name__)
 
@@ -57,8 +68,9 @@ def _always(_: BaseException) -> bool:
 class CircuitBreaker:
     """Async circuit breaker: CLOSED -> OPEN after N consecutive failures -> HALF_OPEN after a timeout.
 
-    Not thread-safe: it relies on asyncio's single-threaded scheduling (no await between check and
-    update), which is all the app needs.
+    Hand-written rather than pybreaker (sync-first) or aiobreaker (unmaintained): see the module
+    docstring. Not thread-safe: it relies on asyncio's single-threaded scheduling (no await between
+    check and update), which is all the app needs.
     """
 
     def __init__(
@@ -279,9 +291,11 @@ def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded retries with full-jitter exponential backoff.
+    """Bounded retries with full-jitter exponential backoff, run by tenacity.
 
-    ``max_attempts`` counts every attempt including the first.
+    ``max_attempts`` counts every attempt including the first. One policy is shared by concurrent
+    callers (``DEADLOCK_RETRY``, a client's policy), so it holds settings only: each ``run`` builds
+    its own ``AsyncRetrying``, because tenacity keeps a loop's progress on that object.
     """
 
     max_attempts: int = 3
@@ -302,26 +316,42 @@ class RetryPolicy:
         return self.random() * backoff_seconds(retry, base=self.base_delay, cap=self.max_delay)
 
     async def run(self, fn: Callable[[], Awaitable[T]]) -> T:
-        attempt = 1
-        while True:
-            try:
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(self._should_retry),
+            sleep=self.sleep,
+            before_sleep=self._log_scheduled,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
                 return await fn()
-            except CircuitOpenError:
-                # The breaker already knows the dependency is down; waiting here only adds latency.
-                raise
-            except Exception as exc:
-                if attempt >= self.max_attempts or not self.is_retryable(exc):
-                    raise
-                delay = self.delay(attempt)
-                log.warning(
-                    "retry.scheduled",
-                    attempt=attempt,
-                    max_attempts=self.max_attempts,
-                    delay=delay,
-                    error=type(exc).__name__,
-                )
-                await self.sleep(delay)
-                attempt += 1
+        # With reraise=True the loop only ends by the return above or by raising the last error.
+        raise AssertionError("tenacity ended a retry loop without a result or an error")
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        # attempt_number is still the attempt that just failed, i.e. the number of this retry.
+        return self.delay(state.attempt_number)
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        if not isinstance(exc, Exception):
+            # Cancellation (and KeyboardInterrupt & co.) must end the loop, whatever the predicate.
+            return False
+        if isinstance(exc, CircuitOpenError):
+            # The breaker already knows the dependency is down; waiting here only adds latency.
+            return False
+        return self.is_retryable(exc)
+
+    def _log_scheduled(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "retry.scheduled",
+            attempt=state.attempt_number,
+            max_attempts=self.max_attempts,
+            delay=state.upcoming_sleep,
+            error=type(error).__name__,
+        )
 
 
 async def call_with_resilience(

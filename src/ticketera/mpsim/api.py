@@ -1,8 +1,11 @@
 """The official-shaped REST API: preferences, payments, refunds, as MercadoPago answers them.
 
-Bodies are read as plain JSON objects, not pydantic models: MercadoPago answers a bad body with its own
-error shape and cause codes (see `errors.py`), never with FastAPI's 422. Auth, faults and idempotency
-happen before these routes, in `gateway.py`.
+Bodies are read here as plain JSON objects, not as FastAPI body parameters: MercadoPago answers a bad
+body with its own error shape and one cause code (see `errors.py`), never with FastAPI's 422. The
+store then checks each body (and the search query) with the pydantic models of `bodies.py`, which turn
+a failure into that error. The store rather than the route, because a payment that does not exist is a
+404 whatever the body says, and a preference update is checked together with the preference it
+changes. Auth, faults and idempotency happen before these routes, in `gateway.py`.
 """
 
 from __future__ import annotations

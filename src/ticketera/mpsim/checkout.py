@@ -5,17 +5,21 @@ button per outcome (the test card holder names, and a cash slip). Submitting cre
 MercadoPago would (the items' total, the preference's currency, external_reference and
 notification_url), notifies, and sends the browser back to the matching back_url with MercadoPago's
 query. A rejected payment goes to the failure URL, from where the buyer can come back and try again.
+
+The pages are the Jinja2 templates in `templates/`, autoescaped: item titles, the payer's email, the
+reference and the currency all come from whoever created the preference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from html import escape
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ticketera.mpsim.errors import MPError
 from ticketera.mpsim.notifier import with_query
@@ -25,59 +29,59 @@ from ticketera.mpsim.store import OUTCOMES, Payment, Preference, back_url_key
 router = APIRouter()
 CurrentSimulator = Annotated[Simulator, Depends(get_simulator)]
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; color: #222; }
-h1 { font-size: 1.3rem; } table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
-td, th { padding: .3rem .5rem; border-bottom: 1px solid #ddd; text-align: left; }
-td.n, th.n { text-align: right; } .total { font-weight: bold; } fieldset { margin: 1rem 0; }
-label { display: block; margin: .2rem 0; } button { font-size: 1rem; padding: .5rem 1.5rem; }
-.note { color: #666; font-size: .9rem; }
-"""
-
-
-def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
-    html = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}"
-        '<p class="note">MercadoPago simulator (ticketera.mpsim): no real money moves.</p></body></html>'
-    )
-    return HTMLResponse(html, status_code=status_code)
-
 
 def _money(amount: Decimal | float | int, currency: str) -> str:
     return f"{currency} {Decimal(str(amount)):,.2f}"
 
 
-def _checkout_form(preference: Preference) -> str:
+_templates = Environment(
+    loader=PackageLoader("ticketera.mpsim", "templates"),
+    # Every template here is HTML, so no value is ever left unescaped by a wrong guess of its kind.
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    # The templates ship with the package: no need to look at their files again on every page.
+    auto_reload=False,
+)
+_templates.filters["money"] = _money
+
+
+def _page(template: str, title: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(title=title, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+class _ItemRow(NamedTuple):
+    title: str
+    quantity: int
+    unit_price: Decimal
+    subtotal: Decimal
+
+    @classmethod
+    def of(cls, item: Mapping[str, Any]) -> _ItemRow:
+        unit_price = Decimal(str(item["unit_price"]))
+        return cls(str(item.get("title") or ""), item["quantity"], unit_price, unit_price * item["quantity"])
+
+
+def _checkout_page(preference: Preference) -> HTMLResponse:
     data = preference.data
-    currency = preference.currency_id
-    rows = "".join(
-        f"<tr><td>{escape(str(item.get('title') or ''))}</td><td class='n'>{item['quantity']}</td>"
-        f"<td class='n'>{_money(item['unit_price'], currency)}</td>"
-        f"<td class='n'>{_money(Decimal(str(item['unit_price'])) * item['quantity'], currency)}</td></tr>"
-        for item in data["items"]
-    )
-    payer_email = (data.get("payer") or {}).get("email") or ""
     binary_mode = bool(data.get("binary_mode"))
-    choices = "".join(
-        f'<label><input type="radio" name="outcome" value="{outcome.code}"'
-        f"{' checked' if outcome.code == 'APRO' else ''}> <b>{outcome.code}</b> {escape(outcome.label)}"
-        f" <span class='note'>({outcome.status} / {outcome.status_detail})</span></label>"
-        for outcome in OUTCOMES.values()
-        if not (binary_mode and outcome.payment_type_id == "ticket")
-    )
-    reference = data.get("external_reference") or ""
-    return (
-        "<table><tr><th>Item</th><th class='n'>Qty</th><th class='n'>Unit price</th>"
-        f"<th class='n'>Subtotal</th></tr>{rows}"
-        f"<tr class='total'><td colspan='3'>Total</td><td class='n'>{_money(preference.total, currency)}"
-        "</td></tr></table>"
-        f"<p class='note'>Reference {escape(str(reference))} · preference {escape(preference.id)}</p>"
-        '<form method="post" action="/checkout/v1/redirect">'
-        f'<input type="hidden" name="pref_id" value="{escape(preference.id)}">'
-        f'<label>Payer email <input type="email" name="email" value="{escape(payer_email)}"></label>'
-        f"<fieldset><legend>Outcome (card holder name)</legend>{choices}</fieldset>"
-        '<button type="submit">Pay</button></form>'
+    return _page(
+        "checkout.html",
+        "Checkout",
+        rows=[_ItemRow.of(item) for item in data["items"]],
+        currency=preference.currency_id,
+        total=preference.total,
+        reference=data.get("external_reference") or "",
+        preference_id=preference.id,
+        payer_email=(data.get("payer") or {}).get("email") or "",
+        outcomes=[
+            outcome
+            for outcome in OUTCOMES.values()
+            if not (binary_mode and outcome.payment_type_id == "ticket")
+        ],
+        chosen="APRO",
     )
 
 
@@ -101,7 +105,7 @@ def _back_url_query(payment: Payment) -> list[tuple[str, str]]:
 def _error_page(error: MPError) -> HTMLResponse:
     titles = {404: "Unknown payment link", 410: "This payment link cannot be paid"}
     return _page(
-        titles.get(error.status, "Payment not possible"), f"<p>{escape(error.message)}</p>", error.status
+        "message.html", titles.get(error.status, "Payment not possible"), error.status, message=error.message
     )
 
 
@@ -113,8 +117,8 @@ async def checkout_page(pref_id: str, simulator: CurrentSimulator) -> HTMLRespon
         return _error_page(error)
     problem = preference.payable_problem(simulator.clock())
     if problem is not None:
-        return _page("This payment link cannot be paid", f"<p>{escape(problem)}</p>", 410)
-    return _page("Checkout", _checkout_form(preference))
+        return _page("message.html", "This payment link cannot be paid", 410, message=problem)
+    return _checkout_page(preference)
 
 
 @router.post("/checkout/v1/redirect", response_model=None)
@@ -132,10 +136,6 @@ async def pay(request: Request, simulator: CurrentSimulator) -> Response:
     back_url = simulator.store.get_preference(preference_id).back_urls.get(where)
     if back_url:
         return RedirectResponse(with_query(back_url, _back_url_query(payment)), status_code=302)
-    again = f'<p><a href="/checkout/v1/redirect?pref_id={escape(preference_id)}">Try again</a></p>'
     return _page(
-        f"Payment {payment.status}",
-        f"<p>Payment {payment.id}: {escape(payment.status)} ({escape(payment.status_detail or '')}), "
-        f"{_money(payment.amount, payment.currency_id)}. The preference has no {where} "
-        f"back_url to return to.</p>{again if payment.status == 'rejected' else ''}",
+        "result.html", f"Payment {payment.status}", payment=payment, where=where, preference_id=preference_id
     )

@@ -5,6 +5,9 @@ service depends on is here, in one place: what each test card holder name does, 
 refund or a cancellation (cause 2063), what a full or partial refund leaves behind, what an admin move
 sets. Every create or change of a payment is reported to `on_payment_change` (the notifier).
 
+What a request must look like is said by the models in `bodies.py`; each method parses its body with
+them once it has found what the request names, so an unknown payment is a 404 whatever the body says.
+
 Ids keep counting across `reset()`: a service under test may still hold payment ids from an earlier
 test, and an id that meant another payment then would make its failures hard to read.
 """
@@ -16,18 +19,24 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.money import CENT
-from ticketera.mpsim.errors import (
-    INVALID_PAYER_EMAIL,
-    INVALID_PAYMENT_STATE,
-    INVALID_TRANSACTION_AMOUNT,
-    PAYMENT_NOT_FOUND,
-    MPError,
+from ticketera.mpsim.bodies import (
+    DEFAULT_CURRENCY_ID,
+    BackUrls,
+    PaymentBody,
+    PaymentSearch,
+    PaymentUpdate,
+    PreferenceBody,
+    RefundBody,
+    SortKey,
+    normalise_status,
+    parse_iso_date,
 )
+from ticketera.mpsim.errors import INVALID_PAYMENT_STATE, PAYMENT_NOT_FOUND, MPError
 
 # MercadoPago answers in the seller's local time (Argentina, UTC-3), milliseconds and offset included;
 # a client that parses dates naively breaks here rather than in production.
@@ -47,15 +56,11 @@ def format_date(moment: datetime) -> str:
     return moment.astimezone(MP_TIMEZONE).isoformat(timespec="milliseconds")
 
 
-def parse_date(value: Any, field_name: str) -> datetime | None:
-    if value is None or value == "":
+def parse_date(value: str | None) -> datetime | None:
+    """A date from a body the models of `bodies.py` have checked; an empty one is none."""
+    if not value:
         return None
-    if not isinstance(value, str):
-        raise MPError(400, f"{field_name} must be an ISO 8601 date", code="invalid_date")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise MPError(400, f"{field_name} must be an ISO 8601 date", code="invalid_date") from exc
+    moment = parse_iso_date(value)
     # A date without an offset is the seller's local time, as MercadoPago reads it.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=MP_TIMEZONE)
 
@@ -118,12 +123,6 @@ def back_url_key(status: str) -> str:
     return "pending"
 
 
-def normalise_status(value: str) -> str:
-    """The Orders API spells it `canceled`; the payments API `cancelled`."""
-    value = value.strip().lower()
-    return "cancelled" if value == "canceled" else value
-
-
 def payment_type_for(payment_method_id: str) -> str:
     if payment_method_id in CASH_METHODS:
         return "ticket"
@@ -134,44 +133,41 @@ def payment_type_for(payment_method_id: str) -> str:
     return "credit_card"
 
 
-def to_amount(value: Any, field_name: str, *, code: int | str = INVALID_TRANSACTION_AMOUNT) -> Decimal:
-    """A positive number (never a bool, never a string), rounded to cents as MercadoPago does."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MPError(400, f"{field_name} must be a number", code=code)
-    try:
-        amount = Decimal(str(value)).quantize(CENT)
-    except InvalidOperation as exc:
-        raise MPError(400, f"{field_name} must be a number", code=code) from exc
-    if amount <= 0:
-        raise MPError(400, f"{field_name} must be greater than zero", code=code)
-    return amount
-
-
 def _number(amount: Decimal) -> int | float:
     return int(amount) if amount == amount.to_integral_value() else float(amount)
 
 
-def _is_url(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://"))
-
-
-def _cash_slip_expiry(payment_type: str, requested: Any, now: datetime) -> datetime | None:
+def _cash_slip_expiry(payment_type: str, requested: str | None, now: datetime) -> datetime | None:
     """When a cash slip lapses: the date asked for, or CASH_PAYMENT_DAYS from now; None for others."""
     if payment_type != "ticket":
         return None
-    return parse_date(requested, "date_of_expiration") or now + timedelta(days=CASH_PAYMENT_DAYS)
+    return parse_date(requested) or now + timedelta(days=CASH_PAYMENT_DAYS)
 
 
-def _checked_notification_url(value: Any) -> Any:
-    if value is not None and not _is_url(value):
-        raise MPError(400, "notification_url attribute must be url valid", code=4020)
-    return value
-
-
-def _checked_metadata(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise MPError(400, "metadata must be an object", code="invalid_metadata")
-    return value
+def _preference_data(body: PreferenceBody) -> dict[str, Any]:
+    """What MercadoPago keeps of a preference: every field sent, read or not, with its defaults."""
+    back_urls = body.back_urls or BackUrls()
+    return {
+        **body.model_dump(),
+        "items": [
+            {
+                **item.model_dump(),
+                "title": item.title or "",
+                "description": item.description or "",
+                "currency_id": item.currency_id or DEFAULT_CURRENCY_ID,
+            }
+            for item in body.items
+        ],
+        "payer": body.payer.model_dump(exclude_unset=True) if body.payer else {},
+        "back_urls": {
+            "success": back_urls.success or "",
+            "pending": back_urls.pending or "",
+            "failure": back_urls.failure or "",
+        },
+        "auto_return": body.auto_return or "",
+        "external_reference": body.external_reference or "",
+        "metadata": body.metadata or {},
+    }
 
 
 @dataclass
@@ -323,8 +319,8 @@ class Preference:
         """Why the link cannot be paid now (its `expires` window), or None."""
         if not self.data.get("expires"):
             return None
-        starts = parse_date(self.data.get("expiration_date_from"), "expiration_date_from")
-        ends = parse_date(self.data.get("expiration_date_to"), "expiration_date_to")
+        starts = parse_date(self.data.get("expiration_date_from"))
+        ends = parse_date(self.data.get("expiration_date_to"))
         if starts is not None and now < starts:
             return f"This payment link opens on {format_date(starts)}."
         if ends is not None and now > ends:
@@ -360,7 +356,7 @@ class SimulatorStore:
             "operation_type": "regular_payment",
             "site_id": "MLA",
             "marketplace": "NONE",
-            **self._validated_preference(body),
+            **_preference_data(PreferenceBody.parse(body)),
             # Set by MercadoPago whatever the body says.
             "id": preference_id,
             "init_point": init_point,
@@ -383,69 +379,11 @@ class SimulatorStore:
         preference = self.get_preference(preference_id)
         fixed = ("id", "init_point", "sandbox_init_point", "collector_id", "client_id", "date_created")
         merged = {**preference.data, **{key: value for key, value in body.items() if key not in fixed}}
-        preference.data = {**merged, **self._validated_preference(merged)}
+        # The whole result is validated, not the changes alone: auto_return in one update may need the
+        # back_urls of an earlier one.
+        preference.data = _preference_data(PreferenceBody.parse(merged))
         preference.data["last_updated"] = format_date(self.clock())
         return preference
-
-    def _validated_preference(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise MPError(400, "items must be a non-empty list", code="invalid_items")
-        clean_items = [self._validated_item(index, item) for index, item in enumerate(items)]
-        if len({item["currency_id"] for item in clean_items}) > 1:
-            raise MPError(400, "all items must have the same currency_id", code="invalid_items")
-        back_urls = body.get("back_urls") or {}
-        if not isinstance(back_urls, dict):
-            raise MPError(400, "back_urls must be an object", code="invalid_back_urls")
-        back_urls = {key: back_urls.get(key) or "" for key in ("success", "pending", "failure")}
-        auto_return = body.get("auto_return") or ""
-        if auto_return:
-            if auto_return not in ("approved", "all"):
-                raise MPError(400, "auto_return must be approved or all", code="invalid_auto_return")
-            if not back_urls["success"]:
-                # MercadoPago's own wording for the most common integration mistake.
-                raise MPError(
-                    400, "auto_return invalid. back_url.success must be defined", code="invalid_auto_return"
-                )
-        notification_url = _checked_notification_url(body.get("notification_url"))
-        for name in ("expiration_date_from", "expiration_date_to", "date_of_expiration"):
-            parse_date(body.get(name), name)
-        metadata = _checked_metadata(body.get("metadata") or {})
-        return {
-            **body,
-            "items": clean_items,
-            "payer": body.get("payer") or {},
-            "back_urls": back_urls,
-            "auto_return": auto_return,
-            "notification_url": notification_url,
-            "external_reference": body.get("external_reference") or "",
-            "expires": bool(body.get("expires", False)),
-            "expiration_date_from": body.get("expiration_date_from"),
-            "expiration_date_to": body.get("expiration_date_to"),
-            "date_of_expiration": body.get("date_of_expiration"),
-            "binary_mode": bool(body.get("binary_mode", False)),
-            "statement_descriptor": body.get("statement_descriptor"),
-            "metadata": metadata,
-        }
-
-    def _validated_item(self, index: int, item: Any) -> dict[str, Any]:
-        where = f"items[{index}]"
-        if not isinstance(item, dict):
-            raise MPError(400, f"{where} must be an object", code="invalid_items")
-        quantity = item.get("quantity")
-        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
-            raise MPError(400, f"{where}.quantity must be a positive integer", code="invalid_items")
-        unit_price = item.get("unit_price")
-        if isinstance(unit_price, bool) or not isinstance(unit_price, int | float) or unit_price <= 0:
-            raise MPError(400, f"{where}.unit_price must be a number above zero", code="invalid_items")
-        return {
-            **item,
-            "title": item.get("title") or "",
-            "description": item.get("description") or "",
-            "currency_id": item.get("currency_id") or "ARS",
-            "quantity": quantity,
-            "unit_price": unit_price,
-        }
 
     # Payments
 
@@ -501,44 +439,33 @@ class SimulatorStore:
             expires_at=expires_at,
         )
 
-    def create_payment(self, body: Mapping[str, Any]) -> Payment:
+    def create_payment(self, raw: Mapping[str, Any]) -> Payment:
         """`POST /v1/payments`: the outcome follows payer.first_name, as with MercadoPago's test cards."""
-        amount = to_amount(body.get("transaction_amount"), "transaction_amount")
-        method = body.get("payment_method_id")
-        if not isinstance(method, str) or not method:
-            raise MPError(400, "payment_method_id is required", code="invalid_payment_method_id")
-        payer = body.get("payer") or {}
-        if not isinstance(payer, dict):
-            raise MPError(400, "payer must be an object", code=INVALID_PAYER_EMAIL)
-        email = payer.get("email")
-        if not isinstance(email, str) or "@" not in email:
-            raise MPError(400, "payer.email must be a valid email", code=INVALID_PAYER_EMAIL)
-        notification_url = _checked_notification_url(body.get("notification_url"))
-        metadata = _checked_metadata(body.get("metadata") or {})
-        payment_type = payment_type_for(method)
-        first_name = payer.get("first_name")
+        body = PaymentBody.parse(raw)
+        payment_type = payment_type_for(body.payment_method_id)
+        first_name = body.payer.first_name
         if payment_type == "ticket":
             outcome = OUTCOMES["CASH"]
         else:
             # Any other holder name is approved, as the sandbox does for real card data.
-            outcome = OUTCOMES.get(str(first_name or "").upper(), OUTCOMES["APRO"])
+            outcome = OUTCOMES.get((first_name or "").upper(), OUTCOMES["APRO"])
             if outcome.code == "CASH":
                 outcome = OUTCOMES["APRO"]
-        expires_at = _cash_slip_expiry(payment_type, body.get("date_of_expiration"), self.clock())
+        expires_at = _cash_slip_expiry(payment_type, body.date_of_expiration, self.clock())
         return self._new_payment(
             outcome=outcome,
-            amount=amount,
-            currency_id=str(body.get("currency_id") or "ARS"),
-            payment_method_id=method,
+            amount=body.transaction_amount,
+            currency_id=body.currency_id or DEFAULT_CURRENCY_ID,
+            payment_method_id=body.payment_method_id,
             payment_type_id=payment_type,
-            payer_email=email,
+            payer_email=body.payer.email,
             payer_first_name=first_name,
-            payer_identification=payer.get("identification") or {},
-            description=body.get("description"),
-            external_reference=body.get("external_reference"),
-            notification_url=notification_url,
-            binary_mode=bool(body.get("binary_mode", False)),
-            metadata=dict(metadata),
+            payer_identification=body.payer.identification or {},
+            description=body.description,
+            external_reference=body.external_reference,
+            notification_url=body.notification_url,
+            binary_mode=body.binary_mode,
+            metadata=dict(body.metadata or {}),
             expires_at=expires_at,
         )
 
@@ -600,15 +527,13 @@ class SimulatorStore:
         # The same buyer keeps the same payer id, as a MercadoPago account would.
         return self._payer_ids.setdefault(email.lower(), 1000000001 + len(self._payer_ids))
 
-    def update_payment(self, payment_id: str, body: Mapping[str, Any]) -> Payment:
+    def update_payment(self, payment_id: str, raw: Mapping[str, Any]) -> Payment:
         """`PUT /v1/payments/{id}`: cancel a payment still waiting, or amend its reference or metadata."""
         payment = self.get_payment(payment_id)
-        if body.get("capture"):
+        body = PaymentUpdate.parse(raw)
+        if body.capture:
             raise MPError(400, "Only authorized payments can be captured", code=INVALID_PAYMENT_STATE)
-        if "status" in body:
-            status = normalise_status(str(body["status"]))
-            if status != "cancelled":
-                raise MPError(400, "Only status cancelled can be set", code="invalid_status")
+        if body.status is not None:
             if payment.status not in OPEN_STATUSES:
                 raise MPError(
                     400,
@@ -616,18 +541,19 @@ class SimulatorStore:
                     code=INVALID_PAYMENT_STATE,
                 )
             payment.status, payment.status_detail = "cancelled", "by_collector"
-        if "external_reference" in body:
-            payment.external_reference = body["external_reference"]
-        if "metadata" in body:
-            payment.metadata = dict(_checked_metadata(body["metadata"]))
+        # Sent as null, a reference is cleared; not sent, it stays.
+        if "external_reference" in body.model_fields_set:
+            payment.external_reference = body.external_reference
+        if "metadata" in body.model_fields_set:
+            payment.metadata = dict(body.metadata)
         payment.updated_at = self.clock()
         self._changed(payment, "payment.updated")
         return payment
 
-    def refund_payment(self, payment_id: str, body: Mapping[str, Any]) -> Refund:
+    def refund_payment(self, payment_id: str, raw: Mapping[str, Any]) -> Refund:
         payment = self.get_payment(payment_id)
-        raw_amount = body.get("amount")
-        amount = payment.refundable if raw_amount is None else to_amount(raw_amount, "amount")
+        body = RefundBody.parse(raw)
+        amount = payment.refundable if body.amount is None else body.amount
         if payment.status != "approved":
             raise MPError(
                 400,
@@ -682,9 +608,9 @@ class SimulatorStore:
         self._changed(payment, "payment.updated")
         return payment
 
-    def search_payments(self, query: Mapping[str, str]) -> dict[str, Any]:
-        sort = query.get("sort", "date_created")
-        sort_keys: dict[str, Callable[[Payment], Any]] = {
+    def search_payments(self, raw: Mapping[str, str]) -> dict[str, Any]:
+        query = PaymentSearch.parse(raw)
+        sort_keys: dict[SortKey, Callable[[Payment], Any]] = {
             "date_created": lambda payment: (payment.created_at, payment.id),
             "date_last_updated": lambda payment: (payment.updated_at, payment.id),
             "date_approved": lambda payment: (
@@ -693,29 +619,14 @@ class SimulatorStore:
             ),
             "id": lambda payment: payment.id,
         }
-        if sort not in sort_keys:
-            raise MPError(400, f"sort must be one of {', '.join(sort_keys)}", code="invalid_sort")
-        criteria = query.get("criteria", "desc")
-        if criteria not in ("asc", "desc"):
-            raise MPError(400, "criteria must be asc or desc", code="invalid_criteria")
-        try:
-            limit = int(query.get("limit", "30"))
-            offset = int(query.get("offset", "0"))
-        except ValueError as exc:
-            raise MPError(400, "limit and offset must be integers", code="invalid_paging") from exc
-        if not 1 <= limit <= 1000 or offset < 0:
-            raise MPError(400, "limit must be 1 to 1000 and offset 0 or more", code="invalid_paging")
-        filters = {
-            name: query[name]
-            for name in ("external_reference", "status", "preference_id", "payment_type_id", "id")
-            if query.get(name)
-        }
+        filters = query.filters()
         matching = [
             payment
             for payment in self.payments.values()
             if all(str(getattr(payment, name, None) or "") == value for name, value in filters.items())
         ]
-        matching.sort(key=sort_keys[sort], reverse=criteria == "desc")
+        matching.sort(key=sort_keys[query.sort], reverse=query.criteria == "desc")
+        limit, offset = query.limit, query.offset
         return {
             "paging": {"total": len(matching), "limit": limit, "offset": offset},
             "results": [payment.to_api() for payment in matching[offset : offset + limit]],

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.exceptions import HTTPException
+from typing import Annotated
 
-from ticketera.ops.metrics import METRICS_PATH, MetricsExporter
-from ticketera.ops.service import health_report
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from ticketera.infra.redis import REDIS, RedisConnection
+from ticketera.kit.http import Db, component
+from ticketera.ops.metrics import METRICS_EXPORTER, METRICS_PATH, MetricsExporter
+from ticketera.ops.service import PROCESS_STARTED, health_report
+from ticketera.payments.tasks import PAYMENTS, PaymentProcessor
 
 router = APIRouter(tags=["operations"])
 
+Redis = Annotated[RedisConnection | None, Depends(component(REDIS))]
+Payments = Annotated[PaymentProcessor, Depends(component(PAYMENTS))]
+StartedAt = Annotated[float, Depends(component(PROCESS_STARTED))]
+Exporter = Annotated[MetricsExporter, Depends(component(METRICS_EXPORTER))]
+
 
 @router.get("/health", summary="Health of the service and its dependencies (the deployment guide's shape)")
-async def health(request: Request) -> JSONResponse:
-    state = request.app.state
-    gateway = getattr(state, "payment_gateway", None)
-    report = await health_report(
-        state.database,
-        state.redis,
-        state.started_at,
-        payments_breaker=gateway.breaker if gateway is not None else None,
-    )
+async def health(database: Db, redis: Redis, payments: Payments, started_at: StartedAt) -> JSONResponse:
+    report = await health_report(database, redis, started_at, payments_breaker=payments.gateway.breaker)
     return JSONResponse(report.body, status_code=200 if report.healthy else 503)
 
 
@@ -31,8 +33,8 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/health/ready", summary="Readiness: the database answers, so this replica can take traffic")
-async def ready(request: Request) -> JSONResponse:
-    if await request.app.state.database.ping():
+async def ready(database: Db) -> JSONResponse:
+    if await database.ping():
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "not_ready", "reason": "database_unreachable"}, status_code=503)
 
@@ -42,11 +44,8 @@ async def ready(request: Request) -> JSONResponse:
     summary="Prometheus metrics: requests by route, queues, holds, orders, breakers, pool, memory",
     response_class=PlainTextResponse,
 )
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, exporter: Exporter) -> Response:
     # Open like /health, as the contract lists it: counts and event ids, nothing about a buyer.
-    exporter: MetricsExporter | None = getattr(request.app.state, "metrics", None)
-    if exporter is None:
-        raise HTTPException(404, "Metrics are not installed in this app (see install_metrics).")
     body, headers = await exporter.render(
         request.headers.get("accept", ""), request.headers.get("accept-encoding", "")
     )

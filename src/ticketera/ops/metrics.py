@@ -28,19 +28,21 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import State
 
-from ticketera.events import repository as events_repository
-from ticketera.holds.models import Hold, HoldStatus
+from ticketera.events import service as events_service
+from ticketera.holds import service as holds_service
 from ticketera.infra.metrics import RequestMetrics, RequestMetricsMiddleware, multiprocess_directory
+from ticketera.infra.redis import REDIS
 from ticketera.kit.cache import TtlCache
+from ticketera.kit.components import Component, Components
 from ticketera.kit.db import Database
+from ticketera.kit.http import CLOCK, DATABASE, components_of
 from ticketera.kit.resilience import BreakerState, CircuitBreaker
 from ticketera.ops.memory import rss_bytes
-from ticketera.orders.models import Order, OrderStatus
-from ticketera.queue.service import WaitingRoom, to_ms
+from ticketera.orders import service as orders_service
+from ticketera.payments.tasks import PAYMENTS
+from ticketera.queue.service import WAITING_ROOM, WaitingRoom, to_ms
 from ticketera.queue.tasks import ADMIT_AFTER_START
 
 log = structlog.get_logger(__name__)
@@ -81,40 +83,15 @@ class SharedFigures:
     queues: list[QueueLine] | None
 
 
-async def count_orders_by_status(session: AsyncSession, now: datetime) -> dict[str, int]:
-    """Orders per status as the API shows them: an unpaid order past its deadline is expired even
-    before the worker has recorded it (one GROUP BY, which the (status, expires_at) index covers)."""
-    overdue = func.sum(case((Order.expires_at <= now, 1), else_=0))
-    statement = select(Order.status, func.count(), overdue).group_by(Order.status)
-    counts = {status.value: 0 for status in OrderStatus}
-    for status, total, overdue_count in (await session.execute(statement)).all():
-        if status == OrderStatus.PENDING_PAYMENT.value:
-            counts[OrderStatus.EXPIRED.value] += int(overdue_count or 0)
-            counts[status] += int(total) - int(overdue_count or 0)
-        else:
-            counts[status] = counts.get(status, 0) + int(total)
-    return counts
-
-
-async def count_live_holds(session: AsyncSession, now: datetime) -> tuple[int, int]:
-    """Holds still holding (active, deadline not passed) and the units they hold."""
-    statement = select(func.count(), func.coalesce(func.sum(Hold.quantity), 0)).where(
-        Hold.status == HoldStatus.ACTIVE.value, Hold.expires_at > now
-    )
-    holds, units = (await session.execute(statement)).one()
-    return int(holds), int(units)
-
-
 async def read_database_figures(database: Database, now: datetime) -> DatabaseFigures:
     async def read(session: AsyncSession) -> DatabaseFigures:
-        orders = await count_orders_by_status(session, now)
-        holds, units = await count_live_holds(session, now)
+        orders = await orders_service.count_by_status(session, now)
+        holds, units = await holds_service.count_live_holds(session, now)
         # The admission ticker's own work list: the events whose line is live. The backends cannot
         # list their lines cheaply (Redis would need a SCAN of the keyspace), the database can.
-        events = await events_repository.events_with_open_queues(
-            session, started_before=now - ADMIT_AFTER_START
-        )
-        return DatabaseFigures(orders, holds, units, sorted(event.id for event in events))
+        events = await events_service.events_with_open_queues(session, started_before=now - ADMIT_AFTER_START)
+        by_status = {status.value: count for status, count in orders.items()}
+        return DatabaseFigures(by_status, holds, units, sorted(event.id for event in events))
 
     return await database.read(read)
 
@@ -129,12 +106,12 @@ async def read_queue_lines(room: WaitingRoom, event_ids: list[int], now: datetim
     return lines
 
 
-async def read_shared_figures(state: State) -> SharedFigures:
-    database: Database | None = getattr(state, "database", None)
-    room: WaitingRoom | None = getattr(state, "waiting_room", None)
+async def read_shared_figures(components: Components) -> SharedFigures:
+    database = components.find(DATABASE)
+    room = components.find(WAITING_ROOM)
     if database is None or room is None:  # the app is not started (no lifespan ran)
         return SharedFigures(None, None)
-    now = state.clock()
+    now = components.get(CLOCK)()
     try:
         async with asyncio.timeout(SOURCE_TIMEOUT_SECONDS):
             found = await read_database_figures(database, now)
@@ -249,11 +226,11 @@ class ProcessGauges:
             multiprocess_mode="liveall",
         )
 
-    def refresh(self, state: State) -> None:
-        for dependency, breaker in breakers_of(state).items():
+    def refresh(self, components: Components) -> None:
+        for dependency, breaker in breakers_of(components).items():
             self.breaker_state.labels(dependency).set(BREAKER_STATE_CODES[breaker.state])
             self.breaker_failures.labels(dependency).set(breaker.failure_count)
-        database: Database | None = getattr(state, "database", None)
+        database = components.find(DATABASE)
         if database is not None:
             pool = database.pool_status()
             self.pool_connections.labels("in_use").set(pool["totalConnections"] - pool["freeConnections"])
@@ -262,28 +239,27 @@ class ProcessGauges:
         self.resident_memory.set(rss_bytes())
 
 
-def breakers_of(state: State) -> dict[str, CircuitBreaker]:
+def breakers_of(components: Components) -> dict[str, CircuitBreaker]:
     """The breakers of the dependencies this app has: Redis and the payment provider only when
     configured, so a missing series means "not used here", never a healthy-looking 0."""
     found: dict[str, CircuitBreaker] = {}
-    database = getattr(state, "database", None)
+    database = components.find(DATABASE)
     if database is not None:
         found["database"] = database.breaker
-    redis = getattr(state, "redis", None)
+    redis = components.find(REDIS)
     if redis is not None:
         found["redis"] = redis.breaker
-    gateway = getattr(state, "payment_gateway", None)
-    breaker = getattr(gateway, "breaker", None)
-    if isinstance(breaker, CircuitBreaker):
-        found["mercadopago"] = breaker
+    payments = components.find(PAYMENTS)
+    if payments is not None:
+        found["mercadopago"] = payments.gateway.breaker
     return found
 
 
 class MetricsExporter:
     """The metrics of one app: its request metrics, its process gauges, and how a scrape reads them."""
 
-    def __init__(self, state: State, multiprocess_dir: str | None) -> None:
-        self._state = state
+    def __init__(self, components: Components, multiprocess_dir: str | None) -> None:
+        self._components = components
         self._registry = CollectorRegistry()
         # With several workers the app's own metrics are registered nowhere: their values go to this
         # worker's files, and MultiProcessCollector reads every worker's files back, this one's too.
@@ -297,8 +273,8 @@ class MetricsExporter:
 
     async def render(self, accept: str = "", accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
         """The exposition body and its headers, in the format the scraper asked for."""
-        figures = await self._shared.get("shared", lambda: read_shared_figures(self._state))
-        self.process.refresh(self._state)
+        figures = await self._shared.get("shared", lambda: read_shared_figures(self._components))
+        self.process.refresh(self._components)
         scrape = CollectorRegistry(auto_describe=False)
         scrape.register(self._registry)
         scrape.register(SharedFiguresCollector(figures))
@@ -324,7 +300,7 @@ class MetricsExporter:
     async def _refresh_forever(self) -> None:
         while True:
             try:
-                self.process.refresh(self._state)
+                self.process.refresh(self._components)
             except Exception as exc:
                 log.warning("metrics.refresh_failed", error=type(exc).__name__)
             await asyncio.sleep(PROCESS_REFRESH_SECONDS)
@@ -336,17 +312,21 @@ def install_metrics(app: FastAPI) -> None:
     Call once in create_app, after the other middleware (so the timing covers them too); calling
     it again on the same app changes nothing.
     """
-    if getattr(app.state, "metrics", None) is not None:
+    components = components_of(app)
+    if METRICS_EXPORTER in components:
         return
     # No `_created` series: they double the series of every counter and histogram, and the
     # multi-worker files have none, so the output is the same with one worker or several.
     disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
     directory = multiprocess_directory()
-    exporter = MetricsExporter(app.state, directory)
-    app.state.metrics = exporter
+    exporter = MetricsExporter(components, directory)
+    components.provide(METRICS_EXPORTER, exporter)
     app.add_middleware(
         RequestMetricsMiddleware, metrics=exporter.requests, skip_paths=frozenset({METRICS_PATH})
     )
     if directory is not None:
         # An included router's lifespan runs inside the app's, once the database and Redis exist.
         app.include_router(APIRouter(lifespan=exporter.refreshing))
+
+
+METRICS_EXPORTER = Component[MetricsExporter]("metrics_exporter")

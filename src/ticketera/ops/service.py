@@ -9,10 +9,13 @@ from typing import Any
 
 from ticketera import __version__
 from ticketera.infra.redis import RedisConnection
+from ticketera.kit.components import Component
 from ticketera.kit.db import Database
 from ticketera.kit.resilience import BreakerState, CircuitBreaker
 from ticketera.ops.memory import heap_used_bytes, rss_bytes
 
+# time.monotonic() when the app was created, for /health's uptime.
+PROCESS_STARTED = Component[float]("process_started")
 CLOSED_BREAKER = {"state": "CLOSED", "failureCount": 0}
 PAYMENTS_STATUS = {
     BreakerState.CLOSED: "available",

@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ticketera.kit.clock import utc_now
-from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime
+from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime, enum_column
 
 
 class OrderStatus(StrEnum):
@@ -19,6 +19,17 @@ class OrderStatus(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
+
+
+class OrderReason(StrEnum):
+    """Why an order is in its status, when that needs saying (`status_reason`)."""
+
+    ADMIN = "admin"  # an organizer cancelled or refunded it
+    PAID_AFTER_EXPIRY = "paid_after_expiry"  # paid late, while every unit was still free
+    SEATS_LOST = "seats_lost"  # paid late, some unit was taken meanwhile: refunded
+    LIMIT_EXCEEDED = "limit_exceeded"  # paid late, selling would pass maxTicketsPerUser: refunded
+    CHARGED_BACK = "charged_back"  # the buyer's bank took the money back
+    REFUNDED_AT_PROVIDER = "refunded_at_provider"  # refunded from MercadoPago's panel
 
 
 class Order(Base):
@@ -30,9 +41,11 @@ class Order(Base):
     user_id: Mapped[str] = mapped_column(String(128))
     buyer_email: Mapped[str] = mapped_column(String(254))
     buyer_name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING_PAYMENT.value)
+    status: Mapped[OrderStatus] = mapped_column(
+        enum_column(OrderStatus, 24), default=OrderStatus.PENDING_PAYMENT
+    )
     # Why the order is in its status, when that needs saying (e.g. "seats_lost", "admin").
-    status_reason: Mapped[str | None] = mapped_column(String(64))
+    status_reason: Mapped[OrderReason | None] = mapped_column(enum_column(OrderReason, 64))
     total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     currency: Mapped[str] = mapped_column(String(3))
     quantity: Mapped[int] = mapped_column()

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, or_, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
-from ticketera.events.models import Seat, SeatStatus
-from ticketera.holds.models import Hold, HoldStatus
-from ticketera.holds.repository import NOW, UNTIL
 from ticketera.kit.db import execute_core, inserted_id
-from ticketera.orders.models import Order, OrderStatus
+from ticketera.orders.models import Order, OrderReason, OrderStatus
 
 ORDERS = cast(Table, Order.__table__)
+
+
+def lapsed(now: datetime) -> ColumnElement[bool]:
+    """Stored as awaiting payment, but past its deadline: the API shows it expired (the SQL form of
+    `service.effective_status`; the worker records the status later, correctness never waits)."""
+    return (Order.status == OrderStatus.PENDING_PAYMENT) & (Order.expires_at <= now)
 
 
 async def find_by_idempotency_key(session: AsyncSession, key: str) -> Order | None:
@@ -29,40 +31,6 @@ async def find_order(session: AsyncSession, order_id: int, *, lock: bool = False
     if lock:
         statement = statement.with_for_update()
     return (await session.execute(statement)).scalar_one_or_none()
-
-
-@dataclass(frozen=True)
-class LockedHold:
-    id: int
-    status: str
-    expires_at: datetime
-    event_id: int
-    user_id: str
-    quantity: int
-    total: Decimal
-    currency: str
-
-
-_LOCK_HOLD = (
-    select(
-        Hold.id,
-        Hold.status,
-        Hold.expires_at,
-        Hold.event_id,
-        Hold.user_id,
-        Hold.quantity,
-        Hold.total,
-        Hold.currency,
-    )
-    .where(Hold.public_id == bindparam("public_id"))
-    .with_for_update()
-)
-
-
-async def lock_hold(session: AsyncSession, public_id: str) -> LockedHold | None:
-    """The hold row, locked: one order per hold, even when two requests race for it."""
-    row = (await execute_core(session, _LOCK_HOLD, {"public_id": public_id})).one_or_none()
-    return LockedHold(*row) if row is not None else None
 
 
 _ORDER_COLUMNS = (
@@ -95,77 +63,10 @@ async def insert_order(session: AsyncSession, order: Order) -> int:
     return inserted_id(await execute_core(session, _INSERT_ORDER, values))
 
 
-_MARK_HOLD_ORDERED = (
-    update(Hold)
-    .where(Hold.id == bindparam("ordered_hold"))
-    .values(status=HoldStatus.ORDERED.value, updated_at=NOW)
-    .execution_options(synchronize_session=False)
-)
-
-
-async def mark_hold_ordered(session: AsyncSession, hold_id: int, now: datetime) -> None:
-    await execute_core(session, _MARK_HOLD_ORDERED, {"ordered_hold": hold_id, "now": now})
-
-
-_EXTEND_HOLD_UNITS = (
-    update(Seat)
-    .where(
-        Seat.hold_id == bindparam("extended_hold"),
-        Seat.status == SeatStatus.HELD.value,
-        Seat.held_until > NOW,
-    )
-    .values(held_until=UNTIL, updated_at=NOW)
-    .execution_options(synchronize_session=False)
-)
-
-
-async def extend_hold_units(session: AsyncSession, hold_id: int, *, now: datetime, until: datetime) -> int:
-    """Keep the hold's live units for the order until it must be paid; returns how many were live."""
-    result = await execute_core(
-        session, _EXTEND_HOLD_UNITS, {"extended_hold": hold_id, "now": now, "until": until}
-    )
-    return int(result.rowcount)
-
-
-async def sell_units(session: AsyncSession, *, hold_id: int, order_id: int, now: datetime) -> int:
-    """Mark sold every unit that still names this order's hold and nobody else has taken since.
-
-    A unit names the last hold that took it, so one retaken by another buyer no longer matches.
-    """
-    result = await session.execute(
-        update(Seat)
-        .where(
-            Seat.hold_id == hold_id,
-            or_(Seat.status == SeatStatus.HELD.value, Seat.status == SeatStatus.AVAILABLE.value),
-        )
-        .values(status=SeatStatus.SOLD.value, order_id=order_id, held_until=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def release_units(session: AsyncSession, *, hold_id: int, order_id: int, now: datetime) -> int:
-    """Put an order's units back on sale (unpaid: still held by its hold; refunded: sold to it)."""
-    result = await session.execute(
-        update(Seat)
-        .where(
-            or_(
-                (Seat.hold_id == hold_id) & (Seat.status == SeatStatus.HELD.value),
-                (Seat.order_id == order_id) & (Seat.status == SeatStatus.SOLD.value),
-            )
-        )
-        .values(
-            status=SeatStatus.AVAILABLE.value, hold_id=None, held_until=None, order_id=None, updated_at=now
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
 async def overdue_order_ids(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:
     statement = (
         select(Order.id)
-        .where(Order.status == OrderStatus.PENDING_PAYMENT.value, Order.expires_at <= now)
+        .where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= now)
         .order_by(Order.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -237,22 +138,32 @@ async def orders_of_event(
     *,
     now: datetime,
     status: OrderStatus | None,
-    reason: str | None,
+    reason: OrderReason | None,
     after: int,
     limit: int,
 ) -> list[Order]:
     """An event's orders by id, filtered by the status the API shows (an unpaid order past its
     deadline is expired whatever is stored) and by reason; keyset pages after `after`."""
     statement = select(Order).where(Order.event_id == event_id, Order.id > after)
-    pending = Order.status == OrderStatus.PENDING_PAYMENT.value
     if status is OrderStatus.PENDING_PAYMENT:
-        statement = statement.where(pending, Order.expires_at > now)
+        statement = statement.where(Order.status == OrderStatus.PENDING_PAYMENT, ~lapsed(now))
     elif status is OrderStatus.EXPIRED:
-        statement = statement.where(
-            or_(Order.status == OrderStatus.EXPIRED.value, pending & (Order.expires_at <= now))
-        )
+        statement = statement.where(or_(Order.status == OrderStatus.EXPIRED, lapsed(now)))
     elif status is not None:
-        statement = statement.where(Order.status == status.value)
+        statement = statement.where(Order.status == status)
     if reason is not None:
         statement = statement.where(Order.status_reason == reason)
     return list((await session.execute(statement.order_by(Order.id).limit(limit))).scalars())
+
+
+async def count_by_status(session: AsyncSession, now: datetime) -> dict[OrderStatus, int]:
+    """Orders per status as the API shows them (one GROUP BY, which the (status, expires_at) index
+    covers): lapsed unpaid orders count as expired."""
+    overdue = func.sum(case((lapsed(now), 1), else_=0))
+    statement = select(Order.status, func.count(), overdue).group_by(Order.status)
+    counts = dict.fromkeys(OrderStatus, 0)
+    for stored, total, overdue_count in (await session.execute(statement)).all():
+        status = OrderStatus(stored)
+        counts[OrderStatus.EXPIRED] += int(overdue_count or 0)
+        counts[status] += int(total) - int(overdue_count or 0)
+    return counts

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import EmailStr, Field, StringConstraints
 
 from ticketera.holds.schemas import HeldUnitOut
 from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyOut
+from ticketera.orders.models import Order, OrderStatus
 from ticketera.tickets.schemas import TicketOut
+
+if TYPE_CHECKING:
+    from ticketera.orders.service import OrderView
 
 IdempotencyKey = Annotated[
     str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -49,6 +53,27 @@ class OrderOut(ApiOutput):
     tickets: list[TicketOut] = Field(default_factory=list)
     order_token: str | None = None
 
+    @classmethod
+    def of(cls, view: OrderView, *, token: str | None = None) -> OrderOut:
+        order = view.order
+        return cls(
+            id=order.id,
+            event_id=order.event_id,
+            status=view.status.value,
+            status_reason=order.status_reason,
+            total=order.total,
+            currency=order.currency,
+            quantity=order.quantity,
+            expires_at=order.expires_at,
+            paid_at=order.paid_at,
+            created_at=order.created_at,
+            buyer=BuyerOut(email=order.buyer_email, name=order.buyer_name),
+            seats=[HeldUnitOut.of(unit) for unit in view.units],
+            checkout_url=order.checkout_url if view.status is OrderStatus.PENDING_PAYMENT else None,
+            tickets=[TicketOut.of(ticket) for ticket in view.tickets],
+            order_token=token,
+        )
+
 
 class OrderSummaryOut(ApiOutput):
     id: int
@@ -62,6 +87,22 @@ class OrderSummaryOut(ApiOutput):
     created_at: datetime
     expires_at: datetime
     paid_at: datetime | None
+
+    @classmethod
+    def of(cls, order: Order, shown: OrderStatus) -> OrderSummaryOut:
+        return cls(
+            id=order.id,
+            status=shown.value,
+            status_reason=order.status_reason,
+            total=order.total,
+            currency=order.currency,
+            quantity=order.quantity,
+            buyer=BuyerOut(email=order.buyer_email, name=order.buyer_name),
+            user_id=order.user_id,
+            created_at=order.created_at,
+            expires_at=order.expires_at,
+            paid_at=order.paid_at,
+        )
 
 
 class EventOrdersOut(ApiOutput):

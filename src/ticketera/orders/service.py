@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
+from typing import Protocol
 
 import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketera.events import service as events_service
 from ticketera.holds import service as holds_service
 from ticketera.holds.models import HoldStatus
 from ticketera.kit.audit import SYSTEM_ACTOR, audit_row, record_changes, record_rows
+from ticketera.kit.clock import Clock
+from ticketera.kit.components import Component
+from ticketera.kit.db import ConflictingChange, Database
 from ticketera.kit.errors import Conflict, NotFound
+from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import repository
-from ticketera.orders.models import Order, OrderStatus
+from ticketera.orders.models import Order, OrderReason, OrderStatus
 from ticketera.orders.schemas import OrderRequest
 from ticketera.tickets import service as tickets_service
+from ticketera.tickets.documents import PrintedOrder, PrintedTicket
 from ticketera.tickets.models import Ticket
 
 log = structlog.get_logger(__name__)
@@ -40,10 +47,6 @@ class OrderNotFound(NotFound):
 
 class IdempotencyMismatch(Conflict):
     code = "idempotency_mismatch"
-
-
-class HoldExpired(Conflict):
-    code = "hold_expired"
 
 
 class OrderNotCancellable(Conflict):
@@ -71,6 +74,67 @@ class OrderView:
     status: OrderStatus
     replayed: bool = False
     tickets: list[Ticket] = field(default_factory=list)
+
+
+class Checkout(Protocol):
+    """What placing an order needs of the payment provider (the payments domain provides it)."""
+
+    def ensure_available(self) -> None:
+        """Raise a 503 at once while the provider is known to be down."""
+
+    async def ensure_checkout(self, view: OrderView, *, order_token: str) -> str:
+        """The order's checkout URL, created once (safe to repeat)."""
+
+
+CHECKOUT = Component[Checkout]("checkout")
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    view: OrderView
+    # The order's reader token, in the checkout's return URL and the answer alike.
+    token: str
+
+
+async def place_order(
+    database: Database,
+    checkout: Checkout,
+    signer: TokenSigner,
+    *,
+    key: str,
+    request: OrderRequest,
+    clock: Clock,
+    payment_minutes: int,
+) -> PlacedOrder:
+    """A buyer's purchase: the order (or the one this Idempotency-Key already made), then its
+    checkout at MercadoPago, never inside the transaction.
+
+    While the provider is known to be down, refused at once with the hold left as it is. If the
+    checkout cannot be made, the order is kept and the same request again (same key) finds it and
+    only creates the missing checkout.
+    """
+    checkout.ensure_available()
+
+    async def create(session: AsyncSession) -> OrderView:
+        return await create_order(
+            session, key=key, request=request, now=clock(), payment_minutes=payment_minutes
+        )
+
+    async def replay(session: AsyncSession) -> OrderView | None:
+        return await replay_of(session, key, request_digest(request), clock())
+
+    try:
+        view = await database.transaction(create)
+    except ConflictingChange:
+        # Two requests with one key raced and the other inserted first: answer with its order.
+        replayed = await database.transaction(replay)
+        if replayed is None:
+            raise
+        view = replayed
+    token = signer.order_token(view.order.id)
+    if view.status is OrderStatus.PENDING_PAYMENT:
+        await checkout.ensure_checkout(view, order_token=token)
+    return PlacedOrder(view, token)
 
 
 def request_digest(request: OrderRequest) -> str:
@@ -105,27 +169,21 @@ async def create_order(
     racing with one key meet at the key's unique index (the endpoint then answers the replay).
     """
     digest = request_digest(request)
-    hold = await repository.lock_hold(session, request.hold_id)
-    if hold is None:
-        raise holds_service.HoldNotFound("This hold does not exist.")
-    if hold.status == HoldStatus.ORDERED.value:
+    hold = await holds_service.lock_for_order(session, request.hold_id)
+    if hold.status == HoldStatus.ORDERED:
         replay = await replay_of(session, key, digest, now)
         if replay is not None:
             return replay
         raise holds_service.HoldAlreadyOrdered("This hold already became an order.")
-    if hold.status != HoldStatus.ACTIVE.value or hold.expires_at <= now:
-        raise HoldExpired("This hold has expired or was released; hold the seats again.")
     expires_at = now + timedelta(minutes=payment_minutes)
-    live = await repository.extend_hold_units(session, hold.id, now=now, until=expires_at)
-    if live != hold.quantity:
-        raise HoldExpired("Some seats of this hold are no longer held; hold the seats again.")
+    await holds_service.keep_for_order(session, hold, now=now, until=expires_at)
     order = Order(
         event_id=hold.event_id,
         hold_id=hold.id,
         user_id=hold.user_id,
         buyer_email=str(request.buyer.email),
         buyer_name=request.buyer.name,
-        status=OrderStatus.PENDING_PAYMENT.value,
+        status=OrderStatus.PENDING_PAYMENT,
         status_reason=None,
         total=hold.total,
         currency=hold.currency,
@@ -139,27 +197,18 @@ async def create_order(
         updated_at=now,
     )
     order.id = await repository.insert_order(session, order)
-    await repository.mark_hold_ordered(session, hold.id, now)
     actor = f"user:{hold.user_id}"
     await record_rows(
         session,
         [
-            audit_row(
-                holds_service.AUDIT_ENTITY,
-                hold.id,
-                actor=actor,
-                at=now,
-                from_status=HoldStatus.ACTIVE.value,
-                to_status=HoldStatus.ORDERED.value,
-                reason=f"order:{order.id}",
-            ),
+            await holds_service.mark_ordered(session, hold, order_id=order.id, actor=actor, now=now),
             audit_row(
                 AUDIT_ENTITY,
                 order.id,
                 actor=actor,
                 at=now,
                 from_status=None,
-                to_status=OrderStatus.PENDING_PAYMENT.value,
+                to_status=OrderStatus.PENDING_PAYMENT,
             ),
         ],
     )
@@ -180,7 +229,7 @@ async def orders_of_event(
     *,
     now: datetime,
     status: OrderStatus | None = None,
-    reason: str | None = None,
+    reason: OrderReason | None = None,
     after: int = 0,
     limit: int = 100,
 ) -> tuple[list[tuple[Order, OrderStatus]], int | None]:
@@ -195,7 +244,7 @@ async def orders_of_event(
 
 
 async def cancel_order(
-    session: AsyncSession, order_id: int, *, actor: str, now: datetime, reason: str
+    session: AsyncSession, order_id: int, *, actor: str, now: datetime, reason: OrderReason
 ) -> OrderView:
     """Cancel an unpaid order (expired ones too) and put its units back on sale at once."""
     order = await _locked_order(session, order_id)
@@ -235,17 +284,17 @@ async def sell_order(session: AsyncSession, order: Order, *, actor: str, now: da
         return PaymentOutcome.LIMIT_EXCEEDED
     sold_all = True
     async with session.begin_nested() as savepoint:
-        sold = await repository.sell_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
+        sold = await holds_service.sell_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
         if sold != order.quantity:
             sold_all = False
             await savepoint.rollback()
     if not sold_all:
         log.warning("order.seats_lost", order_id=order.id, expected=order.quantity, still_free=sold)
         return PaymentOutcome.SEATS_LOST
-    order.status = OrderStatus.PAID.value
+    order.status = OrderStatus.PAID
     order.paid_at = now
     order.reconcile_at = None
-    order.status_reason = None if shown is OrderStatus.PENDING_PAYMENT else "paid_after_expiry"
+    order.status_reason = None if shown is OrderStatus.PENDING_PAYMENT else OrderReason.PAID_AFTER_EXPIRY
     await record_changes(
         session,
         AUDIT_ENTITY,
@@ -253,7 +302,7 @@ async def sell_order(session: AsyncSession, order: Order, *, actor: str, now: da
         actor=actor,
         at=now,
         from_status=status.value,
-        to_status=OrderStatus.PAID.value,
+        to_status=OrderStatus.PAID,
         reason=order.status_reason,
     )
     await session.flush()
@@ -262,7 +311,7 @@ async def sell_order(session: AsyncSession, order: Order, *, actor: str, now: da
 
 
 async def mark_refunded(
-    session: AsyncSession, order_id: int, *, actor: str, now: datetime, reason: str
+    session: AsyncSession, order_id: int, *, actor: str, now: datetime, reason: OrderReason
 ) -> OrderView:
     """Record that the buyer's money went back: a paid order's units return to sale at once.
 
@@ -274,7 +323,7 @@ async def mark_refunded(
 
 
 async def close_as_refunded(
-    session: AsyncSession, order: Order, *, actor: str, now: datetime, reason: str
+    session: AsyncSession, order: Order, *, actor: str, now: datetime, reason: OrderReason
 ) -> None:
     """`mark_refunded` for an order the caller has already locked (FOR UPDATE), without the view."""
     status = OrderStatus(order.status)
@@ -288,21 +337,80 @@ async def close_as_refunded(
 
 async def _locked_order(session: AsyncSession, order_id: int) -> Order:
     """The order's row, locked until the transaction ends (404 when there is none)."""
-    order = await repository.find_order(session, order_id, lock=True)
+    order = await find_locked_order(session, order_id)
     if order is None:
         raise OrderNotFound(f"Order {order_id} does not exist.")
     return order
 
 
+async def find_locked_order(session: AsyncSession, order_id: int) -> Order | None:
+    """The order's row, locked until the transaction ends: every change to one order (its payments
+    applied, a refund, a cancel) happens one after another."""
+    return await repository.find_order(session, order_id, lock=True)
+
+
+async def find_order(session: AsyncSession, order_id: int) -> Order | None:
+    return await repository.find_order(session, order_id)
+
+
+async def record_checkout(
+    session: AsyncSession, order_id: int, *, preference_id: str, checkout_url: str
+) -> None:
+    """The MercadoPago checkout made for this order (made once, reused on replays)."""
+    await repository.set_checkout(session, order_id, preference_id=preference_id, checkout_url=checkout_url)
+
+
+async def claim_orders_to_reconcile(
+    session: AsyncSession, now: datetime, *, lease_until: datetime, limit: int
+) -> list[int]:
+    """Unpaid orders due for a look at MercadoPago, leased until `lease_until` to the caller."""
+    return await repository.claim_orders_to_reconcile(session, now, lease_until=lease_until, limit=limit)
+
+
+async def schedule_reconcile(session: AsyncSession, order_id: int, at: datetime | None) -> None:
+    """When the reconciler next asks MercadoPago about this order (None: never again)."""
+    await repository.schedule_reconcile(session, order_id, at)
+
+
+async def count_by_status(session: AsyncSession, now: datetime) -> dict[OrderStatus, int]:
+    """Orders per status as the API shows them (for /metrics)."""
+    return await repository.count_by_status(session, now)
+
+
+async def printable_order(session: AsyncSession, order_id: int, *, zone: tzinfo) -> PrintedOrder | None:
+    """The order's tickets as the PDF and the email show them; None when there is no such order."""
+    order = await repository.find_order(session, order_id)
+    if order is None:
+        return None
+    event = await events_service.find_event(session, order.event_id)
+    tickets = await tickets_service.tickets_of_order(session, order_id)
+    return PrintedOrder(
+        order_id=order.id,
+        event_name=event.name if event is not None else f"Event {order.event_id}",
+        starts_at=event.starts_at if event is not None else order.created_at,
+        venue=event.venue if event is not None else None,
+        buyer_name=order.buyer_name,
+        buyer_email=order.buyer_email,
+        tickets=[PrintedTicket(t.code, t.section_name, t.seat_label, t.status) for t in tickets],
+        zone=zone,
+    )
+
+
 async def _close(
-    session: AsyncSession, order: Order, to_status: OrderStatus, *, actor: str, now: datetime, reason: str
+    session: AsyncSession,
+    order: Order,
+    to_status: OrderStatus,
+    *,
+    actor: str,
+    now: datetime,
+    reason: OrderReason,
 ) -> None:
     """Cancel or refund: the order's units (held or sold) go back on sale at once, with its audit row."""
     from_status = order.status
-    freed = await repository.release_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
+    freed = await holds_service.release_units(session, hold_id=order.hold_id, order_id=order.id, now=now)
     if to_status is OrderStatus.REFUNDED:
         await tickets_service.void_for_order(session, order.id, now)
-    order.status = to_status.value
+    order.status = to_status
     order.status_reason = reason
     await record_changes(
         session,
@@ -332,8 +440,8 @@ async def expire_overdue_orders(session: AsyncSession, now: datetime, *, batch: 
         await repository.mark_orders(
             session,
             overdue,
-            from_status=OrderStatus.PENDING_PAYMENT.value,
-            to_status=OrderStatus.EXPIRED.value,
+            from_status=OrderStatus.PENDING_PAYMENT,
+            to_status=OrderStatus.EXPIRED,
             now=now,
         )
         await record_changes(
@@ -342,8 +450,8 @@ async def expire_overdue_orders(session: AsyncSession, now: datetime, *, batch: 
             overdue,
             actor=SYSTEM_ACTOR,
             at=now,
-            from_status=OrderStatus.PENDING_PAYMENT.value,
-            to_status=OrderStatus.EXPIRED.value,
+            from_status=OrderStatus.PENDING_PAYMENT,
+            to_status=OrderStatus.EXPIRED,
             reason="deadline",
         )
         log.info("orders.expired", orders=len(overdue))

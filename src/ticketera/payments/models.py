@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ticketera.kit.clock import utc_now
-from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime
+from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime, enum_column
 
 
 class Settlement(StrEnum):
@@ -23,6 +23,17 @@ class Settlement(StrEnum):
     # MercadoPago kept refusing the refund: left for an operator (logged as refund.gave_up).
     REFUND_FAILED = "refund_failed"
     REVERSED = "reversed"  # refunded or charged back at MercadoPago: the order was undone
+
+
+class RefundReason(StrEnum):
+    """Why a payment's money goes back (`refund_reason`)."""
+
+    ADMIN = "admin"  # an organizer refunded the order
+    SEATS_LOST = "seats_lost"  # paid after expiry, and some unit was sold to someone else
+    LIMIT_EXCEEDED = "limit_exceeded"  # paid after expiry, selling would pass maxTicketsPerUser
+    DUPLICATE = "duplicate"  # a second payment for an order already paid
+    ORDER_CLOSED = "order_closed"  # a payment for a cancelled or refunded order
+    AMOUNT_MISMATCH = "amount_mismatch"  # less than the order's total, or another currency
 
 
 class Payment(Base):
@@ -39,9 +50,9 @@ class Payment(Base):
     payment_type: Mapped[str | None] = mapped_column(String(32))
     # MercadoPago's date_last_updated of the state stored here: an older read never overwrites it.
     provider_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    settlement: Mapped[str] = mapped_column(String(16), default=Settlement.WAITING.value)
+    settlement: Mapped[Settlement] = mapped_column(enum_column(Settlement, 16), default=Settlement.WAITING)
     # Why a refund was (or must be) sent: seats_lost, duplicate, order_cancelled, admin.
-    refund_reason: Mapped[str | None] = mapped_column(String(32))
+    refund_reason: Mapped[RefundReason | None] = mapped_column(enum_column(RefundReason, 32))
     # Refunds that fail are retried with backoff, so one MercadoPago keeps refusing never holds up
     # the others behind it.
     refund_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -76,7 +87,9 @@ class PaymentNotification(Base):
     topic: Mapped[str] = mapped_column(String(32))
     resource_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str | None] = mapped_column(String(48))
-    state: Mapped[str] = mapped_column(String(12), default=NotificationState.PENDING.value)
+    state: Mapped[NotificationState] = mapped_column(
+        enum_column(NotificationState, 12), default=NotificationState.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Not before this time: the retry backoff, and the lease of whoever is processing it now.
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.kit.db import insert_unless_present
-from ticketera.payments.models import NotificationState, Payment, PaymentNotification, Settlement
+from ticketera.payments.models import Payment, PaymentNotification, Settlement
 
 
 async def find_payment(session: AsyncSession, provider_payment_id: str) -> Payment | None:
@@ -19,9 +19,7 @@ async def find_payment(session: AsyncSession, provider_payment_id: str) -> Payme
 
 async def paying_payment(session: AsyncSession, order_id: int) -> Payment | None:
     """The payment that paid this order, if one did."""
-    statement = select(Payment).where(
-        Payment.order_id == order_id, Payment.settlement == Settlement.SOLD.value
-    )
+    statement = select(Payment).where(Payment.order_id == order_id, Payment.settlement == Settlement.SOLD)
     return (await session.execute(statement.limit(1))).scalar_one_or_none()
 
 
@@ -34,7 +32,7 @@ async def refunds_due(session: AsyncSession, now: datetime, *, limit: int) -> li
     statement = (
         select(Payment.provider_payment_id)
         .where(
-            Payment.settlement == Settlement.REFUND_DUE.value,
+            Payment.settlement == Settlement.REFUND_DUE,
             or_(Payment.refund_next_at.is_(None), Payment.refund_next_at <= now),
         )
         .order_by(Payment.refund_next_at, Payment.id)
@@ -65,26 +63,8 @@ class ClaimedNotification:
     attempts: int
 
 
-async def claim_notification(
-    session: AsyncSession, notification_id: int, *, now: datetime, lease_until: datetime
-) -> ClaimedNotification | None:
-    """Take a due notification for processing until `lease_until`; None when not ours to process.
-
-    A conditional update, so of two processes (the web process right after answering, a worker's
-    sweep) exactly one gets it; if the taker dies, the lease runs out and it is due again.
-    """
-    result = await session.execute(
-        update(PaymentNotification)
-        .where(
-            PaymentNotification.id == notification_id,
-            PaymentNotification.state == NotificationState.PENDING.value,
-            PaymentNotification.next_attempt_at <= now,
-        )
-        .values(attempts=PaymentNotification.attempts + 1, next_attempt_at=lease_until)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
+async def claimed_notification(session: AsyncSession, notification_id: int) -> ClaimedNotification:
+    """What processing a notification just claimed (see `service.INBOX`) needs to know of it."""
     row = (
         await session.execute(
             select(
@@ -96,38 +76,3 @@ async def claim_notification(
         )
     ).one()
     return ClaimedNotification(notification_id, row.source, row.topic, row.resource_id, row.attempts)
-
-
-async def due_notification_ids(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:
-    statement = (
-        select(PaymentNotification.id)
-        .where(
-            PaymentNotification.state == NotificationState.PENDING.value,
-            PaymentNotification.next_attempt_at <= now,
-        )
-        .order_by(PaymentNotification.next_attempt_at)
-        .limit(limit)
-    )
-    return list((await session.execute(statement)).scalars())
-
-
-async def finish_notification(
-    session: AsyncSession,
-    notification_id: int,
-    *,
-    state: NotificationState,
-    now: datetime,
-    next_attempt_at: datetime | None = None,
-    error: str | None = None,
-) -> None:
-    values: dict[str, object] = {"state": state.value, "last_error": error[:300] if error else None}
-    if state is NotificationState.PENDING:
-        values["next_attempt_at"] = next_attempt_at or now
-    else:
-        values["processed_at"] = now
-    await session.execute(
-        update(PaymentNotification)
-        .where(PaymentNotification.id == notification_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )

@@ -8,27 +8,36 @@ Services flush but never commit; `payments.tasks` holds the transaction and netw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import groupby
-from typing import Any
+from typing import Any, cast
 
 import structlog
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.holds import service as holds_service
 from ticketera.holds.service import HeldUnit
 from ticketera.infra.mercadopago import ProviderPayment
 from ticketera.kit.audit import SYSTEM_ACTOR
+from ticketera.kit.errors import DomainError
+from ticketera.kit.leases import LeasedWork
 from ticketera.kit.resilience import backoff_seconds
-from ticketera.orders import repository as orders_repository
 from ticketera.orders import service as orders_service
-from ticketera.orders.models import Order, OrderStatus
+from ticketera.orders.models import Order, OrderReason, OrderStatus
 from ticketera.payments import repository
-from ticketera.payments.models import NotificationState, Payment, Settlement
+from ticketera.payments.models import (
+    NotificationState,
+    Payment,
+    PaymentNotification,
+    RefundReason,
+    Settlement,
+)
 from ticketera.tickets import service as tickets_service
 from ticketera.tickets.keys import TicketKeyring
 
@@ -39,8 +48,13 @@ log = structlog.get_logger(__name__)
 CASH_PAYMENT_TYPES = ("ticket", "atm")
 APPROVED = "approved"
 REVERSING_STATUSES = frozenset({"refunded", "charged_back"})
-# Refund reasons that undo the order too (the others leave it as it is).
-ORDER_UNDOING_REFUNDS = frozenset({"admin", "seats_lost", "limit_exceeded"})
+# Refund reasons that undo the order too, and the reason the order then shows (the others leave
+# the order as it is).
+ORDER_UNDOING_REFUNDS = {
+    RefundReason.ADMIN: OrderReason.ADMIN,
+    RefundReason.SEATS_LOST: OrderReason.SEATS_LOST,
+    RefundReason.LIMIT_EXCEEDED: OrderReason.LIMIT_EXCEEDED,
+}
 # Notifications are retried with exponential backoff (10 s doubling to an hour) up to this many
 # attempts: about a day and a half, longer than any MercadoPago outage we plan for. The reconciler
 # covers the orders of the few that still fail.
@@ -50,6 +64,18 @@ NOT_FOUND_ATTEMPTS = 5
 # A refund MercadoPago refuses or cannot take is retried (30 s doubling to an hour) this many times.
 MAX_REFUND_ATTEMPTS = 30
 NOTIFICATION_LEASE = timedelta(seconds=60)
+# The inbox: processed under a lease, retried 10 s, 20 s, 40 s ... capped at an hour (a flaky API is
+# retried soon, an outage not hammered), kept as failed for an operator after MAX_NOTIFICATION_ATTEMPTS.
+INBOX = LeasedWork(
+    cast(Table, PaymentNotification.__table__),
+    pending=NotificationState.PENDING,
+    failed=NotificationState.FAILED,
+    finished_at="processed_at",
+    finished_states=(NotificationState.DONE, NotificationState.FAILED),
+    lease=NOTIFICATION_LEASE,
+    retry_base_seconds=10,
+    max_attempts=MAX_NOTIFICATION_ATTEMPTS,
+)
 # The reconciler stops asking about an unpaid order this long after its deadline.
 RECONCILE_WINDOW = timedelta(days=2)
 RECONCILE_MAX_GAP = timedelta(hours=6)
@@ -136,6 +162,15 @@ def _mp_time(moment: datetime) -> str:
 # -- notifications ---------------------------------------------------------------------------------
 
 
+# MercadoPago's payment ids are ASCII digits (str.isdigit() would also take other scripts' digits).
+PAYMENT_ID = re.compile(r"[0-9]{1,20}")
+
+
+class MalformedNotification(DomainError):
+    status_code = 400
+    code = "malformed_notification"
+
+
 @dataclass(frozen=True)
 class IncomingNotification:
     source: str  # webhook or ipn
@@ -143,39 +178,58 @@ class IncomingNotification:
     resource_id: str
     action: str | None
     request_id: str | None
+    # Copies of one notification that carry no id of their own are one row within this window.
+    window: str = ""
 
     @property
     def dedup_key(self) -> str:
-        # A webhook redelivered with the same x-request-id is the same notification. IPN calls
-        # carry no id of their own: each is stored, and processing them twice is harmless.
+        # A webhook redelivered with the same x-request-id is the same notification.
         marker = self.request_id or "-"
-        return f"{self.source}:{self.topic}:{self.resource_id}:{self.action or '-'}:{marker}"[:190]
+        key = f"{self.source}:{self.topic}:{self.resource_id}:{self.action or '-'}:{marker}"
+        return (key + (f":{self.window}" if self.window else ""))[:190]
+
+
+def legacy_ipn(topic: str, resource_id: str, now: datetime) -> IncomingNotification | None:
+    """A legacy IPN call worth storing, or None. It is unsigned, so it only ever makes us read the
+    payment back from the API; its copies within a minute are one row, so a flood of them cannot
+    flood MercadoPago in turn."""
+    if topic != "payment" or not PAYMENT_ID.fullmatch(resource_id):
+        return None
+    return IncomingNotification("ipn", topic, resource_id, None, None, window=str(int(now.timestamp()) // 60))
+
+
+def signed_notification(
+    data_id: str | None, *, topic: str, action: str | None, request_id: str | None
+) -> IncomingNotification | None:
+    """A verified webhook worth storing, or None: merchant_order and others are skipped, since the
+    payment notifications carry everything we act on, and payment ids are numeric (anything else
+    could never be read back)."""
+    if not data_id:
+        raise MalformedNotification("The notification has no data.id in its query.")
+    if topic != "payment" or not PAYMENT_ID.fullmatch(data_id):
+        log.info("notification.skipped", topic=topic, resource_id=data_id[:64])
+        return None
+    return IncomingNotification("webhook", topic, data_id, action, request_id)
 
 
 async def receive_notification(
-    session: AsyncSession, notification: IncomingNotification, now: datetime, *, unique_marker: str = ""
+    session: AsyncSession, notification: IncomingNotification, now: datetime
 ) -> int:
     """Store a verified notification in the inbox (once) and return its id; processed later."""
-    key = notification.dedup_key + (f":{unique_marker}" if unique_marker else "")
     return await repository.store_notification(
         session,
         {
-            "dedup_key": key[:190],
+            "dedup_key": notification.dedup_key,
             "source": notification.source,
             "topic": notification.topic,
             "resource_id": notification.resource_id[:64],
             "action": notification.action[:48] if notification.action else None,
-            "state": NotificationState.PENDING.value,
+            "state": NotificationState.PENDING,
             "attempts": 0,
             "next_attempt_at": now,
             "received_at": now,
         },
     )
-
-
-def notification_retry_at(attempts: int, now: datetime) -> datetime:
-    """10 s, 20 s, 40 s ... capped at an hour: a flaky API is retried soon, an outage not hammered."""
-    return now + timedelta(seconds=backoff_seconds(attempts, base=10, cap=3600))
 
 
 # -- applying a payment's state ----------------------------------------------------------------------
@@ -216,7 +270,7 @@ async def apply_payment(
     notifications of one approval (or of two payments) can never both sell or both refund.
     """
     order_id = order_id_of(payment)
-    order = await orders_repository.find_order(session, order_id, lock=True) if order_id else None
+    order = await orders_service.find_locked_order(session, order_id) if order_id else None
     if order is None:
         log.warning("payment.unknown_order", payment_id=payment.id, reference=payment.external_reference)
         return Applied(Effect.NONE, provider_payment_id=payment.id)
@@ -225,7 +279,7 @@ async def apply_payment(
         record = Payment(
             provider_payment_id=payment.id,
             order_id=order.id,
-            settlement=Settlement.WAITING.value,
+            settlement=Settlement.WAITING,
             created_at=now,
         )
         session.add(record)
@@ -262,10 +316,10 @@ async def _settle(
                 paid=str(record.amount),
                 due=str(order.total),
             )
-            return _refund_due(record, "amount_mismatch")
+            return _refund_due(record, RefundReason.AMOUNT_MISMATCH)
         outcome = await orders_service.sell_order(session, order, actor=actor, now=now)
         if outcome is orders_service.PaymentOutcome.SOLD:
-            record.settlement = Settlement.SOLD.value
+            record.settlement = Settlement.SOLD
             # In the selling transaction: a paid order never lacks its tickets or their email.
             await tickets_service.issue_for_order(
                 session,
@@ -279,20 +333,21 @@ async def _settle(
             log.info("payment.sold", payment_id=record.provider_payment_id, order_id=order.id)
             return Effect.SOLD
         reasons = {
-            orders_service.PaymentOutcome.ALREADY_PAID: "duplicate",
-            orders_service.PaymentOutcome.SEATS_LOST: "seats_lost",
-            orders_service.PaymentOutcome.NOT_PAYABLE: "order_closed",
-            orders_service.PaymentOutcome.LIMIT_EXCEEDED: "limit_exceeded",
+            orders_service.PaymentOutcome.ALREADY_PAID: RefundReason.DUPLICATE,
+            orders_service.PaymentOutcome.SEATS_LOST: RefundReason.SEATS_LOST,
+            orders_service.PaymentOutcome.NOT_PAYABLE: RefundReason.ORDER_CLOSED,
+            orders_service.PaymentOutcome.LIMIT_EXCEEDED: RefundReason.LIMIT_EXCEEDED,
         }
         return _refund_due(record, reasons[outcome])
     if record.status in REVERSING_STATUSES:
         if settlement is Settlement.SOLD:
-            reason = "charged_back" if record.status == "charged_back" else "refunded_at_provider"
-            if reason == "charged_back":
+            charged_back = record.status == "charged_back"
+            reason = OrderReason.CHARGED_BACK if charged_back else OrderReason.REFUNDED_AT_PROVIDER
+            if charged_back:
                 # Flagged for the organizer: the money was taken back by the buyer's bank.
                 log.warning("payment.charged_back", payment_id=record.provider_payment_id, order_id=order.id)
             await orders_service.close_as_refunded(session, order, actor=actor, now=now, reason=reason)
-            record.settlement = Settlement.REVERSED.value
+            record.settlement = Settlement.REVERSED
             return Effect.REVERSED
         if settlement is Settlement.REFUND_DUE:
             # Our refund went through even though we never heard its answer.
@@ -303,8 +358,8 @@ async def _settle(
     return Effect.NONE
 
 
-def _refund_due(record: Payment, reason: str) -> Effect:
-    record.settlement = Settlement.REFUND_DUE.value
+def _refund_due(record: Payment, reason: RefundReason) -> Effect:
+    record.settlement = Settlement.REFUND_DUE
     record.refund_reason = reason
     log.warning("payment.refund_due", payment_id=record.provider_payment_id, reason=reason)
     return Effect.REFUND_DUE
@@ -317,54 +372,75 @@ async def record_refund(session: AsyncSession, record: Payment, *, actor: str, n
     unpaid order whose units were sold to someone else; a duplicate payment, a payment for a
     closed order or a wrong amount leaves the order as it is.
     """
-    record.settlement = Settlement.REFUNDED.value
+    record.settlement = Settlement.REFUNDED
     record.updated_at = now
-    if record.refund_reason in ORDER_UNDOING_REFUNDS:
-        order = await orders_repository.find_order(session, record.order_id, lock=True)
+    order_reason = ORDER_UNDOING_REFUNDS.get(record.refund_reason) if record.refund_reason else None
+    if order_reason is not None:
+        order = await orders_service.find_locked_order(session, record.order_id)
         status = OrderStatus(order.status) if order is not None else None
         # Only undo what this payment stood for: an admin refund undoes the sale it paid for; a
         # refused late payment closes the order only while it is still unpaid (another payment
         # may have paid it since, and that sale stands).
-        undo = (record.refund_reason == "admin" and status is OrderStatus.PAID) or (
-            record.refund_reason != "admin" and status in (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
+        by_admin = record.refund_reason == RefundReason.ADMIN
+        undo = (by_admin and status is OrderStatus.PAID) or (
+            not by_admin and status in (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
         )
         if order is not None and undo:
-            await orders_service.close_as_refunded(
-                session, order, actor=actor, now=now, reason=record.refund_reason or "refunded"
-            )
+            await orders_service.close_as_refunded(session, order, actor=actor, now=now, reason=order_reason)
     await session.flush()
     log.info("payment.refunded", payment_id=record.provider_payment_id, reason=record.refund_reason)
 
 
-async def request_refund(
-    session: AsyncSession, order_id: int, *, actor: str, now: datetime
-) -> orders_service.OrderView | str:
-    """An organizer's full refund of a paid order. Returns the payment to refund through
-    MercadoPago (the refund is due from now on, retried until it goes out), or the order's view
-    when there is nothing to send: already refunded, or paid without a payment on record."""
-    order = await orders_repository.find_order(session, order_id, lock=True)
+@dataclass(frozen=True)
+class RefundToSend:
+    """The refund is due from now on: send it through MercadoPago (retried until it goes out)."""
+
+    provider_payment_id: str
+
+
+@dataclass(frozen=True)
+class NothingToSend:
+    """Already refunded, or paid without a payment on record: the order as it is now."""
+
+    order: orders_service.OrderView
+
+
+RefundRequest = RefundToSend | NothingToSend
+
+
+async def request_refund(session: AsyncSession, order_id: int, *, actor: str, now: datetime) -> RefundRequest:
+    """An organizer's full refund of a paid order."""
+    order = await orders_service.find_locked_order(session, order_id)
     if order is None:
         raise orders_service.OrderNotFound(f"Order {order_id} does not exist.")
     status = OrderStatus(order.status)
     if status is OrderStatus.REFUNDED:
-        return await orders_service.get_order(session, order_id, now)
+        return NothingToSend(await orders_service.get_order(session, order_id, now))
     if status is not OrderStatus.PAID:
         current = orders_service.effective_status(order, now).value
         raise orders_service.OrderNotRefundable(f"Only a paid order can be refunded; this one is {current}.")
     record = await repository.paying_payment(session, order.id)
     if record is None:
-        due = [p for p in await repository.payments_of_order(session, order.id) if p.refund_reason == "admin"]
-        if due and due[0].settlement == Settlement.REFUND_DUE.value:
-            return due[0].provider_payment_id
-        return await orders_service.mark_refunded(session, order.id, actor=actor, now=now, reason="admin")
-    record.settlement = Settlement.REFUND_DUE.value
-    record.refund_reason = "admin"
+        due = [
+            p
+            for p in await repository.payments_of_order(session, order.id)
+            if p.refund_reason == RefundReason.ADMIN
+        ]
+        if due and due[0].settlement == Settlement.REFUND_DUE:
+            return RefundToSend(due[0].provider_payment_id)
+        return NothingToSend(
+            await orders_service.mark_refunded(
+                session, order.id, actor=actor, now=now, reason=OrderReason.ADMIN
+            )
+        )
+    record.settlement = Settlement.REFUND_DUE
+    record.refund_reason = RefundReason.ADMIN
     record.updated_at = now
     await session.flush()
     log.info(
         "payment.refund_requested", payment_id=record.provider_payment_id, order_id=order.id, actor=actor
     )
-    return record.provider_payment_id
+    return RefundToSend(record.provider_payment_id)
 
 
 def _is_stale(record: Payment, payment: ProviderPayment) -> bool:
@@ -399,7 +475,7 @@ def record_refund_failure(record: Payment, *, now: datetime) -> None:
         seconds=backoff_seconds(record.refund_attempts, base=30, cap=3600)
     )
     if record.refund_attempts >= MAX_REFUND_ATTEMPTS:
-        record.settlement = Settlement.REFUND_FAILED.value
+        record.settlement = Settlement.REFUND_FAILED
         log.error(
             "refund.gave_up",
             payment_id=record.provider_payment_id,

@@ -13,21 +13,20 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.config import Settings
-from ticketera.events import repository as events_repository
+from ticketera.events import service as events_service
 from ticketera.infra.mercadopago import MercadoPagoClient, MercadoPagoError, ProviderPayment
 from ticketera.kit.audit import SYSTEM_ACTOR
 from ticketera.kit.cache import TtlCache
 from ticketera.kit.clock import Clock, utc_now
+from ticketera.kit.components import Component
 from ticketera.kit.db import Database
 from ticketera.kit.errors import DomainError
-from ticketera.orders import repository as orders_repository
 from ticketera.orders import service as orders_service
 from ticketera.payments import repository, service
 from ticketera.payments.models import NotificationState, Settlement
@@ -74,6 +73,10 @@ class PaymentProcessor:
 
     # -- checkout ------------------------------------------------------------------------------
 
+    def ensure_available(self) -> None:
+        """Refuse at once (503) while MercadoPago is known to be down (its breaker is open)."""
+        self.gateway.ensure_available()
+
     async def ensure_checkout(self, view: orders_service.OrderView, *, order_token: str) -> str:
         """The order's checkout URL, creating its MercadoPago preference the first time.
 
@@ -85,7 +88,7 @@ class PaymentProcessor:
             return order.checkout_url
 
         async def event_name(session: AsyncSession) -> str:
-            event = await events_repository.find_event(session, order.event_id)
+            event = await events_service.find_event(session, order.event_id)
             return event.name if event is not None else f"Event {order.event_id}"
 
         name = await self._event_names.get(order.event_id, lambda: self.database.read(event_name))
@@ -103,7 +106,7 @@ class PaymentProcessor:
             ) from exc
 
         async def store(session: AsyncSession) -> None:
-            await orders_repository.set_checkout(
+            await orders_service.record_checkout(
                 session, order.id, preference_id=preference.id, checkout_url=preference.init_point
             )
 
@@ -114,14 +117,23 @@ class PaymentProcessor:
 
     # -- notifications -------------------------------------------------------------------------
 
+    async def receive(self, notification: service.IncomingNotification) -> int:
+        """Store a verified notification in the inbox, committed before MercadoPago hears 200."""
+        now = self.clock()
+
+        async def store(session: AsyncSession) -> int:
+            return await service.receive_notification(session, notification, now)
+
+        return await self.database.transaction(store)
+
     async def process_notification(self, notification_id: int) -> bool:
         """Process one inbox row if it is due and nobody else has it; True when it was processed."""
         now = self.clock()
 
         async def claim(session: AsyncSession) -> repository.ClaimedNotification | None:
-            return await repository.claim_notification(
-                session, notification_id, now=now, lease_until=now + service.NOTIFICATION_LEASE
-            )
+            if not await service.INBOX.claim(session, notification_id, now=now):
+                return None
+            return await repository.claimed_notification(session, notification_id)
 
         claimed = await self.database.transaction(claim)
         if claimed is None:
@@ -135,15 +147,13 @@ class PaymentProcessor:
         except Exception as exc:
             await self._reschedule(claimed, exc)
             return False
-        await self._finish(notification_id, NotificationState.DONE)
+        await self._finish(notification_id)
         return True
 
     async def process_due_notifications(self, *, limit: int = SWEEP_BATCH) -> int:
         """The worker's sweep: notifications not processed yet (a crash, an API outage, a retry)."""
         now = self.clock()
-        due = await self.database.read(
-            lambda session: repository.due_notification_ids(session, now, limit=limit)
-        )
+        due = await self.database.read(lambda session: service.INBOX.due(session, now, limit=limit))
         done = 0
         for notification_id in due:
             done += await self.process_notification(notification_id)
@@ -156,8 +166,10 @@ class PaymentProcessor:
         )
         # A payment MercadoPago does not know: an unsigned IPN naming any id, or a signed one that
         # is still unknown after a few tries, is not worth a day and a half of reads.
-        gave_up = claimed.attempts >= service.MAX_NOTIFICATION_ATTEMPTS or (
-            not_found and (claimed.source == "ipn" or claimed.attempts >= service.NOT_FOUND_ATTEMPTS)
+        retry = service.INBOX.after_failure(
+            claimed.attempts,
+            now,
+            give_up=not_found and (claimed.source == "ipn" or claimed.attempts >= service.NOT_FOUND_ATTEMPTS),
         )
         log.warning(
             "notification.failed",
@@ -166,30 +178,22 @@ class PaymentProcessor:
             attempts=claimed.attempts,
             error=type(exc).__name__,
             detail=str(exc)[:200],
-            gave_up=gave_up,
+            gave_up=retry.gave_up,
             payment_not_found=not_found,
         )
-        await self._finish(
-            claimed.id,
-            NotificationState.FAILED if gave_up else NotificationState.PENDING,
-            next_attempt_at=service.notification_retry_at(claimed.attempts, now),
-            error=f"{type(exc).__name__}: {exc}",
-        )
 
-    async def _finish(
-        self,
-        notification_id: int,
-        state: NotificationState,
-        *,
-        next_attempt_at: datetime | None = None,
-        error: str | None = None,
-    ) -> None:
+        async def record(session: AsyncSession) -> None:
+            await service.INBOX.record_failure(
+                session, claimed.id, retry, now=now, error=f"{type(exc).__name__}: {exc}"
+            )
+
+        await self.database.transaction(record)
+
+    async def _finish(self, notification_id: int) -> None:
         now = self.clock()
 
         async def finish(session: AsyncSession) -> None:
-            await repository.finish_notification(
-                session, notification_id, state=state, now=now, next_attempt_at=next_attempt_at, error=error
-            )
+            await service.INBOX.finish(session, notification_id, state=NotificationState.DONE, now=now)
 
         await self.database.transaction(finish)
 
@@ -224,7 +228,7 @@ class PaymentProcessor:
 
         async def record(session: AsyncSession) -> bool:
             payment = await repository.find_payment(session, provider_payment_id)
-            if payment is None or payment.settlement != Settlement.REFUND_DUE.value:
+            if payment is None or payment.settlement != Settlement.REFUND_DUE:
                 return False
             await service.record_refund(session, payment, actor=actor, now=now)
             return True
@@ -236,7 +240,7 @@ class PaymentProcessor:
 
         async def record(session: AsyncSession) -> None:
             payment = await repository.find_payment(session, provider_payment_id)
-            if payment is not None and payment.settlement == Settlement.REFUND_DUE.value:
+            if payment is not None and payment.settlement == Settlement.REFUND_DUE:
                 service.record_refund_failure(payment, now=now)
 
         await self.database.transaction(record)
@@ -278,13 +282,13 @@ class PaymentProcessor:
         """An organizer's refund: the refund is due at once, then sent; the order follows."""
         now = self.clock()
 
-        async def request(session: AsyncSession) -> orders_service.OrderView | str:
+        async def request(session: AsyncSession) -> service.RefundRequest:
             return await service.request_refund(session, order_id, actor=actor, now=now)
 
         requested = await self.database.transaction(request)
-        if not isinstance(requested, str):
-            return requested  # nothing to send: the order as the transaction left it
-        await self.send_refund(requested, actor=actor)
+        if isinstance(requested, service.NothingToSend):
+            return requested.order  # as the transaction left it
+        await self.send_refund(requested.provider_payment_id, actor=actor)
         return await self.database.read(
             lambda session: orders_service.get_order(session, order_id, self.clock())
         )
@@ -296,7 +300,7 @@ class PaymentProcessor:
         now = self.clock()
 
         async def claim(session: AsyncSession) -> list[int]:
-            return await orders_repository.claim_orders_to_reconcile(
+            return await orders_service.claim_orders_to_reconcile(
                 session, now, lease_until=now + service.NOTIFICATION_LEASE, limit=limit
             )
 
@@ -315,9 +319,9 @@ class PaymentProcessor:
 
     async def _reschedule_reconcile(self, order_id: int) -> None:
         async def reschedule(session: AsyncSession) -> None:
-            order = await orders_repository.find_order(session, order_id)
+            order = await orders_service.find_order(session, order_id)
             if order is not None:
-                await orders_repository.schedule_reconcile(
+                await orders_service.schedule_reconcile(
                     session, order_id, service.next_reconcile_at(order, self.clock())
                 )
 
@@ -330,6 +334,9 @@ class PaymentProcessor:
             "refunds": await self.send_due_refunds(),
             "reconciled": await self.reconcile(),
         }
+
+
+PAYMENTS = Component[PaymentProcessor]("payments")
 
 
 class NotificationPump:
@@ -401,3 +408,6 @@ def build_payment_processor(
     assert settings.secret_key, "secrets are filled in by load_settings()"
     keyring = TicketKeyring(settings.secret_key)
     return PaymentProcessor(database, gateway, clock, options, keyring, on_paid=on_paid)
+
+
+NOTIFICATION_PUMP = Component[NotificationPump]("notification_pump")

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketera.events import service as events_service
 from ticketera.events.models import Event, EventStatus
+from ticketera.events.schemas import EventPatch, QueueSettingsIn
 from ticketera.events.service import EventCancelled, EventNotFound
 from ticketera.kit.cache import TtlCache
 from ticketera.kit.clock import Clock
+from ticketera.kit.components import Component
 from ticketera.kit.tokens import TokenSigner
 from ticketera.queue.backend import (
     AdmissionPolicy,
@@ -182,6 +186,11 @@ class WaitingRoom:
         """The user completed their purchase: their slot goes to the next in line."""
         return await self.backend.finish(event_id, user_id, now_ms=to_ms(self._clock()))
 
+    async def stats(self, event_id: int) -> QueueStats:
+        """The line as an organizer sees it: settings read fresh, figures, the backend."""
+        settings = await self.settings_for(event_id, fresh=True)
+        return QueueStats(settings, await self.figures(event_id), self.backend.name)
+
     async def figures(self, event_id: int) -> LineFigures:
         await self.settings_for(event_id)
         return await self.backend.figures(event_id, now_ms=to_ms(self._clock()))
@@ -264,3 +273,23 @@ class WaitingRoom:
                 log.info("queue.prequeue_released", event_id=event_id, users=len(members))
                 return
         log.warning("queue.prequeue_release_retrying", event_id=event_id)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    settings: EventQueueSettings
+    figures: LineFigures
+    backend: str
+
+
+async def change_queue_settings(
+    session: AsyncSession, room: WaitingRoom, event_id: int, change: QueueSettingsIn, *, clock: Clock
+) -> QueueStats:
+    """An organizer's change to the line (admission rate, cap on shoppers, access time, pause):
+    stored on the event, and this process stops using the settings it had cached."""
+    view = await events_service.update_event(session, event_id, EventPatch(queue=change), clock=clock)
+    room.forget_settings(event_id)
+    return QueueStats(EventQueueSettings.of(view.event), await room.figures(event_id), room.backend.name)
+
+
+WAITING_ROOM = Component[WaitingRoom]("waiting_room")

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import structlog
 
-from ticketera.events import repository as events_repository
+from ticketera.events import service as events_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.kit.errors import ServiceUnavailable
@@ -24,9 +24,7 @@ async def admission_tick(room: WaitingRoom, database: Database, clock: Clock, *,
     """One admission step for every event with an open waiting room; how many users were let in."""
     now = clock()
     async with database.read_session() as session:
-        events = await events_repository.events_with_open_queues(
-            session, started_before=now - ADMIT_AFTER_START
-        )
+        events = await events_service.events_with_open_queues(session, started_before=now - ADMIT_AFTER_START)
         settings = [EventQueueSettings.of(event) for event in events]
     tick = to_ms(now) // int(tick_seconds * 1000)
     admitted = 0

@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.events import repository as events_repository
-from ticketera.events.service import EventNotFound
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import NotFound
-from ticketera.kit.http import CurrentClock, ReadSession, StaffOnly, get_database, get_settings
-from ticketera.orders import service as orders_service
-from ticketera.orders.endpoints import authorize_order_reader
+from ticketera.kit.http import CurrentClock, Db, ReadSession, StaffOnly, component
 from ticketera.tickets import service
 from ticketera.tickets.codes import MalformedCode, read_code
-from ticketera.tickets.documents import PrintedOrder, order_pdf, qr_png, qr_svg
+from ticketera.tickets.documents import qr_png, qr_svg
 from ticketera.tickets.schemas import (
     CheckinBatchIn,
     CheckinFiguresOut,
     CheckinIn,
     CheckinKeyOut,
-    OrderTicketsOut,
     SectionCheckinOut,
-    TicketOut,
 )
-from ticketera.tickets.tasks import printable_order
+from ticketera.tickets.service import TICKET_KEYS, PublicKeys
 
 router = APIRouter(tags=["tickets"])
 
-OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TicketKeys = Annotated[PublicKeys, Depends(component(TICKET_KEYS))]
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 # An image of a code never changes: clients and proxies may keep it for good.
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -40,29 +32,6 @@ IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 class TicketCodeNotFound(NotFound):
     code = "ticket_code_invalid"
-
-
-@router.get("/api/orders/{order_id}/tickets", response_model=OrderTicketsOut)
-async def order_tickets(
-    order_id: OrderId, request: Request, session: ReadSession, clock: CurrentClock
-) -> OrderTicketsOut:
-    authorize_order_reader(request, order_id, link_token=True)
-    view = await orders_service.get_order(session, order_id, clock())
-    return OrderTicketsOut(
-        order_id=order_id, status=view.status.value, tickets=[TicketOut.of(ticket) for ticket in view.tickets]
-    )
-
-
-@router.get("/api/orders/{order_id}/tickets.pdf", response_class=Response)
-async def order_tickets_pdf(order_id: OrderId, request: Request, session: ReadSession) -> Response:
-    authorize_order_reader(request, order_id, link_token=True)
-    printed: PrintedOrder | None = await printable_order(session, order_id, zone=get_settings(request).zone)
-    if printed is None or not printed.tickets:
-        raise orders_service.OrderNotFound(f"Order {order_id} has no tickets (yet).")
-    headers = {"Content-Disposition": f'inline; filename="tickets-{order_id}.pdf"'}
-    # Rendering takes tens of milliseconds of CPU: off the event loop, which is serving others.
-    pdf = await asyncio.to_thread(order_pdf, printed)
-    return Response(pdf, media_type="application/pdf", headers=headers)
 
 
 def _well_formed(code: str) -> str:
@@ -108,37 +77,22 @@ def _scan_body(scan: service.Scan) -> dict[str, Any]:
     return body
 
 
-def _public_keys(request: Request) -> service.PublicKeys:
-    keys: service.PublicKeys = request.app.state.ticket_public_keys
-    return keys
-
-
 @router.post("/api/checkin", dependencies=[StaffOnly])
-async def check_in(body: CheckinIn, request: Request, clock: CurrentClock) -> JSONResponse:
-    keys = _public_keys(request)
-
-    async def scan(session: AsyncSession) -> service.Scan:
-        return await service.check_in(
-            session, keys, body.code, at=clock(), device=body.device_id, door_event_id=body.event_id
-        )
-
-    result = await get_database(request).transaction(scan)
+async def check_in(body: CheckinIn, database: Db, keys: TicketKeys, clock: CurrentClock) -> JSONResponse:
+    result = await service.scan(
+        database, keys, body.code, at=clock(), device=body.device_id, door_event_id=body.event_id
+    )
     return JSONResponse(_scan_body(result), status_code=service.SCAN_STATUS[result.result])
 
 
 @router.post("/api/checkin/batch", dependencies=[StaffOnly])
-async def check_in_batch(body: CheckinBatchIn, request: Request) -> dict[str, Any]:
+async def check_in_batch(body: CheckinBatchIn, database: Db, keys: TicketKeys) -> dict[str, Any]:
     """Scans a device made while offline, applied in time order; conflicts are reported per scan."""
-    keys = _public_keys(request)
     scans = [
         service.OfflineScan(scan.code, scan.scanned_at, scan.device_id or body.device_id)
         for scan in body.scans
     ]
-
-    async def apply(session: AsyncSession) -> list[service.Scan]:
-        return await service.check_in_batch(session, keys, scans, door_event_id=body.event_id)
-
-    results = await get_database(request).transaction(apply)
+    results = await service.scan_offline_batch(database, keys, scans, door_event_id=body.event_id)
     bodies = [{"index": index, **_scan_body(result)} for index, result in enumerate(results)]
     counts: dict[str, int] = {}
     for result in results:
@@ -149,8 +103,6 @@ async def check_in_batch(body: CheckinBatchIn, request: Request) -> dict[str, An
 
 @router.get("/api/events/{event_id}/checkin", response_model=CheckinFiguresOut, dependencies=[StaffOnly])
 async def checkin_figures(event_id: EventId, session: ReadSession) -> CheckinFiguresOut:
-    if await events_repository.find_event(session, event_id) is None:
-        raise EventNotFound(f"Event {event_id} does not exist.")
     sections = await service.checkin_figures(session, event_id)
     return CheckinFiguresOut(
         event_id=event_id,

@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime
+from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime, enum_column
 
 
 class TicketStatus(StrEnum):
@@ -29,7 +29,7 @@ class Ticket(Base):
     section_id: Mapped[int] = mapped_column(BigInteger)
     section_name: Mapped[str] = mapped_column(String(200))
     seat_label: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(8), default=TicketStatus.VALID.value)
+    status: Mapped[TicketStatus] = mapped_column(enum_column(TicketStatus, 8), default=TicketStatus.VALID)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -71,7 +71,7 @@ class OutboxEmail(Base):
     purpose: Mapped[str] = mapped_column(String(64), unique=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     to_address: Mapped[str] = mapped_column(String(254))
-    state: Mapped[str] = mapped_column(String(8), default=EmailState.PENDING.value)
+    state: Mapped[EmailState] = mapped_column(enum_column(EmailState, 8), default=EmailState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Not before: the retry backoff, and the lease of the worker sending it now.
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())

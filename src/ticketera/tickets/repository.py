@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.kit.db import execute_core, insert_unless_present
-from ticketera.tickets.models import EmailState, EventKey, OutboxEmail, Ticket, TicketStatus
+from ticketera.tickets.models import EventKey, OutboxEmail, Ticket, TicketStatus
 
 
 async def find_event_key(session: AsyncSession, event_id: int) -> EventKey | None:
@@ -43,8 +43,8 @@ async def tickets_of_order(session: AsyncSession, order_id: int) -> list[Ticket]
 async def void_order_tickets(session: AsyncSession, order_id: int, now: datetime) -> int:
     result = await session.execute(
         update(Ticket)
-        .where(Ticket.order_id == order_id, Ticket.status == TicketStatus.VALID.value)
-        .values(status=TicketStatus.VOID.value, voided_at=now)
+        .where(Ticket.order_id == order_id, Ticket.status == TicketStatus.VALID)
+        .values(status=TicketStatus.VOID, voided_at=now)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
@@ -68,7 +68,7 @@ async def mark_checked_in(
         .where(
             Ticket.serial == serial,
             Ticket.event_id == event_id,
-            Ticket.status == TicketStatus.VALID.value,
+            Ticket.status == TicketStatus.VALID,
             Ticket.checked_in_at.is_(None),
         )
         .values(checked_in_at=at, checked_in_device=device),
@@ -85,7 +85,7 @@ class SectionFigures:
 
 
 async def checkin_figures(session: AsyncSession, event_id: int) -> list[SectionFigures]:
-    valid = Ticket.status == TicketStatus.VALID.value
+    valid = Ticket.status == TicketStatus.VALID
     statement = (
         select(
             Ticket.section_id,
@@ -111,52 +111,5 @@ async def enqueue_email(session: AsyncSession, values: dict[str, Any]) -> None:
     await insert_unless_present(session, OutboxEmail, values, "purpose")
 
 
-async def claim_email(session: AsyncSession, email_id: int, *, now: datetime, lease_until: datetime) -> bool:
-    """Take a due email for sending until `lease_until` (one sender per email, see the worker)."""
-    result = await session.execute(
-        update(OutboxEmail)
-        .where(
-            OutboxEmail.id == email_id,
-            OutboxEmail.state == EmailState.PENDING.value,
-            OutboxEmail.next_attempt_at <= now,
-        )
-        .values(attempts=OutboxEmail.attempts + 1, next_attempt_at=lease_until)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
-
-
 async def find_email(session: AsyncSession, email_id: int) -> OutboxEmail | None:
     return (await session.execute(select(OutboxEmail).where(OutboxEmail.id == email_id))).scalar_one_or_none()
-
-
-async def due_email_ids(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:
-    statement = (
-        select(OutboxEmail.id)
-        .where(OutboxEmail.state == EmailState.PENDING.value, OutboxEmail.next_attempt_at <= now)
-        .order_by(OutboxEmail.next_attempt_at)
-        .limit(limit)
-    )
-    return list((await session.execute(statement)).scalars())
-
-
-async def finish_email(
-    session: AsyncSession,
-    email_id: int,
-    *,
-    state: EmailState,
-    now: datetime,
-    next_attempt_at: datetime | None = None,
-    error: str | None = None,
-) -> None:
-    values: dict[str, Any] = {"state": state.value, "last_error": error[:300] if error else None}
-    if state is EmailState.PENDING:
-        values["next_attempt_at"] = next_attempt_at or now
-    elif state in (EmailState.SENT, EmailState.SKIPPED):
-        values["sent_at"] = now
-    await session.execute(
-        update(OutboxEmail)
-        .where(OutboxEmail.id == email_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )

@@ -11,13 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import cast
 
 import structlog
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketera.events import service as events_service
 from ticketera.holds.service import HeldUnit
-from ticketera.kit.db import MAX_ID
+from ticketera.kit.components import Component
+from ticketera.kit.db import MAX_ID, Database
 from ticketera.kit.errors import NotFound
+from ticketera.kit.leases import LeasedWork
 from ticketera.tickets import repository
 from ticketera.tickets.codes import (
     ForgedCode,
@@ -30,13 +35,25 @@ from ticketera.tickets.codes import (
     verify_code,
 )
 from ticketera.tickets.keys import StoredKey, TicketKeyring
-from ticketera.tickets.models import EmailState, EventKey, Ticket, TicketStatus
+from ticketera.tickets.models import EmailState, EventKey, OutboxEmail, Ticket, TicketStatus
 
 log = structlog.get_logger(__name__)
 
 TICKETS_EMAIL = "tickets"
 EMAIL_LEASE = timedelta(minutes=2)
 MAX_EMAIL_ATTEMPTS = 12
+# The outbox: one sender per email under a lease; a failed send is retried 30 s, 1 min, 2 min ...
+# capped at an hour (a mail server restarting is waited for, not hammered), then left failed.
+OUTBOX = LeasedWork(
+    cast(Table, OutboxEmail.__table__),
+    pending=EmailState.PENDING,
+    failed=EmailState.FAILED,
+    finished_at="sent_at",
+    finished_states=(EmailState.SENT, EmailState.SKIPPED),
+    lease=EMAIL_LEASE,
+    retry_base_seconds=30,
+    max_attempts=MAX_EMAIL_ATTEMPTS,
+)
 
 
 class EventKeyNotFound(NotFound):
@@ -86,7 +103,7 @@ async def issue_for_order(
                 "section_id": unit.section_id,
                 "section_name": unit.section_name,
                 "seat_label": unit.label,
-                "status": TicketStatus.VALID.value,
+                "status": TicketStatus.VALID,
                 "issued_at": now,
             }
         )
@@ -97,7 +114,7 @@ async def issue_for_order(
             "purpose": f"{TICKETS_EMAIL}:{order_id}",
             "order_id": order_id,
             "to_address": buyer_email,
-            "state": EmailState.PENDING.value,
+            "state": EmailState.PENDING,
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
@@ -166,6 +183,37 @@ class PublicKeys:
         return key
 
 
+TICKET_KEYS = Component[PublicKeys]("ticket_keys")
+
+
+async def scan(
+    database: Database,
+    keys: PublicKeys,
+    code: str,
+    *,
+    at: datetime,
+    device: str | None,
+    door_event_id: int | None,
+) -> Scan:
+    """One scan at the door, in its own transaction (run again if InnoDB gives up on it)."""
+
+    async def check(session: AsyncSession) -> Scan:
+        return await check_in(session, keys, code, at=at, device=device, door_event_id=door_event_id)
+
+    return await database.transaction(check)
+
+
+async def scan_offline_batch(
+    database: Database, keys: PublicKeys, scans: Sequence[OfflineScan], *, door_event_id: int | None
+) -> list[Scan]:
+    """A device's offline scans, applied in one transaction (see `check_in_batch`)."""
+
+    async def apply(session: AsyncSession) -> list[Scan]:
+        return await check_in_batch(session, keys, scans, door_event_id=door_event_id)
+
+    return await database.transaction(apply)
+
+
 async def check_in(
     session: AsyncSession,
     keys: PublicKeys,
@@ -201,7 +249,7 @@ async def check_in(
     if device is not None and ticket.checked_in_device == device and ticket.checked_in_at == at:
         # The same scan uploaded again (a device retrying after a lost answer): not a second entry.
         return Scan(ScanResult.OK, ticket, reason="replayed")
-    if ticket.status == TicketStatus.VOID.value:
+    if ticket.status == TicketStatus.VOID:
         return Scan(ScanResult.VOID, ticket, reason="the order was refunded or cancelled")
     return Scan(ScanResult.ALREADY_CHECKED_IN, ticket)
 
@@ -242,4 +290,6 @@ def _aware(moment: datetime) -> datetime:
 
 
 async def checkin_figures(session: AsyncSession, event_id: int) -> list[repository.SectionFigures]:
+    """Sold and checked-in tickets per section of an event (404 when there is no such event)."""
+    await events_service.require_event(session, event_id)
     return await repository.checkin_figures(session, event_id)

@@ -9,45 +9,29 @@ server or client can tell the copies apart. Failures are retried with backoff, t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.config import Settings
-from ticketera.events import repository as events_repository
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
-from ticketera.kit.resilience import backoff_seconds
+from ticketera.kit.leases import Retry
 from ticketera.kit.tokens import TokenSigner
-from ticketera.orders import repository as orders_repository
 from ticketera.tickets import mail, repository, service
-from ticketera.tickets.documents import PrintedOrder, PrintedTicket, order_pdf
+from ticketera.tickets.documents import PrintedOrder, order_pdf
 from ticketera.tickets.models import EmailState
 
 log = structlog.get_logger(__name__)
 
 SWEEP_BATCH = 20
 
-
-async def printable_order(session: AsyncSession, order_id: int, *, zone: tzinfo) -> PrintedOrder | None:
-    order = await orders_repository.find_order(session, order_id)
-    if order is None:
-        return None
-    event = await events_repository.find_event(session, order.event_id)
-    tickets = await repository.tickets_of_order(session, order_id)
-    return PrintedOrder(
-        order_id=order.id,
-        event_name=event.name if event is not None else f"Event {order.event_id}",
-        starts_at=event.starts_at if event is not None else order.created_at,
-        venue=event.venue if event is not None else None,
-        buyer_name=order.buyer_name,
-        buyer_email=order.buyer_email,
-        tickets=[PrintedTicket(t.code, t.section_name, t.seat_label, t.status) for t in tickets],
-        zone=zone,
-    )
+# Reads an order's tickets as the PDF prints them (None: no such order). Tickets know orders only by
+# id: the orders domain provides this (`orders.service.printable_order`), wired by the composition root.
+OrderLoader = Callable[[AsyncSession, int], Awaitable[PrintedOrder | None]]
 
 
 @dataclass
@@ -60,16 +44,14 @@ class TicketMailer:
     public_base_url: str
     # Signs the order token of the link to the buyer's order page.
     signer: TokenSigner
-    zone: tzinfo
+    load_order: OrderLoader
 
     async def send(self, email_id: int) -> bool:
         """Send one due email if nobody else is; True once it is sent."""
         now = self.clock()
 
         async def claim(session: AsyncSession) -> bool:
-            return await repository.claim_email(
-                session, email_id, now=now, lease_until=now + service.EMAIL_LEASE
-            )
+            return await service.OUTBOX.claim(session, email_id, now=now)
 
         if not await self.database.transaction(claim):
             return False
@@ -81,7 +63,7 @@ class TicketMailer:
                 email.attempts,
                 email.to_address,
                 email.order_id,
-                await printable_order(session, email.order_id, zone=self.zone),
+                await self.load_order(session, email.order_id),
             )
 
         attempts, to_address, order_id, printed = await self.database.read(load)
@@ -111,20 +93,15 @@ class TicketMailer:
                 file_name=f"order-{order_id}-tickets",
             )
         except Exception as exc:
-            gave_up = attempts >= service.MAX_EMAIL_ATTEMPTS
+            retry = service.OUTBOX.after_failure(attempts, self.clock())
             log.warning(
                 "email.failed",
                 email_id=email_id,
                 attempts=attempts,
                 error=type(exc).__name__,
-                gave_up=gave_up,
+                gave_up=retry.gave_up,
             )
-            await self._finish(
-                email_id,
-                EmailState.FAILED if gave_up else EmailState.PENDING,
-                next_attempt_at=_retry_at(attempts, self.clock()),
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            await self._record_failure(email_id, retry, error=f"{type(exc).__name__}: {exc}")
             return False
         await self._finish(email_id, EmailState.SENT)
         return True
@@ -133,37 +110,33 @@ class TicketMailer:
         now = self.clock()
 
         async def due(session: AsyncSession) -> list[int]:
-            return await repository.due_email_ids(session, now, limit=limit)
+            return await service.OUTBOX.due(session, now, limit=limit)
 
         sent = 0
         for email_id in await self.database.read(due):
             sent += await self.send(email_id)
         return sent
 
-    async def _finish(
-        self,
-        email_id: int,
-        state: EmailState,
-        *,
-        next_attempt_at: datetime | None = None,
-        error: str | None = None,
-    ) -> None:
+    async def _finish(self, email_id: int, state: EmailState) -> None:
         now = self.clock()
 
         async def finish(session: AsyncSession) -> None:
-            await repository.finish_email(
-                session, email_id, state=state, now=now, next_attempt_at=next_attempt_at, error=error
-            )
+            await service.OUTBOX.finish(session, email_id, state=state, now=now)
 
         await self.database.transaction(finish)
 
+    async def _record_failure(self, email_id: int, retry: Retry, *, error: str) -> None:
+        now = self.clock()
 
-def _retry_at(attempts: int, now: datetime) -> datetime:
-    """30 s, 1 min, 2 min ... capped at an hour: a mail server restarting is waited for, not hammered."""
-    return now + timedelta(seconds=backoff_seconds(attempts, base=30, cap=3600))
+        async def record(session: AsyncSession) -> None:
+            await service.OUTBOX.record_failure(session, email_id, retry, now=now, error=error)
+
+        await self.database.transaction(record)
 
 
-def build_ticket_mailer(settings: Settings, database: Database, clock: Clock) -> TicketMailer:
+def build_ticket_mailer(
+    settings: Settings, database: Database, clock: Clock, *, load_order: OrderLoader
+) -> TicketMailer:
     return TicketMailer(
         database=database,
         clock=clock,
@@ -172,5 +145,5 @@ def build_ticket_mailer(settings: Settings, database: Database, clock: Clock) ->
         outbox_dir=settings.data_dir / "outbox",
         public_base_url=settings.effective_public_base_url,
         signer=TokenSigner(settings.secret_key or ""),
-        zone=settings.zone,
+        load_order=load_order,
     )
