@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -108,3 +109,18 @@ def test_a_malformed_rate_limit_stops_start_up() -> None:
 
     with pytest.raises(ValidationError, match="app_rate_limit"):
         Settings(_env_file=None, app_rate_limit="twenty a second")
+
+
+def test_an_aiomysql_url_without_the_extra_stops_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiomysql is an optional extra: naming it without installing it says how to get it."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "aiomysql" else real_find_spec(name, *args),
+    )
+    with pytest.raises(ConfigError, match=r"ticketera\[aiomysql\]"):
+        load_settings(_env_file=None, data_dir=tmp_path, database_url="mysql+aiomysql://u@db/t")
+    assert load_settings(_env_file=None, data_dir=tmp_path, database_url="mysql://u@db/t")

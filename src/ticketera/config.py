@@ -7,6 +7,7 @@ generates them once under the data directory so a fresh clone runs with no set-u
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import secrets
 from enum import StrEnum
@@ -221,6 +222,16 @@ class Settings(BaseSettings):
             return f"redis://{self.redis_host}:{self.redis_port}/0"
         return None
 
+    def require_driver(self) -> None:
+        """Stop a start-up whose DATABASE_URL names a driver this installation lacks: aiomysql is an
+        optional extra (asyncmy, always installed, serves every `mysql://` URL)."""
+        driver = make_url(self.async_database_url).get_driver_name()
+        if driver == "aiomysql" and importlib.util.find_spec("aiomysql") is None:
+            raise ConfigError(
+                "DATABASE_URL asks for the aiomysql driver, which is an optional extra: "
+                "pip install 'ticketera[aiomysql]', or use mysql://... (asyncmy)."
+            )
+
     def missing_secrets(self) -> list[str]:
         return [name for name in REQUIRED_SECRETS if not getattr(self, name.lower())]
 
@@ -271,4 +282,5 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings for a process: environment and .env, development secrets filled in, checked."""
     settings, _ = Settings(**overrides).with_development_secrets()
     settings.require_secrets()
+    settings.require_driver()
     return settings

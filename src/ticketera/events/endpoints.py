@@ -15,7 +15,6 @@ from ticketera.events.schemas import (
     EventOut,
     EventPage,
     EventPatch,
-    QueueSettingsOut,
     SeatMap,
     SectionIn,
     SectionOut,
@@ -31,7 +30,7 @@ EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EventOut, dependencies=[AdminOnly])
 async def create_event(body: EventCreate, session: WriteSession, clock: CurrentClock) -> EventOut:
-    return event_out(await service.create_event(session, body, clock=clock))
+    return EventOut.of(await service.create_event(session, body, clock=clock))
 
 
 @router.get("", response_model=EventPage, dependencies=[PublicRateLimit])
@@ -51,7 +50,7 @@ async def list_events(
         offset=offset,
         clock=clock,
     )
-    return EventPage(items=[event_out(view) for view in views], total=total, limit=limit, offset=offset)
+    return EventPage(items=[EventOut.of(view) for view in views], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{event_id}", response_model=EventOut, dependencies=[PublicRateLimit])
@@ -59,14 +58,14 @@ async def get_event(
     event_id: EventId, is_admin: IsAdmin, session: ReadSession, clock: CurrentClock
 ) -> EventOut:
     view = await service.get_event_view(session, event_id, include_drafts=is_admin, clock=clock)
-    return event_out(view)
+    return EventOut.of(view)
 
 
 @router.patch("/{event_id}", response_model=EventOut, dependencies=[AdminOnly])
 async def update_event(
     event_id: EventId, body: EventPatch, session: WriteSession, clock: CurrentClock
 ) -> EventOut:
-    return event_out(await service.update_event(session, event_id, body, clock=clock))
+    return EventOut.of(await service.update_event(session, event_id, body, clock=clock))
 
 
 @router.post(
@@ -77,7 +76,7 @@ async def update_event(
 )
 async def add_section(event_id: EventId, body: SectionIn, session: WriteSession) -> SectionOut:
     view = await service.add_section(session, event_id, body)
-    return section_out(view)
+    return SectionOut.of(view)
 
 
 @router.get(
@@ -112,44 +111,3 @@ async def get_seat_map(
     )
     body = {"eventId": event_id, "seats": seats, "nextAfter": next_after}
     return Response(orjson.dumps(body), media_type="application/json")
-
-
-def section_out(view: service.SectionView) -> SectionOut:
-    section = view.section
-    return SectionOut(
-        id=section.id,
-        name=section.name,
-        kind=section.kind,
-        price=section.price,
-        currency=view.currency,
-        capacity=section.capacity,
-        available=view.available,
-        held=view.held,
-        sold=view.sold,
-    )
-
-
-def event_out(view: service.EventView) -> EventOut:
-    event = view.event
-    return EventOut(
-        id=event.id,
-        name=event.name,
-        venue=event.venue,
-        starts_at=event.starts_at,
-        on_sale_at=event.on_sale_at,
-        status=event.status,
-        currency=event.currency,
-        max_tickets_per_user=event.max_tickets_per_user,
-        queue=QueueSettingsOut(
-            enabled=event.queue_enabled,
-            admit_per_minute=event.queue_admit_per_minute,
-            max_active_shoppers=event.queue_max_active_shoppers,
-            access_minutes=event.queue_access_minutes,
-            paused=event.queue_paused,
-        ),
-        capacity=view.capacity,
-        available=view.available,
-        sections=[section_out(section) for section in view.sections],
-        created_at=event.created_at,
-        updated_at=event.updated_at,
-    )

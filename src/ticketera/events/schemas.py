@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
 from ticketera.kit.money import DEFAULT_CURRENCY
 from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyIn, MoneyOut
+
+if TYPE_CHECKING:
+    from ticketera.events.service import EventView, SectionView
 
 # One call may create at most this many seats and general-admission places in total.
 MAX_UNITS_PER_CALL = 100_000
@@ -119,6 +122,21 @@ class SectionOut(ApiOutput):
     held: int
     sold: int
 
+    @classmethod
+    def of(cls, view: SectionView) -> SectionOut:
+        section = view.section
+        return cls(
+            id=section.id,
+            name=section.name,
+            kind=section.kind,
+            price=section.price,
+            currency=view.currency,
+            capacity=section.capacity,
+            available=view.available,
+            held=view.held,
+            sold=view.sold,
+        )
+
 
 class EventOut(ApiOutput):
     id: int
@@ -135,6 +153,32 @@ class EventOut(ApiOutput):
     sections: list[SectionOut]
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def of(cls, view: EventView) -> EventOut:
+        event = view.event
+        return cls(
+            id=event.id,
+            name=event.name,
+            venue=event.venue,
+            starts_at=event.starts_at,
+            on_sale_at=event.on_sale_at,
+            status=event.status,
+            currency=event.currency,
+            max_tickets_per_user=event.max_tickets_per_user,
+            queue=QueueSettingsOut(
+                enabled=event.queue_enabled,
+                admit_per_minute=event.queue_admit_per_minute,
+                max_active_shoppers=event.queue_max_active_shoppers,
+                access_minutes=event.queue_access_minutes,
+                paused=event.queue_paused,
+            ),
+            capacity=view.capacity,
+            available=view.available,
+            sections=[SectionOut.of(section) for section in view.sections],
+            created_at=event.created_at,
+            updated_at=event.updated_at,
+        )
 
 
 class EventPage(ApiOutput):

@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.events.models import Event, Seat, SeatStatus, Section
+from ticketera.events.models import Event, EventStatus, Seat, SeatStatus, Section, SectionKind
 from ticketera.events.repository import free_unit, live_hold
 from ticketera.holds.models import Hold, HoldStatus, Shopper
 from ticketera.kit.db import UTCDateTime, execute_core, inserted_id
@@ -33,7 +33,7 @@ HOLDS = cast(Table, Hold.__table__)
 @dataclass(frozen=True)
 class SaleSection:
     id: int
-    kind: str
+    kind: SectionKind
     name: str
     price: Decimal
 
@@ -43,7 +43,7 @@ class Sale:
     """What taking a hold needs to know of an event, read in one query."""
 
     event_id: int
-    status: str
+    status: EventStatus
     on_sale_at: datetime | None
     starts_at: datetime
     max_tickets_per_user: int
@@ -62,13 +62,13 @@ class SeatState:
 
 _SALE = (
     select(
-        Event.id,
+        Event.id.label("event_id"),
         Event.status,
         Event.on_sale_at,
         Event.starts_at,
         Event.max_tickets_per_user,
         Event.currency,
-        Section.id,
+        Section.id.label("section_id"),
         Section.kind,
         Section.name,
         Section.price,
@@ -84,11 +84,25 @@ async def find_sale(session: AsyncSession, event_id: int) -> Sale | None:
     if not rows:
         return None
     first = rows[0]
-    sections = {row[6]: SaleSection(row[6], row[7], row[8], row[9]) for row in rows if row[6] is not None}
-    return Sale(first[0], first[1], first[2], first[3], first[4], first[5], sections)
+    sections = {
+        row.section_id: SaleSection(row.section_id, row.kind, row.name, row.price)
+        for row in rows
+        if row.section_id is not None
+    }
+    return Sale(
+        event_id=first.event_id,
+        status=first.status,
+        on_sale_at=first.on_sale_at,
+        starts_at=first.starts_at,
+        max_tickets_per_user=first.max_tickets_per_user,
+        currency=first.currency,
+        sections=sections,
+    )
 
 
-_SEAT_STATES = select(Seat.id, Seat.section_id, Seat.row_label, Seat.number, free_unit(NOW)).where(
+_SEAT_STATES = select(
+    Seat.id, Seat.section_id, Seat.row_label, Seat.number, free_unit(NOW).label("free")
+).where(
     Seat.id.in_(bindparam("seat_ids", expanding=True)),
     Seat.event_id == bindparam("event_id"),
     Seat.row_label.is_not(None),
@@ -102,7 +116,9 @@ async def reserved_seat_states(
     rows = await execute_core(
         session, _SEAT_STATES, {"seat_ids": list(seat_ids), "event_id": event_id, "now": now}
     )
-    return {row[0]: SeatState(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows}
+    return {
+        row.id: SeatState(row.id, row.section_id, row.row_label, row.number, bool(row.free)) for row in rows
+    }
 
 
 _COUNT_FREE_PLACES = select(func.count()).select_from(
@@ -245,19 +261,37 @@ async def seats_not_free(
 
 
 _UNITS_OF_HOLD = (
-    select(Seat.id, Seat.section_id, Section.name, Seat.row_label, Seat.number, Section.price)
+    select(
+        Seat.id,
+        Seat.section_id,
+        Section.name.label("section_name"),
+        Seat.row_label,
+        Seat.number,
+        Section.price,
+    )
     .join(Section, Section.id == Seat.section_id)
     .where(Seat.hold_id == bindparam("hold_id"))
     .order_by(Seat.id)
 )
 
 
-async def units_of_hold(
-    session: AsyncSession, hold_id: int
-) -> list[tuple[int, int, str, str | None, int | None, Decimal]]:
-    """The hold's units with their section and price: (id, section id, section name, row, number, price)."""
+@dataclass(frozen=True)
+class UnitOfHold:
+    id: int
+    section_id: int
+    section_name: str
+    row: str | None
+    number: int | None
+    price: Decimal
+
+
+async def units_of_hold(session: AsyncSession, hold_id: int) -> list[UnitOfHold]:
+    """The units that name this hold, with their section and price."""
     rows = await execute_core(session, _UNITS_OF_HOLD, {"hold_id": hold_id})
-    return [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in rows]
+    return [
+        UnitOfHold(row.id, row.section_id, row.section_name, row.row_label, row.number, row.price)
+        for row in rows
+    ]
 
 
 async def find_hold(session: AsyncSession, public_id: str, *, lock: bool = False) -> Hold | None:
@@ -291,7 +325,12 @@ async def overdue_hold_ids(session: AsyncSession, now: datetime, *, limit: int) 
 
 
 async def mark_holds(
-    session: AsyncSession, hold_ids: Sequence[int], *, from_status: str, to_status: str, now: datetime
+    session: AsyncSession,
+    hold_ids: Sequence[int],
+    *,
+    from_status: HoldStatus,
+    to_status: HoldStatus,
+    now: datetime,
 ) -> None:
     await session.execute(
         update(Hold)
@@ -333,7 +372,7 @@ async def tidy_lapsed_units(session: AsyncSession, now: datetime, *, limit: int)
 @dataclass(frozen=True)
 class LockedHold:
     id: int
-    status: str
+    status: HoldStatus
     expires_at: datetime
     event_id: int
     user_id: str
@@ -361,7 +400,18 @@ _LOCK_HOLD = (
 async def lock_hold(session: AsyncSession, public_id: str) -> LockedHold | None:
     """The hold row, locked: one order per hold, even when two requests race for it."""
     row = (await execute_core(session, _LOCK_HOLD, {"public_id": public_id})).one_or_none()
-    return LockedHold(*row) if row is not None else None
+    if row is None:
+        return None
+    return LockedHold(
+        id=row.id,
+        status=row.status,
+        expires_at=row.expires_at,
+        event_id=row.event_id,
+        user_id=row.user_id,
+        quantity=row.quantity,
+        total=row.total,
+        currency=row.currency,
+    )
 
 
 _MARK_HOLD_ORDERED = (

@@ -344,10 +344,8 @@ async def _take_places(
 async def units_of(session: AsyncSession, hold_id: int) -> list[HeldUnit]:
     """The units that name this hold (held, sold to its order, or lapsed and not retaken)."""
     return [
-        HeldUnit(unit_id, section_id, section_name, row, number, price)
-        for unit_id, section_id, section_name, row, number, price in await repository.units_of_hold(
-            session, hold_id
-        )
+        HeldUnit(unit.id, unit.section_id, unit.section_name, unit.row, unit.number, unit.price)
+        for unit in await repository.units_of_hold(session, hold_id)
     ]
 
 

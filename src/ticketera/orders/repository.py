@@ -75,7 +75,12 @@ async def overdue_order_ids(session: AsyncSession, now: datetime, *, limit: int)
 
 
 async def mark_orders(
-    session: AsyncSession, order_ids: Sequence[int], *, from_status: str, to_status: str, now: datetime
+    session: AsyncSession,
+    order_ids: Sequence[int],
+    *,
+    from_status: OrderStatus,
+    to_status: OrderStatus,
+    now: datetime,
 ) -> None:
     await session.execute(
         update(Order)

@@ -17,7 +17,7 @@ from ticketera.kit.http import AdminOnly, CurrentClock, WriteSession, component
 from ticketera.kit.security import bearer_token
 from ticketera.queue import service
 from ticketera.queue.schemas import JoinOut, JoinRequest, QueueStatsOut, QueueStatusOut
-from ticketera.queue.service import WAITING_ROOM, QueueStatus, WaitingRoom
+from ticketera.queue.service import WAITING_ROOM, WaitingRoom
 
 router = APIRouter(prefix="/api/queue", tags=["waiting room"], dependencies=[PublicRateLimit])
 
@@ -28,18 +28,6 @@ STREAM_INTERVAL_SECONDS = 2.0
 Room = Annotated[WaitingRoom, Depends(component(WAITING_ROOM))]
 
 
-def status_out(queue_status: QueueStatus) -> QueueStatusOut:
-    return QueueStatusOut(
-        status=queue_status.status,
-        position=queue_status.position,
-        ahead=queue_status.ahead,
-        eta_seconds=queue_status.eta_seconds,
-        pre_queue=queue_status.pre_queue,
-        access_token=queue_status.access_token,
-        access_expires_at=queue_status.access_expires_at,
-    )
-
-
 @router.post("/{event_id}/join", response_model=JoinOut, responses={201: {"model": JoinOut}})
 async def join(
     event_id: EventId, body: JoinRequest, room: Room, limiter: Limiter, response: Response
@@ -47,7 +35,7 @@ async def join(
     await limiter.enforce(limiter.per_user_join, "join", str(event_id), body.user_id)
     result = await room.join(event_id, body.user_id)
     response.status_code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-    return JoinOut(queue_token=result.queue_token, **status_out(result.status).model_dump())
+    return JoinOut(queue_token=result.queue_token, **QueueStatusOut.of(result.status).model_dump())
 
 
 def _queue_user(room: WaitingRoom, event_id: int, authorization: str | None, token: str | None = None) -> str:
@@ -60,7 +48,7 @@ async def queue_status(
     event_id: EventId, room: Room, authorization: Annotated[str | None, Header()] = None
 ) -> QueueStatusOut:
     user_id = _queue_user(room, event_id, authorization)
-    return status_out(await room.status(event_id, user_id))
+    return QueueStatusOut.of(await room.status(event_id, user_id))
 
 
 @router.get("/{event_id}/stream", summary="Server-sent events: the user's place, pushed until admitted")
@@ -79,7 +67,7 @@ async def stream(
     async def updates() -> AsyncIterator[ServerSentEvent]:
         current = first
         while True:
-            body = status_out(current).model_dump(mode="json", by_alias=True)
+            body = QueueStatusOut.of(current).model_dump(mode="json", by_alias=True)
             yield ServerSentEvent(data=orjson.dumps(body).decode(), event="status")
             if current.status != "waiting" or await request.is_disconnected():
                 return
@@ -100,7 +88,7 @@ async def leave(
 
 @router.get("/{event_id}/stats", response_model=QueueStatsOut, dependencies=[AdminOnly])
 async def stats(event_id: EventId, room: Room) -> QueueStatsOut:
-    return stats_out(await room.stats(event_id))
+    return QueueStatsOut.of(await room.stats(event_id))
 
 
 @router.patch("/{event_id}", response_model=QueueStatsOut, dependencies=[AdminOnly])
@@ -108,22 +96,4 @@ async def update_queue(
     event_id: EventId, body: QueueSettingsIn, session: WriteSession, clock: CurrentClock, room: Room
 ) -> QueueStatsOut:
     """Change the admission rate, the cap on active shoppers or the access time, or pause admission."""
-    return stats_out(await service.change_queue_settings(session, room, event_id, body, clock=clock))
-
-
-def stats_out(stats: service.QueueStats) -> QueueStatsOut:
-    settings, figures = stats.settings, stats.figures
-    return QueueStatsOut(
-        event_id=settings.event_id,
-        enabled=settings.enabled,
-        paused=settings.paused,
-        waiting=figures.waiting,
-        pre_queue=figures.prequeue,
-        admitted=figures.admitted_total,
-        active_shoppers=figures.active,
-        admit_per_minute=settings.admit_per_minute,
-        max_active_shoppers=settings.max_active_shoppers,
-        measured_admit_per_minute=figures.admitted_last_minute,
-        released=figures.released,
-        backend=stats.backend,
-    )
+    return QueueStatsOut.of(await service.change_queue_settings(session, room, event_id, body, clock=clock))

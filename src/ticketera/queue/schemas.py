@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StringConstraints
 
 from ticketera.kit.schemas import ApiInput, ApiOutput
+
+if TYPE_CHECKING:
+    from ticketera.queue.service import QueueStats, QueueStatus
 
 # A user id is the platform's own account id: printable, at most 128 characters.
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -28,6 +31,18 @@ class QueueStatusOut(ApiOutput):
     access_token: str | None = None
     access_expires_at: datetime | None = None
 
+    @classmethod
+    def of(cls, queue_status: QueueStatus) -> QueueStatusOut:
+        return cls(
+            status=queue_status.status,
+            position=queue_status.position,
+            ahead=queue_status.ahead,
+            eta_seconds=queue_status.eta_seconds,
+            pre_queue=queue_status.pre_queue,
+            access_token=queue_status.access_token,
+            access_expires_at=queue_status.access_expires_at,
+        )
+
 
 class JoinOut(QueueStatusOut):
     queue_token: str
@@ -46,3 +61,21 @@ class QueueStatsOut(ApiOutput):
     measured_admit_per_minute: int
     released: bool
     backend: str
+
+    @classmethod
+    def of(cls, stats: QueueStats) -> QueueStatsOut:
+        settings, figures = stats.settings, stats.figures
+        return cls(
+            event_id=settings.event_id,
+            enabled=settings.enabled,
+            paused=settings.paused,
+            waiting=figures.waiting,
+            pre_queue=figures.prequeue,
+            admitted=figures.admitted_total,
+            active_shoppers=figures.active,
+            admit_per_minute=settings.admit_per_minute,
+            max_active_shoppers=settings.max_active_shoppers,
+            measured_admit_per_minute=figures.admitted_last_minute,
+            released=figures.released,
+            backend=stats.backend,
+        )

@@ -19,6 +19,7 @@ from ticketera.tickets.schemas import (
     CheckinIn,
     CheckinKeyOut,
     SectionCheckinOut,
+    scan_body,
 )
 from ticketera.tickets.service import TICKET_KEYS, PublicKeys
 
@@ -58,31 +59,12 @@ async def checkin_key(event_id: EventId, session: ReadSession) -> CheckinKeyOut:
     return CheckinKeyOut(event_id=event_id, public_key=await service.public_key_of(session, event_id))
 
 
-def _scan_body(scan: service.Scan) -> dict[str, Any]:
-    body: dict[str, Any] = {"result": scan.result.value}
-    ticket = scan.ticket
-    if ticket is not None:
-        body["ticket"] = {
-            "eventId": ticket.event_id,
-            "orderId": ticket.order_id,
-            "section": ticket.section_name,
-            "seat": ticket.seat_label,
-            "status": ticket.status,
-        }
-        if ticket.checked_in_at is not None:
-            body["at"] = ticket.checked_in_at.isoformat().replace("+00:00", "Z")
-            body["device"] = ticket.checked_in_device
-    if scan.reason:
-        body["reason"] = scan.reason
-    return body
-
-
 @router.post("/api/checkin", dependencies=[StaffOnly])
 async def check_in(body: CheckinIn, database: Db, keys: TicketKeys, clock: CurrentClock) -> JSONResponse:
     result = await service.scan(
         database, keys, body.code, at=clock(), device=body.device_id, door_event_id=body.event_id
     )
-    return JSONResponse(_scan_body(result), status_code=service.SCAN_STATUS[result.result])
+    return JSONResponse(scan_body(result), status_code=service.SCAN_STATUS[result.result])
 
 
 @router.post("/api/checkin/batch", dependencies=[StaffOnly])
@@ -93,7 +75,7 @@ async def check_in_batch(body: CheckinBatchIn, database: Db, keys: TicketKeys) -
         for scan in body.scans
     ]
     results = await service.scan_offline_batch(database, keys, scans, door_event_id=body.event_id)
-    bodies = [{"index": index, **_scan_body(result)} for index, result in enumerate(results)]
+    bodies = [{"index": index, **scan_body(result)} for index, result in enumerate(results)]
     counts: dict[str, int] = {}
     for result in results:
         counts[result.result.value] = counts.get(result.result.value, 0) + 1

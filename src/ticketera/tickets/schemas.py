@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StringConstraints
 
 from ticketera.kit.schemas import ApiInput, ApiOutput
 from ticketera.tickets.models import Ticket
+
+if TYPE_CHECKING:
+    from ticketera.tickets.service import Scan
 
 # Codes are base64url; anything longer than a code is refused before it reaches the verifier.
 CodeText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -86,3 +89,23 @@ class CheckinFiguresOut(ApiOutput):
     sold: int
     checked_in: int
     sections: list[SectionCheckinOut]
+
+
+def scan_body(scan: Scan) -> dict[str, Any]:
+    """A scan's answer: the result, and what the door needs to see of the ticket."""
+    body: dict[str, Any] = {"result": scan.result.value}
+    ticket = scan.ticket
+    if ticket is not None:
+        body["ticket"] = {
+            "eventId": ticket.event_id,
+            "orderId": ticket.order_id,
+            "section": ticket.section_name,
+            "seat": ticket.seat_label,
+            "status": ticket.status,
+        }
+        if ticket.checked_in_at is not None:
+            body["at"] = ticket.checked_in_at.isoformat().replace("+00:00", "Z")
+            body["device"] = ticket.checked_in_device
+    if scan.reason:
+        body["reason"] = scan.reason
+    return body
