@@ -129,6 +129,7 @@ def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -
             redis_url=redis_url,
             cluster=settings.redis_cluster,
             breaker=redis.breaker if redis is not None else None,
+            unlimited_key=settings.admin_api_key,
         ),
         payments=payments,
         notification_pump=NotificationPump(payments),

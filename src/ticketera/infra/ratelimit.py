@@ -22,8 +22,9 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from ticketera.infra.redis import REDIS_TIMEOUT_SECONDS
 from ticketera.kit.components import Component
 from ticketera.kit.errors import DomainError
-from ticketera.kit.http import IsAdmin, client_ip, component
+from ticketera.kit.http import client_ip, component
 from ticketera.kit.resilience import CircuitBreaker
+from ticketera.kit.security import bearer_token, secrets_match
 
 log = structlog.get_logger(__name__)
 
@@ -51,8 +52,11 @@ class RateLimiter:
         redis_url: str | None = None,
         cluster: bool = False,
         breaker: CircuitBreaker | None = None,
+        unlimited_key: str | None = None,
     ) -> None:
         self.per_ip = parse_limits(per_ip)
+        # Callers with this bearer key (the admin's) are never limited.
+        self._unlimited_key = unlimited_key
         self.per_user_join = parse_limits(per_user_join)
         self._breaker = breaker
         storage: Storage
@@ -77,6 +81,12 @@ class RateLimiter:
                 )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
 
+    async def limit_public_call(self, client_ip: str, authorization: str | None) -> None:
+        """The per-IP limit (APP_RATE_LIMIT) of a public call; admins are not limited."""
+        if not self.per_ip or secrets_match(bearer_token(authorization), self._unlimited_key):
+            return
+        await self.enforce(self.per_ip, "ip", client_ip)
+
     async def enforce(self, items: Sequence[RateLimitItem], *identifiers: str) -> None:
         """Count one request; raise RateLimited (429 with Retry-After) past any of the limits."""
         if not items:
@@ -99,11 +109,9 @@ RATE_LIMITER = Component[RateLimiter]("rate_limiter")
 Limiter = Annotated[RateLimiter, Depends(component(RATE_LIMITER))]
 
 
-async def _public_rate_limit(request: Request, limiter: Limiter, is_admin: IsAdmin) -> None:
+async def _public_rate_limit(request: Request, limiter: Limiter) -> None:
     """The app's own per-IP limit (APP_RATE_LIMIT) on public calls; admins are not limited."""
-    if is_admin:
-        return
-    await limiter.enforce(limiter.per_ip, "ip", client_ip(request))
+    await limiter.limit_public_call(client_ip(request), request.headers.get("authorization"))
 
 
 PublicRateLimit = Depends(_public_rate_limit)
