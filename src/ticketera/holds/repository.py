@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.events.models import Event, EventStatus, Seat, SeatStatus, Section, SectionKind
+from ticketera.events.models import Event, EventStatus, Seat, SeatStatus, Section, SectionKind, seat_label
 from ticketera.events.repository import free_unit, live_hold
 from ticketera.holds.models import Hold, HoldStatus, Shopper
 from ticketera.kit.db import UTCDateTime, execute_core, inserted_id
@@ -276,7 +276,9 @@ _UNITS_OF_HOLD = (
 
 
 @dataclass(frozen=True)
-class UnitOfHold:
+class HeldUnit:
+    """A seat or a general-admission place as a hold (and the order it became) shows it."""
+
     id: int
     section_id: int
     section_name: str
@@ -284,12 +286,16 @@ class UnitOfHold:
     number: int | None
     price: Decimal
 
+    @property
+    def label(self) -> str | None:
+        return seat_label(self.row, self.number) if self.row is not None and self.number is not None else None
 
-async def units_of_hold(session: AsyncSession, hold_id: int) -> list[UnitOfHold]:
+
+async def units_of_hold(session: AsyncSession, hold_id: int) -> list[HeldUnit]:
     """The units that name this hold, with their section and price."""
     rows = await execute_core(session, _UNITS_OF_HOLD, {"hold_id": hold_id})
     return [
-        UnitOfHold(row.id, row.section_id, row.section_name, row.row_label, row.number, row.price)
+        HeldUnit(row.id, row.section_id, row.section_name, row.row_label, row.number, row.price)
         for row in rows
     ]
 

@@ -15,10 +15,11 @@ from functools import partial
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketera.events.models import EventStatus, SectionKind, seat_label
+from ticketera.events.models import EventStatus, SectionKind
 from ticketera.events.service import EventCancelled, EventNotFound, SectionNotFound
 from ticketera.holds import repository
 from ticketera.holds.models import Hold, HoldStatus
+from ticketera.holds.repository import HeldUnit as HeldUnit  # what other domains know a unit as
 from ticketera.holds.schemas import HoldRequest
 from ticketera.kit.audit import SYSTEM_ACTOR, AuditRow, audit_row, record_changes
 from ticketera.kit.clock import Clock
@@ -54,20 +55,6 @@ class HoldAlreadyOrdered(Conflict):
 
 class HoldExpired(Conflict):
     code = "hold_expired"
-
-
-@dataclass(frozen=True)
-class HeldUnit:
-    id: int
-    section_id: int
-    section_name: str
-    row: str | None
-    number: int | None
-    price: Decimal
-
-    @property
-    def label(self) -> str | None:
-        return seat_label(self.row, self.number) if self.row is not None and self.number is not None else None
 
 
 @dataclass(frozen=True)
@@ -343,10 +330,7 @@ async def _take_places(
 
 async def units_of(session: AsyncSession, hold_id: int) -> list[HeldUnit]:
     """The units that name this hold (held, sold to its order, or lapsed and not retaken)."""
-    return [
-        HeldUnit(unit.id, unit.section_id, unit.section_name, unit.row, unit.number, unit.price)
-        for unit in await repository.units_of_hold(session, hold_id)
-    ]
+    return await repository.units_of_hold(session, hold_id)
 
 
 async def get_hold(session: AsyncSession, public_id: str) -> HoldView:
