@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
-	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin lock clean
+	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench-onsale: $(STAMP) ## Tickets per second through join -> hold -> order, on M
 
 bench-webhooks: $(STAMP) ## MercadoPago webhook latency at 100 concurrent, and approval -> paid time (SQLite; --mariadb by hand)
 	$(BIN)/python benchmarks/webhooks.py
+
+bench-faults: $(STAMP) ## The waiting room's answers while Redis is frozen, then killed, and its recovery
+	$(BIN)/python benchmarks/faults.py
 
 bench-checkin: $(STAMP) ## Check-ins per second, 20 scanners then rescans, on MariaDB (--sqlite by hand)
 	$(BIN)/python benchmarks/checkin.py

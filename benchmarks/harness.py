@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -308,6 +309,57 @@ def running_service(
             ready = f"{base_url}/health/ready"
             wait_answering(process, lambda: answers_ok(ready), "the service", output_path)
             yield base_url, process, output_path
+        finally:
+            stop(process)
+
+
+@contextmanager
+def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway redis-server on a free loopback port, no persistence; yields its URL and process."""
+    # Imported here: redis-py imports the standard library's `queue`, which benchmarks/queue.py
+    # shadows for any script run from this folder that has not dropped the folder from sys.path.
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchmarkError("redis-server is not on PATH; install Redis to run this benchmark")
+    port = free_port()
+    folder = workdir / "redis"
+    folder.mkdir()
+    output_path = workdir / "redis-output.log"
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(  # a fixed command line of our own
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+            ],
+            cwd=folder,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            probe = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
+
+            def pong() -> bool:
+                try:
+                    return bool(probe.ping())
+                except redis.RedisError:
+                    return False
+
+            try:
+                wait_answering(process, pong, "redis-server", output_path, interval=0.1)
+            finally:
+                probe.close()
+            yield f"redis://127.0.0.1:{port}/0", process
         finally:
             stop(process)
 

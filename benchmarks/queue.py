@@ -51,13 +51,10 @@ import contextlib
 import itertools
 import json
 import secrets
-import shutil
-import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,53 +129,6 @@ class Report:
 
 # --------------------------------------------------------------------------------------------
 # Processes: Redis, the service, and what they cost
-
-
-@contextmanager
-def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A throwaway redis-server on a free loopback port, no persistence; yields its URL and process."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise harness.BenchmarkError("redis-server is not on PATH; install Redis to run this benchmark")
-    port = harness.free_port()
-    folder = workdir / "redis"
-    folder.mkdir()
-    output_path = workdir / "redis-output.log"
-    with output_path.open("wb") as output:
-        process = subprocess.Popen(  # a fixed command line of our own
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(folder),
-            ],
-            cwd=folder,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            probe = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
-
-            def pong() -> bool:
-                try:
-                    return bool(probe.ping())
-                except redis.RedisError:
-                    return False
-
-            try:
-                harness.wait_answering(process, pong, "redis-server", output_path, interval=0.1)
-            finally:
-                probe.close()
-            yield f"redis://127.0.0.1:{port}/0", process
-        finally:
-            harness.stop(process)
 
 
 def _service_environment(workdir: Path, redis_url: str) -> dict[str, str]:
@@ -705,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="ticketera-bench-queue-") as tmp:
         workdir = Path(tmp)
-        with private_redis(workdir) as (redis_url, redis_process):
+        with harness.private_redis(workdir) as (redis_url, redis_process):
             report.redis_version = str(redis.Redis.from_url(redis_url).info("server")["redis_version"])
             print(
                 f"Ticketera waiting-room benchmark: {args.workers} service worker(s), SQLite, private Redis"
