@@ -239,7 +239,9 @@ def mp_sim(
     typer.echo(f"  Checkout     {simulator.public_url}/checkout/v1/redirect?pref_id=...")
     typer.echo(f"  Control      {base}/_sim/config, /_sim/notifications, /_sim/faults, /_sim/reset")
     typer.echo(f"  Set          MP_BASE_URL={base} for the service\n")
-    configure_logging(json_console=service.is_production_like, level=service.log_level)
+    configure_logging(
+        json_console=service.is_production_like, level=service.log_level, secrets=service.secret_values()
+    )
     try:
         serve_simulator(simulator, host=host, port=port)
     except SimulatorConfigError as exc:
@@ -274,7 +276,10 @@ def worker(
 
     settings = _settings()
     configure_logging(
-        json_console=settings.is_production_like, level=settings.log_level, log_dir=settings.log_dir
+        json_console=settings.is_production_like,
+        level=settings.log_level,
+        log_dir=settings.log_dir,
+        secrets=settings.secret_values(),
     )
 
     async def run() -> None:

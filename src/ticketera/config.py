@@ -232,6 +232,14 @@ class Settings(BaseSettings):
                 "pip install 'ticketera[aiomysql]', or use mysql://... (asyncmy)."
             )
 
+    def secret_values(self) -> list[str]:
+        """Every configured credential, never to be written to a log (see infra.logging.Redactor)."""
+        values = [getattr(self, name.lower()) for name in REQUIRED_SECRETS]
+        values.append(make_url(self.async_database_url).password)
+        if self.effective_redis_url:
+            values.append(make_url(self.effective_redis_url).password)
+        return [str(value) for value in values if value]
+
     def missing_secrets(self) -> list[str]:
         return [name for name in REQUIRED_SECRETS if not getattr(self, name.lower())]
 

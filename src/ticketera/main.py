@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         level=settings.log_level,
         log_dir=settings.log_dir,
         cache_loggers=settings.app_env is not AppEnv.TEST,
+        secrets=settings.secret_values(),
     )
 
     @asynccontextmanager

@@ -539,3 +539,19 @@ async def test_implausible_values_are_422_not_500(
 
     assert response.status_code == 422
     assert response.json()["fields"][0]["field"] == field
+
+
+@pytest.mark.parametrize("query", [{"offset": str(2**63)}, {"offset": str(2**64 + 1)}, {"limit": str(2**63)}])
+async def test_paging_past_what_the_database_holds_is_refused_as_input(
+    client: httpx.AsyncClient, query: dict[str, str]
+) -> None:
+    """Even for an admin (whose 500s used to log the admin key): a 422, not an overflow."""
+    refused = await client.get("/api/events", params=query, headers=ADMIN)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"] == "validation_error"
+
+
+async def test_a_seat_map_cursor_past_what_the_database_holds_is_refused(client: httpx.AsyncClient) -> None:
+    event = (await client.post("/api/events", json=event_body(), headers=ADMIN)).json()
+    refused = await client.get(f"/api/events/{event['id']}/seats", params={"after": str(2**63)})
+    assert refused.status_code == 422, refused.text

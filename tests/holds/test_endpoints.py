@@ -208,3 +208,21 @@ async def test_release_frees_at_once_and_is_idempotent(client: httpx.AsyncClient
     assert shown.json()["status"] == "released"
     assert retaken.status_code == 201
     assert (await client.delete("/api/holds/h_doesnotexist")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"seatIds": [2**63]},
+        {"seatIds": [1, 2**70]},
+        {"sectionId": 2**63, "quantity": 1},
+    ],
+)
+async def test_ids_past_what_the_database_holds_are_refused_as_input(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
+    """An id no BIGINT can hold is a 422 naming the field, not a 500 from the driver's overflow."""
+    event = await open_sale(client)
+    refused = await hold(client, event["id"], await shopper_token(client, event["id"], "ana"), body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"] == "validation_error"

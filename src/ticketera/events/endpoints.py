@@ -40,7 +40,7 @@ async def list_events(
     clock: CurrentClock,
     event_status: Annotated[EventStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> EventPage:
     views, total = await service.list_event_views(
         session,
@@ -93,7 +93,7 @@ async def get_seat_map(
     section: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this section's seats")] = None,
     seat_status: Annotated[SeatStatus | None, Query(alias="status")] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="cursor: the nextAfter of the previous page")
+        int | None, Query(ge=0, le=MAX_ID, description="cursor: the nextAfter of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=service.SEAT_MAP_MAX_LIMIT)] = service.SEAT_MAP_MAX_LIMIT,
 ) -> Response:

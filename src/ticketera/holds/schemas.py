@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyOut
+from ticketera.kit.schemas import ApiInput, ApiOutput, DatabaseId, MoneyOut
 
 if TYPE_CHECKING:
     from ticketera.holds.service import HeldUnit, HoldView
@@ -19,8 +19,8 @@ MAX_UNITS_PER_HOLD = 100
 class HoldRequest(ApiInput):
     """Reserved seats by id (`seatIds`), or general-admission places by quantity (`sectionId`, `quantity`)."""
 
-    seat_ids: list[int] | None = Field(default=None, min_length=1, max_length=MAX_UNITS_PER_HOLD)
-    section_id: int | None = Field(default=None, ge=1)
+    seat_ids: list[DatabaseId] | None = Field(default=None, min_length=1, max_length=MAX_UNITS_PER_HOLD)
+    section_id: DatabaseId | None = None
     quantity: int | None = Field(default=None, ge=1, le=MAX_UNITS_PER_HOLD)
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from ticketera.kit.schemas import ApiInput, ApiOutput
+from ticketera.kit.schemas import ApiInput, ApiOutput, DatabaseId
 from ticketera.tickets.models import Ticket
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class CheckinKeyOut(ApiOutput):
 class CheckinIn(ApiInput):
     code: CodeText
     # The door's event: a valid code for another event is refused here.
-    event_id: int | None = Field(default=None, ge=1)
+    event_id: DatabaseId | None = None
     device_id: DeviceId | None = None
 
 
@@ -72,7 +72,7 @@ class OfflineScanIn(ApiInput):
 
 
 class CheckinBatchIn(ApiInput):
-    event_id: int | None = Field(default=None, ge=1)
+    event_id: DatabaseId | None = None
     device_id: DeviceId | None = None
     scans: Annotated[list[OfflineScanIn], Field(min_length=1, max_length=5000)]
 
