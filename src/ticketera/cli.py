@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
+from pydantic import ValidationError
 
 from ticketera.config import ConfigError, Settings, load_settings
 from ticketera.infra.workers import reuse_port_supported, serve_workers
@@ -47,7 +48,7 @@ PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default
 def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
-    except ConfigError as exc:
+    except (ConfigError, ValidationError) as exc:
         typer.secho(f"Configuration error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
 
@@ -89,7 +90,10 @@ def serve(
         _migrate(settings)
     options: dict[str, Any] = {
         "proxy_headers": True,
-        "forwarded_allow_ips": "*" if settings.is_production_like else "127.0.0.1",
+        # Only these proxies' X-Forwarded-For is believed, and the client is the right-most hop
+        # that is not one of them (uvicorn's rule for a list; with "*" it takes the left-most,
+        # which any client writes itself).
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
         "log_config": None,
         "access_log": False,
         "server_header": False,

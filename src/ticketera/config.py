@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     # Joins one user may make per event, on top of the per-IP APP_RATE_LIMIT.
     queue_join_rate_limit: str = "10/minute"
     app_rate_limit: str = "20/second"
+    # The proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated): the
+    # client is the right-most address in the header that is not one of them. Anyone else's header
+    # is ignored, so nobody picks their own address to walk past the per-IP limits. Never "*".
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    # Request bodies past this many bytes are answered 413 before they are read in full; the
+    # organizer's and the door's bulk calls (event creation, offline check-in batches) get more.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_bulk_body_bytes: int = Field(default=16_777_216, ge=1024)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     admin_api_key: str | None = None
@@ -147,6 +155,16 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.display_timezone)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _no_wildcard_proxies(cls, value: str) -> str:
+        if "*" in value:
+            raise ValueError(
+                "FORWARDED_ALLOW_IPS must list the proxies (e.g. 127.0.0.1,172.18.0.0/16), not '*': "
+                "with '*' any client picks its own address"
+            )
+        return value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

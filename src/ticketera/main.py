@@ -23,6 +23,7 @@ from ticketera.composition import Role, build_services
 from ticketera.config import AppEnv, Settings, load_settings
 from ticketera.events.endpoints import router as events_router
 from ticketera.holds.endpoints import router as holds_router
+from ticketera.infra.bodylimit import PAYLOAD_TOO_LARGE, BodySizeLimitMiddleware
 from ticketera.infra.logging import RequestIdMiddleware, configure_logging
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.errors import DomainError
@@ -40,6 +41,10 @@ from ticketera.queue.tasks import run_admission_ticker
 from ticketera.tickets.endpoints import router as tickets_router
 
 log = structlog.get_logger(__name__)
+
+# The bulk calls that may send more than MAX_BODY_BYTES: an organizer's event or section (a venue's
+# seats) and a door device's offline check-ins.
+BULK_PATHS = (r"/api/events", r"/api/events/[0-9]+/sections", r"/api/checkin/batch")
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
@@ -133,6 +138,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             ],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    # Inside the request-id middleware, so a 413 carries its request id like any other answer.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        bulk_max_bytes=settings.max_bulk_body_bytes,
+        bulk_paths=BULK_PATHS,
+    )
     app.add_middleware(RequestIdMiddleware)
     _install_error_handlers(app)
     app.include_router(ops_router)
@@ -172,7 +184,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: PAYLOAD_TOO_LARGE,
+            415: "unsupported_media_type",
+        }
         code = codes.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return JSONResponse(
