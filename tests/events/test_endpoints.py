@@ -555,3 +555,42 @@ async def test_a_seat_map_cursor_past_what_the_database_holds_is_refused(client:
     event = (await client.post("/api/events", json=event_body(), headers=ADMIN)).json()
     refused = await client.get(f"/api/events/{event['id']}/seats", params={"after": str(2**63)})
     assert refused.status_code == 422, refused.text
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"sections": [ga_section(price="-0.00")]}, "sections[0].price"),
+        ({"sections": [ga_section(price="\u0661\u0660\u0660")]}, "sections[0].price"),
+        ({"sections": [{"name": "Campo", "price": True, "capacity": 10}]}, "sections[0].price"),
+        ({"sections": [{"name": "Campo", "price": -1, "capacity": 10}]}, "sections[0].price"),
+        ({"sections": [{"name": "Campo", "price": "9000", "capacity": True}]}, "sections[0].capacity"),
+        ({"sections": [{"name": "Campo", "price": "9000", "capacity": "10"}]}, "sections[0].capacity"),
+        ({"currency": "XXX"}, "currency"),
+        ({"name": "Noche \u202ekcoR"}, "name"),
+        ({"startsAt": 1893456000}, "startsAt"),
+        ({"maxTicketsPerUser": True}, "maxTicketsPerUser"),
+        ({"queue": {"enabled": "yes"}}, "queue.enabled"),
+    ],
+)
+async def test_lenient_input_is_refused_naming_the_field(
+    client: httpx.AsyncClient, change: dict[str, Any], field: str
+) -> None:
+    """The probe's lenient inputs: a negative zero or other scripts' digits as a price, `true` as a
+    count, an unknown currency, a bidirectional override in a name, a number as a date."""
+    refused = await client.post("/api/events", json=event_body(**change), headers=ADMIN)
+    assert refused.status_code == 422, refused.text
+    assert field in [item["field"] for item in refused.json()["fields"]]
+
+
+async def test_canonical_input_still_passes(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/api/events",
+        json=event_body(
+            currency="USD",
+            sections=[ga_section(price="15000.5"), {"name": "Platea", "price": 0, "capacity": 2}],
+        ),
+        headers=ADMIN,
+    )
+    assert created.status_code == 201, created.text
+    assert [section["price"] for section in created.json()["sections"]] == ["15000.50", "0.00"]

@@ -226,3 +226,14 @@ async def test_ids_past_what_the_database_holds_are_refused_as_input(
     refused = await hold(client, event["id"], await shopper_token(client, event["id"], "ana"), body)
     assert refused.status_code == 422, refused.text
     assert refused.json()["error"] == "validation_error"
+
+
+@pytest.mark.parametrize("quantity", [True, "2", 1.0])
+async def test_a_quantity_is_a_whole_number_not_anything_like_one(
+    client: httpx.AsyncClient, quantity: object
+) -> None:
+    event = await open_sale(client)
+    campo = event["sections"][1]
+    token = await shopper_token(client, event["id"], "ana")
+    refused = await hold(client, event["id"], token, {"sectionId": campo["id"], "quantity": quantity})
+    assert refused.status_code == 422, refused.text

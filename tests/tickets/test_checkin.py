@@ -396,3 +396,12 @@ async def test_offline_scan_times_without_a_zone_are_taken_as_utc(shop: Shop, si
         "2030-01-01T09:00:00Z",
         "zoned",
     )
+
+
+async def test_an_offline_scan_time_is_iso_text_not_a_number(shop: Shop) -> None:
+    """`scannedAt: 0` would be 1970: a device that sends a number sent no time a person meant."""
+    refused = await shop.http.post(
+        "/api/checkin/batch", json={"scans": [{"code": "AAAA", "scannedAt": 0}]}, headers=STAFF
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["fields"][0]["field"] == "scans[0].scannedAt"

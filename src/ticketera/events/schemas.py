@@ -5,10 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from ticketera.kit.money import DEFAULT_CURRENCY
-from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyIn, MoneyOut
+from ticketera.kit.schemas import (
+    PRINTABLE_TEXT,
+    ApiInput,
+    ApiOutput,
+    Count,
+    IsoMoment,
+    MoneyIn,
+    MoneyOut,
+    Switch,
+)
 
 if TYPE_CHECKING:
     from ticketera.events.service import EventView, SectionView
@@ -18,11 +26,12 @@ MAX_UNITS_PER_CALL = 100_000
 MAX_SECTIONS_PER_EVENT = 200
 
 # Printable text only: control characters (NUL, newlines, ...) have no place in a name on a ticket.
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+_PRINTABLE = PRINTABLE_TEXT
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
 SectionName = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=_PRINTABLE)]
 RowLabel = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# The currencies MercadoPago charges in, by the ISO 4217 code it uses (one per country it serves).
+Currency = Literal["ARS", "BRL", "CLP", "COP", "MXN", "PEN", "UYU", "USD"]
 LATEST_YEAR = 9000
 
 
@@ -33,7 +42,7 @@ def _plausible_year(value: datetime) -> datetime:
     return value
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_plausible_year)]
+Moment = Annotated[IsoMoment, AfterValidator(_plausible_year)]
 
 
 def same_name(first: str, second: str) -> bool:
@@ -43,7 +52,7 @@ def same_name(first: str, second: str) -> bool:
 
 class RowIn(ApiInput):
     label: RowLabel
-    seats: int = Field(ge=1, le=MAX_UNITS_PER_CALL)
+    seats: Count = Field(ge=1, le=MAX_UNITS_PER_CALL)
 
 
 class SectionIn(ApiInput):
@@ -52,7 +61,7 @@ class SectionIn(ApiInput):
     name: SectionName
     price: MoneyIn
     rows: list[RowIn] | None = Field(default=None, min_length=1, max_length=1000)
-    capacity: int | None = Field(default=None, ge=1, le=MAX_UNITS_PER_CALL)
+    capacity: Count | None = Field(default=None, ge=1, le=MAX_UNITS_PER_CALL)
 
     @model_validator(mode="after")
     def _one_layout(self) -> SectionIn:
@@ -72,11 +81,11 @@ class SectionIn(ApiInput):
 
 
 class QueueSettingsIn(ApiInput):
-    enabled: bool | None = None
-    admit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_active_shoppers: int | None = Field(default=None, ge=1, le=10_000_000)
-    access_minutes: int | None = Field(default=None, ge=1, le=120)
-    paused: bool | None = None
+    enabled: Switch | None = None
+    admit_per_minute: Count | None = Field(default=None, ge=1, le=1_000_000)
+    max_active_shoppers: Count | None = Field(default=None, ge=1, le=10_000_000)
+    access_minutes: Count | None = Field(default=None, ge=1, le=120)
+    paused: Switch | None = None
 
 
 class EventCreate(ApiInput):
@@ -84,8 +93,8 @@ class EventCreate(ApiInput):
     starts_at: Moment
     venue: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)] | None = None
     on_sale_at: Moment | None = None
-    max_tickets_per_user: int = Field(default=10, ge=1, le=100)
-    currency: Currency = DEFAULT_CURRENCY
+    max_tickets_per_user: Count = Field(default=10, ge=1, le=100)
+    currency: Currency = "ARS"
     status: Literal["draft", "published"] = "published"
     queue: QueueSettingsIn | None = None
     sections: list[SectionIn] = Field(default_factory=list, max_length=MAX_SECTIONS_PER_EVENT)
@@ -98,7 +107,7 @@ class EventPatch(ApiInput):
     starts_at: Moment | None = None
     venue: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)] | None = None
     on_sale_at: Moment | None = None
-    max_tickets_per_user: int | None = Field(default=None, ge=1, le=100)
+    max_tickets_per_user: Count | None = Field(default=None, ge=1, le=100)
     status: Literal["draft", "published", "paused", "cancelled"] | None = None
     queue: QueueSettingsIn | None = None
 

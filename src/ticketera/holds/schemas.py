@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from ticketera.kit.schemas import ApiInput, ApiOutput, DatabaseId, MoneyOut
+from ticketera.kit.schemas import ApiInput, ApiOutput, Count, DatabaseId, MoneyOut
 
 if TYPE_CHECKING:
     from ticketera.holds.service import HeldUnit, HoldView
@@ -21,7 +21,7 @@ class HoldRequest(ApiInput):
 
     seat_ids: list[DatabaseId] | None = Field(default=None, min_length=1, max_length=MAX_UNITS_PER_HOLD)
     section_id: DatabaseId | None = None
-    quantity: int | None = Field(default=None, ge=1, le=MAX_UNITS_PER_HOLD)
+    quantity: Count | None = Field(default=None, ge=1, le=MAX_UNITS_PER_HOLD)
 
     @model_validator(mode="after")
     def _one_form(self) -> HoldRequest:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import EmailStr, Field, StringConstraints
 
 from ticketera.holds.schemas import HeldUnitOut
-from ticketera.kit.schemas import ApiInput, ApiOutput, MoneyOut
+from ticketera.kit.schemas import PRINTABLE_TEXT, ApiInput, ApiOutput, MoneyOut
 from ticketera.orders.models import Order, OrderStatus
 from ticketera.tickets.schemas import TicketOut
 
@@ -22,7 +22,7 @@ IdempotencyKey = Annotated[
 
 class BuyerIn(ApiInput):
     email: EmailStr
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE_TEXT)]
 
 
 class OrderRequest(ApiInput):

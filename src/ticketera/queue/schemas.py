@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from ticketera.kit.schemas import ApiInput, ApiOutput
+from ticketera.kit.schemas import PRINTABLE_TEXT, ApiInput, ApiOutput
 
 if TYPE_CHECKING:
     from ticketera.queue.service import QueueStats, QueueStatus
 
 # A user id is the platform's own account id: printable, at most 128 characters.
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=PRINTABLE_TEXT)]
 
 
 class JoinRequest(ApiInput):

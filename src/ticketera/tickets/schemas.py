@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
-from ticketera.kit.schemas import ApiInput, ApiOutput, DatabaseId
+from ticketera.kit.schemas import PRINTABLE_TEXT, ApiInput, ApiOutput, DatabaseId, iso_text
 from ticketera.tickets.models import Ticket
 
 if TYPE_CHECKING:
@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 # Codes are base64url; anything longer than a code is refused before it reaches the verifier.
 CodeText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")]
-DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=PRINTABLE_TEXT)]
+# When a device scanned offline, as ISO 8601 text (without an offset it is taken as UTC).
+ScanMoment = Annotated[datetime, BeforeValidator(iso_text)]
 
 
 class TicketOut(ApiOutput):
@@ -67,7 +69,7 @@ class CheckinIn(ApiInput):
 
 class OfflineScanIn(ApiInput):
     code: CodeText
-    scanned_at: datetime
+    scanned_at: ScanMoment
     device_id: DeviceId | None = None
 
 
