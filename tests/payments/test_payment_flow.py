@@ -217,18 +217,20 @@ async def test_reconciliation_keeps_asking_with_growing_gaps_then_stops(shop: Sh
     assert (await shop.get_order(order["id"]))["status"] == "expired"
 
 
-async def test_mercadopago_down_retries_then_opens_the_breaker_then_recovers(
+async def test_mercadopago_down_never_costs_an_order_its_checkout_follows_when_it_is_back(
     shop: Shop, sim: Simulator
 ) -> None:
+    """The probe's 'three orders committed while their buyers were told 503': an order is placed
+    whatever MercadoPago does, and its checkout is made by the worker once MercadoPago answers."""
     event = await shop.event()
     hold_id = await shop.hold(
         event, "ana", {"sectionId": ga_section_of(event["sections"])["id"], "quantity": 1}
     )
     await sim.fail_next(100, status=503)
 
-    failed = await shop.order(hold_id, key="breaker-key-1")
-    assert failed.status_code == 503
-    assert failed.json()["error"] == "payments_unavailable"
+    placed = await shop.order(hold_id, key="breaker-key-1")
+    assert placed.status_code == 201, placed.text
+    assert (placed.json()["status"], placed.json()["checkoutUrl"]) == ("pending_payment", None)
     attempts = [r for r in await sim.requests() if r["path"] == "/checkout/preferences"]
     # Three failures open the breaker (3 -> open), which also ends the retries.
     assert len(attempts) == 3
@@ -237,27 +239,37 @@ async def test_mercadopago_down_retries_then_opens_the_breaker_then_recovers(
     assert health["services"]["mercadopago"]["circuitBreaker"]["state"] == "OPEN"
     assert health["status"] == "degraded"
 
-    # While open: answered at once, nothing sent, the hold is still there.
+    # While open: placed at once, nothing sent to MercadoPago, the hold became the order.
     other_hold = await shop.hold(
         event, "bob", {"sectionId": ga_section_of(event["sections"])["id"], "quantity": 1}
     )
     fast = await shop.order(other_hold, key="breaker-key-2")
-    assert fast.status_code == 503
-    assert "retry-after" in fast.headers
+    assert (fast.status_code, fast.json()["checkoutUrl"]) == (201, None)
     assert len([r for r in await sim.requests() if r["path"] == "/checkout/preferences"]) == 3
-    assert (await shop.http.get(f"/api/holds/{other_hold}")).status_code == 200
+    assert (await shop.http.get(f"/api/holds/{other_hold}")).json()["status"] == "ordered"
+    # The worker leaves a MercadoPago that is known to be down alone.
+    assert await shop.payments.make_missing_checkouts() == 0
+    page_url = f"/orders/{placed.json()['id']}?token={placed.json()['orderToken']}"
+    waiting = (await shop.http.get(page_url)).text
+    assert "payment link is being prepared" in waiting
+    assert 'http-equiv="refresh"' in waiting
 
     await sim.clear_faults()
-    shop.clock.advance(119)
-    assert (await shop.order(other_hold, key="breaker-key-2")).status_code == 503
-    shop.clock.advance(2)  # two minutes open: one probe goes through and closes the breaker
-    recovered = await shop.order(hold_id, key="breaker-key-1")
-    assert recovered.status_code == 201, recovered.text
-    assert recovered.json()["checkoutUrl"]
+    shop.clock.advance(121)  # two minutes open: the worker's first call probes and closes the breaker
+    assert await shop.payments.make_missing_checkouts() == 2
+    for order in (placed.json(), fast.json()):
+        shown = await shop.get_order(order["id"])
+        assert shown["checkoutUrl"], shown
+    ready = (await shop.http.get(page_url)).text
+    assert "Pay with MercadoPago" in ready
+    assert 'http-equiv="refresh"' not in ready
     assert (await shop.http.get("/health")).json()["services"]["mercadopago"]["circuitBreaker"][
         "state"
     ] == "CLOSED"
-    assert (await shop.order(other_hold, key="breaker-key-2")).status_code == 201
+    # The buyer's retry (same key) gets the same order and the checkout the worker made.
+    again = await shop.order(hold_id, key="breaker-key-1")
+    assert again.json()["checkoutUrl"] == (await shop.get_order(placed.json()["id"]))["checkoutUrl"]
+    assert await shop.payments.make_missing_checkouts() == 0
 
 
 async def test_client_errors_are_not_retried(shop: Shop, sim: Simulator) -> None:
@@ -267,10 +279,14 @@ async def test_client_errors_are_not_retried(shop: Shop, sim: Simulator) -> None
         event, "ana", {"sectionId": ga_section_of(event["sections"])["id"], "quantity": 1}
     )
     response = await shop.order(hold_id)
-    assert response.status_code >= 500
+    # The order stands (its checkout is left to the worker), and a 400 was asked once, not retried.
+    assert (response.status_code, response.json()["checkoutUrl"]) == (201, None)
     assert len([r for r in await sim.requests() if r["path"] == "/checkout/preferences"]) == 1
     health = (await shop.http.get("/health")).json()
     assert health["services"]["mercadopago"]["circuitBreaker"]["state"] == "CLOSED"
+    # The refusal was one-off: the worker's next pass makes the checkout.
+    assert await shop.payments.make_missing_checkouts() == 1
+    assert (await shop.get_order(response.json()["id"]))["checkoutUrl"]
 
 
 async def test_a_late_approval_whose_seats_were_sold_again_is_refunded(shop: Shop, sim: Simulator) -> None:

@@ -61,6 +61,9 @@ async def order_page(
         deadline=view.order.expires_at.astimezone(settings.zone),
         tickets=view.tickets,
         token=token,
-        refresh_seconds=REFRESH_SECONDS if pending and result in ("success", "pending") else None,
+        # Refreshed while MercadoPago confirms a payment, or while the payment link is being made.
+        refresh_seconds=REFRESH_SECONDS
+        if pending and (result in ("success", "pending") or not view.order.checkout_url)
+        else None,
     )
     return HTMLResponse(html, headers=NO_STORE)

@@ -161,6 +161,20 @@ async def orders_of_event(
     return list((await session.execute(statement.order_by(Order.id).limit(limit))).scalars())
 
 
+async def orders_without_checkout(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:
+    statement = (
+        select(Order.id)
+        .where(
+            Order.status == OrderStatus.PENDING_PAYMENT,
+            Order.expires_at > now,
+            Order.checkout_url.is_(None),
+        )
+        .order_by(Order.id)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
 async def count_by_status(session: AsyncSession, now: datetime) -> dict[OrderStatus, int]:
     """Orders per status as the API shows them (one GROUP BY, which the (status, expires_at) index
     covers): lapsed unpaid orders count as expired."""

@@ -23,7 +23,7 @@ from ticketera.kit.audit import SYSTEM_ACTOR, audit_row, record_changes, record_
 from ticketera.kit.clock import Clock
 from ticketera.kit.components import Component
 from ticketera.kit.db import ConflictingChange, Database
-from ticketera.kit.errors import Conflict, NotFound
+from ticketera.kit.errors import Conflict, DomainError, NotFound
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import repository
 from ticketera.orders.models import Order, OrderReason, OrderStatus
@@ -79,9 +79,6 @@ class OrderView:
 class Checkout(Protocol):
     """What placing an order needs of the payment provider (the payments domain provides it)."""
 
-    def ensure_available(self) -> None:
-        """Raise a 503 at once while the provider is known to be down."""
-
     async def ensure_checkout(self, view: OrderView, *, order_token: str) -> str:
         """The order's checkout URL, created once (safe to repeat)."""
 
@@ -109,11 +106,12 @@ async def place_order(
     """A buyer's purchase: the order (or the one this Idempotency-Key already made), then its
     checkout at MercadoPago, never inside the transaction.
 
-    While the provider is known to be down, refused at once with the hold left as it is. If the
-    checkout cannot be made, the order is kept and the same request again (same key) finds it and
-    only creates the missing checkout.
+    The order never waits on MercadoPago: when the checkout cannot be made now (MercadoPago slow,
+    down, or its breaker open), the order is answered as committed, without `checkoutUrl`, and the
+    worker makes the checkout as soon as MercadoPago answers (`PaymentProcessor.make_missing_checkouts`);
+    the order page and `GET /api/orders/{id}` show it from then on. No buyer is told 503 for an
+    order that exists.
     """
-    checkout.ensure_available()
 
     async def create(session: AsyncSession) -> OrderView:
         return await create_order(
@@ -132,8 +130,11 @@ async def place_order(
             raise
         view = replayed
     token = signer.order_token(view.order.id)
-    if view.status is OrderStatus.PENDING_PAYMENT:
-        await checkout.ensure_checkout(view, order_token=token)
+    if view.status is OrderStatus.PENDING_PAYMENT and not view.order.checkout_url:
+        try:
+            await checkout.ensure_checkout(view, order_token=token)
+        except DomainError as exc:
+            log.warning("order.checkout_deferred", order_id=view.order.id, error=exc.code)
     return PlacedOrder(view, token)
 
 
@@ -370,6 +371,11 @@ async def claim_orders_to_reconcile(
 async def schedule_reconcile(session: AsyncSession, order_id: int, at: datetime | None) -> None:
     """When the reconciler next asks MercadoPago about this order (None: never again)."""
     await repository.schedule_reconcile(session, order_id, at)
+
+
+async def orders_without_checkout(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:
+    """Unpaid orders still within their deadline whose checkout could not be made when placed."""
+    return await repository.orders_without_checkout(session, now, limit=limit)
 
 
 async def count_by_status(session: AsyncSession, now: datetime) -> dict[OrderStatus, int]:

@@ -27,6 +27,8 @@ from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.components import Component
 from ticketera.kit.db import Database
 from ticketera.kit.errors import DomainError
+from ticketera.kit.resilience import BreakerState
+from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service as orders_service
 from ticketera.payments import repository, service
 from ticketera.payments.models import NotificationState, Settlement
@@ -65,6 +67,8 @@ class PaymentProcessor:
     clock: Clock
     checkout: service.CheckoutOptions
     keyring: TicketKeyring
+    # Signs the order token that goes into a checkout's return URLs (made by the worker too).
+    signer: TokenSigner
     # Told when an order is paid (the waiting room frees the buyer's shopping slot).
     on_paid: OnPaid = field(default=_nothing)
     _event_names: TtlCache[int, str] = field(
@@ -72,10 +76,6 @@ class PaymentProcessor:
     )
 
     # -- checkout ------------------------------------------------------------------------------
-
-    def ensure_available(self) -> None:
-        """Refuse at once (503) while MercadoPago is known to be down (its breaker is open)."""
-        self.gateway.ensure_available()
 
     async def ensure_checkout(self, view: orders_service.OrderView, *, order_token: str) -> str:
         """The order's checkout URL, creating its MercadoPago preference the first time.
@@ -327,9 +327,32 @@ class PaymentProcessor:
 
         await self.database.transaction(reschedule)
 
+    async def make_missing_checkouts(self, *, limit: int = SWEEP_BATCH) -> int:
+        """The worker's sweep: checkouts that could not be made when their order was placed
+        (MercadoPago down or slow), made now. Safe beside the buyer's own retry: the preference's
+        idempotency key is the order's, so both get the same checkout."""
+        if self.gateway.breaker.state is BreakerState.OPEN:
+            return 0  # still down: the next pass asks again, once the breaker lets a call through
+        now = self.clock()
+
+        async def missing(session: AsyncSession) -> list[orders_service.OrderView]:
+            order_ids = await orders_service.orders_without_checkout(session, now, limit=limit)
+            return [await orders_service.get_order(session, order_id, now) for order_id in order_ids]
+
+        made = 0
+        for view in await self.database.read(missing):
+            try:
+                await self.ensure_checkout(view, order_token=self.signer.order_token(view.order.id))
+            except DomainError as exc:
+                log.warning("order.checkout_still_deferred", order_id=view.order.id, error=exc.code)
+                break  # MercadoPago is still failing: the rest wait for the next pass
+            made += 1
+        return made
+
     async def run_pass(self) -> dict[str, int]:
         """One worker pass over every payment sweep."""
         return {
+            "checkouts": await self.make_missing_checkouts(),
             "notifications": await self.process_due_notifications(),
             "refunds": await self.send_due_refunds(),
             "reconciled": await self.reconcile(),
@@ -407,7 +430,9 @@ def build_payment_processor(
     )
     assert settings.secret_key, "secrets are filled in by load_settings()"
     keyring = TicketKeyring(settings.secret_key)
-    return PaymentProcessor(database, gateway, clock, options, keyring, on_paid=on_paid)
+    return PaymentProcessor(
+        database, gateway, clock, options, keyring, TokenSigner(settings.secret_key), on_paid=on_paid
+    )
 
 
 NOTIFICATION_PUMP = Component[NotificationPump]("notification_pump")
