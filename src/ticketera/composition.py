@@ -67,6 +67,15 @@ class Services:
     ticket_keys: PublicKeys
     mailer: TicketMailer
 
+    def probe_open_breakers(self, interval: float) -> None:
+        """An open breaker asks its dependency every `interval` seconds and closes as soon as it
+        answers, instead of waiting out its open time for a request to try (the guide's thresholds
+        still decide when it opens)."""
+        self.database.breaker.probe_in_background(self.database.answers, interval=interval)
+        self.payments.gateway.breaker.probe_in_background(self.payments.gateway.answers, interval=interval)
+        if self.redis is not None:
+            self.redis.breaker.probe_in_background(self.redis.answers, interval=interval)
+
     def register(self, components: Components) -> None:
         """Hand these objects to the handlers (see `kit.http.component`)."""
         components.provide(SERVICES, self)
@@ -83,6 +92,10 @@ class Services:
         components.provide(TICKET_KEYS, self.ticket_keys)
 
     async def close(self) -> None:
+        await self.database.breaker.stop_probing()
+        await self.payments.gateway.breaker.stop_probing()
+        if self.redis is not None:
+            await self.redis.breaker.stop_probing()
         await self.waiting_room.backend.close()
         await self.payments.gateway.close()
         if self.redis is not None:
@@ -117,7 +130,7 @@ def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -
     # in the web process alone: a worker's own in-process room has nobody in it.
     if role is Role.WEB or redis is not None:
         payments.on_paid = room.finish_shopping
-    return Services(
+    services = Services(
         settings=settings,
         clock=clock,
         database=database,
@@ -142,6 +155,9 @@ def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -
             load_order=partial(orders_service.printable_order, zone=settings.zone),
         ),
     )
+    if settings.breaker_probe_seconds > 0:
+        services.probe_open_breakers(settings.breaker_probe_seconds)
+    return services
 
 
 def build_waiting_room(

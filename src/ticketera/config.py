@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # No answer from MariaDB for this long ends the statement's wait (a frozen server gives 503, not a
     # hang). Longer than the lock wait above, which a statement may legitimately spend.
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
+    # An open circuit breaker asks its dependency this often (seconds) and closes as soon as it
+    # answers; 0 leaves it to the first request after the open time (60 s database, 30 s Redis,
+    # 2 min MercadoPago).
+    breaker_probe_seconds: float = Field(default=1.0, ge=0, le=60)
 
     redis_url: str | None = None
     redis_host: str | None = None

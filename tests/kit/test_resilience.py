@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from structlog.testing import capture_logs
 
+from tests.shop import eventually
 from ticketera.kit.resilience import (
     BREAKER_DEFAULTS,
     BreakerState,
@@ -558,3 +559,48 @@ async def test_call_with_resilience_retries_through_a_closed_breaker() -> None:
     assert await call_with_resilience(breaker, RetryPolicy(sleep=sleep), fn) == "row"
     assert breaker.failure_count == 0
     assert len(sleep.delays) == 1
+
+
+async def test_an_open_breaker_probing_in_the_background_closes_once_the_dependency_answers() -> None:
+    """The way back in seconds, not reset_timeout: the probe fails while the dependency is down (the
+    breaker stays open) and the first that answers closes it. Opening still takes the threshold."""
+    breaker = CircuitBreaker("dep", failure_threshold=2, reset_timeout=3600)
+    back = asyncio.Event()
+    probes = 0
+
+    async def probe() -> None:
+        nonlocal probes
+        probes += 1
+        if not back.is_set():
+            raise ConnectionError("still down")
+
+    breaker.probe_in_background(probe, interval=0.01)
+    breaker.record_failure()
+    assert breaker.snapshot()["state"] == "CLOSED"
+    breaker.record_failure()
+    assert breaker.snapshot()["state"] == "OPEN"
+
+    async def probed_thrice() -> bool:
+        return probes >= 3
+
+    async def closed() -> bool:
+        return breaker.state is BreakerState.CLOSED
+
+    await eventually(probed_thrice)
+    assert breaker.state is BreakerState.OPEN
+    back.set()
+    await eventually(closed)
+    assert breaker.failure_count == 0
+    await breaker.stop_probing()
+
+
+async def test_stopping_the_probe_leaves_the_breaker_as_it_is() -> None:
+    breaker = CircuitBreaker("dep", failure_threshold=1, reset_timeout=3600)
+
+    async def never() -> None:
+        raise ConnectionError("down")
+
+    breaker.probe_in_background(never, interval=0.01)
+    breaker.record_failure()
+    await breaker.stop_probing()
+    assert breaker.state is BreakerState.OPEN

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import fresh_database, make_settings, serving
+from tests.shop import eventually
 from ticketera.kit.db import create_engine
 from ticketera.kit.migrate import upgrade
 
@@ -109,3 +110,25 @@ def test_a_statement_timeout_shorter_than_the_lock_wait_is_refused(tmp_path: Pat
         make_settings(
             "sqlite+aiosqlite:///x.db", tmp_path, db_lock_timeout_seconds=3, db_statement_timeout_ms=3000
         )
+
+
+async def test_the_database_breaker_closes_seconds_after_the_database_is_back(tmp_path: Path) -> None:
+    """The probe's 55 s of 503 after MariaDB came back: the open breaker pings the database itself
+    every second and closes as soon as it answers, well before its 60 s open time runs out."""
+    async with relayed_database(tmp_path) as (url, relay):
+        settings = make_settings(url, tmp_path, db_lock_timeout_seconds=1, db_statement_timeout_ms=1200)
+        async with serving(settings) as client:
+            relay.freeze()
+            for _ in range(5):  # the guide's threshold: five outages open the database breaker
+                async with asyncio.timeout(60):
+                    assert (await client.get("/api/events", timeout=httpx.Timeout(60))).status_code == 503
+            health = await client.get("/health", timeout=httpx.Timeout(60))
+            assert health.json()["services"]["database"]["circuitBreaker"]["state"] == "OPEN"
+            relay.thaw()
+
+            async def healthy() -> bool:
+                answer = await client.get("/health", timeout=httpx.Timeout(60))
+                return answer.status_code == 200
+
+            await eventually(healthy, within=30)
+            assert (await client.get("/api/events")).status_code == 200

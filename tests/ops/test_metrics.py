@@ -210,7 +210,13 @@ async def test_waiting_rooms_show_their_line(client: httpx.AsyncClient, clock: F
     assert value(families, "ticketera_queue_users", event_id=str(no_queue["id"]), state="waiting") is None
 
 
-async def test_breaker_states_follow_the_breakers(client: httpx.AsyncClient) -> None:
+async def test_breaker_states_follow_the_breakers(settings: Settings, clock: FakeClock) -> None:
+    # The breakers are opened by hand while the database is up: no background probe may close them.
+    async with serving(settings.model_copy(update={"breaker_probe_seconds": 0}), clock=clock) as client:
+        await _breaker_states_follow_the_breakers(client)
+
+
+async def _breaker_states_follow_the_breakers(client: httpx.AsyncClient) -> None:
     state = services_of(client.app)  # type: ignore[attr-defined]
     monotonic = FakeClock()
     state.payments.gateway.breaker = breaker_for("mercadopago", clock=lambda: monotonic.now.timestamp())

@@ -570,3 +570,31 @@ def ga_section_of(sections: list[dict[str, Any]]) -> dict[str, Any]:
 async def first_seat(shop: Shop, event: dict[str, Any]) -> int:
     seats = (await shop.http.get(f"/api/events/{event['id']}/seats")).json()["seats"]
     return int(seats[0]["id"])
+
+
+async def test_mercadopago_back_closes_its_breaker_in_seconds_not_minutes(shop: Shop, sim: Simulator) -> None:
+    """The probe's 152 s of refused orders: the open breaker asks MercadoPago itself every second
+    and closes as soon as it answers, with the breaker's own two minutes not yet run (the clock of
+    the breaker does not move in this test)."""
+    event = await shop.event()
+    hold_id = await shop.hold(
+        event, "ana", {"sectionId": ga_section_of(event["sections"])["id"], "quantity": 1}
+    )
+    await sim.fail_next(1000, status=503)
+    placed = await shop.order(hold_id, key="probe-key-1")
+    assert placed.json()["checkoutUrl"] is None
+
+    async def breaker_state() -> str:
+        health = (await shop.http.get("/health")).json()
+        return str(health["services"]["mercadopago"]["circuitBreaker"]["state"])
+
+    assert await breaker_state() == "OPEN"
+    await sim.clear_faults()
+
+    async def closed() -> bool:
+        return await breaker_state() == "CLOSED"
+
+    await eventually(closed, within=30)
+    searches = [r for r in await sim.requests() if r["path"] == "/v1/payments/search"]
+    assert searches, "the breaker asked MercadoPago itself"
+    assert await shop.payments.make_missing_checkouts() == 1

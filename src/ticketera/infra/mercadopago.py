@@ -215,6 +215,15 @@ class MercadoPagoClient:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    async def answers(self) -> None:
+        """One cheap authenticated read that bypasses the breaker and the retries (the breaker's
+        background probe): a search for a reference no order has. Raises unless MercadoPago answers."""
+        response = await self._http.get(
+            "/v1/payments/search", params={"external_reference": "ticketera-probe", "limit": 1}
+        )
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _RetryableStatus(response.status_code)
+
     async def _request(
         self,
         method: str,

@@ -69,6 +69,11 @@ class RedisConnection:
     def is_outage(self, exc: BaseException) -> bool:
         return is_redis_outage(exc)
 
+    async def answers(self) -> None:
+        """A PING that bypasses the breaker (its background probe); raises if Redis does not answer."""
+        async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 2):
+            await self.client.ping()
+
     async def ping(self) -> bool:
         try:
             async with self.breaker, asyncio.timeout(REDIS_TIMEOUT_SECONDS * 2):

@@ -21,6 +21,7 @@ counted by the breaker and an opened breaker ends the retry loop at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -99,6 +100,12 @@ class CircuitBreaker:
         self._probe_in_flight = False
         # The context-manager form has no per-entry handle, so the probe is identified by its task.
         self._probe_owner: asyncio.Task[Any] | None = None
+        # While open, this asks the dependency itself every `probe_interval` seconds (see
+        # `probe_in_background`), so it closes seconds after the dependency is back instead of
+        # waiting out `reset_timeout` for a request to try.
+        self._background_probe: Callable[[], Awaitable[object]] | None = None
+        self.probe_interval = 1.0
+        self._prober: asyncio.Task[None] | None = None
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -217,9 +224,54 @@ class CircuitBreaker:
         self._failures += 1
         self._open()
 
+    def probe_in_background(self, probe: Callable[[], Awaitable[object]], *, interval: float = 1.0) -> None:
+        """While open, call `probe` (a cheap request to the dependency, bypassing this breaker) every
+        `interval` seconds; the first that returns closes the breaker. The thresholds that open it
+        are unchanged: this only shortens the way back."""
+        self._background_probe = probe
+        self.probe_interval = interval
+
+    async def stop_probing(self) -> None:
+        prober, self._prober = self._prober, None
+        if prober is not None and not prober.done():
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
+
+    async def _probe_until_closed(self, probe: Callable[[], Awaitable[object]]) -> None:
+        while not self._is_closed():
+            await asyncio.sleep(self.probe_interval)
+            if self._is_closed():  # a request's half-open probe got there first
+                return
+            try:
+                async with asyncio.timeout(max(self.probe_interval, 2.0)):
+                    await probe()
+            except Exception as exc:
+                log.debug("breaker.probe_failed", breaker=self.name, error=type(exc).__name__)
+                continue
+            self._release_probe()
+            log.info("breaker.probe_succeeded", breaker=self.name)
+            self._close()
+            return
+
+    def _is_closed(self) -> bool:
+        return self._state is BreakerState.CLOSED
+
+    def _start_probing(self) -> None:
+        if self._background_probe is None or (self._prober is not None and not self._prober.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # opened from synchronous code: the next request's half-open probe will do
+            return
+        self._prober = loop.create_task(
+            self._probe_until_closed(self._background_probe), name=f"breaker-probe-{self.name}"
+        )
+
     def _open(self) -> None:
         self._state = BreakerState.OPEN
         self._opened_at = self._clock()
+        self._start_probing()
         log.warning(
             "breaker.opened",
             breaker=self.name,
