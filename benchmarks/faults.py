@@ -9,7 +9,8 @@ free loopback port), over real HTTP, phase by phase:
 2. frozen (SIGSTOP: Redis's socket stays open and nothing answers, the worst case): joins until the
    Redis breaker opens, then more joins; the latency of each answer, how long after the freeze the
    breaker opened, and `/health`'s latency and status meanwhile;
-3. thawed (SIGCONT): how long until a join is answered 201 again (the breaker waits its 30 s);
+3. thawed (SIGCONT): how long until a join is answered 201 again (the open breaker probes Redis
+   every BREAKER_PROBE_SECONDS, so seconds, not its 30 s open time);
 4. killed (SIGKILL: connections refused at once): joins and `/health` again.
 
 The deployment guide's bar: a waiting room answers within a second even when Redis is gone
@@ -210,7 +211,7 @@ def format_report(report: Report) -> str:
         + (f"{opened:.1f} s after the freeze" if opened is not None else "never (within the limit)")
         + "; joins answered 201 again "
         + (f"{recovered:.1f} s after the thaw" if recovered is not None else "never (within the limit)")
-        + " (the breaker stays open 30 s, then one probe closes it)."
+        + " (the open breaker asks Redis every BREAKER_PROBE_SECONDS; without that it waits out its 30 s)."
     )
     targets = report.targets
     lines.append(
