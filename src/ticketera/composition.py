@@ -117,7 +117,6 @@ def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -
             connect_timeout=settings.db_connect_timeout_seconds,
             use_ssl=settings.db_ssl,
             lock_timeout_seconds=settings.db_lock_timeout_seconds,
-            statement_timeout_seconds=settings.db_statement_timeout_ms / 1000,
         )
     )
     redis_url = settings.effective_redis_url

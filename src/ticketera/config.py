@@ -75,9 +75,6 @@ class Settings(BaseSettings):
     db_pool_recycle_seconds: int = 1800
     db_connect_timeout_seconds: float = 5.0
     db_lock_timeout_seconds: int = 3
-    # No answer from MariaDB for this long ends the statement's wait (a frozen server gives 503, not a
-    # hang). Longer than the lock wait above, which a statement may legitimately spend.
-    db_statement_timeout_ms: int = Field(default=5000, ge=100)
     # An open circuit breaker asks its dependency this often (seconds) and closes as soon as it
     # answers; 0 leaves it to the first request after the open time (60 s database, 30 s Redis,
     # 2 min MercadoPago).
@@ -162,15 +159,6 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.display_timezone)
-
-    @model_validator(mode="after")
-    def _statements_outwait_locks(self) -> Settings:
-        if self.db_statement_timeout_ms <= self.db_lock_timeout_seconds * 1000:
-            raise ValueError(
-                "DB_STATEMENT_TIMEOUT_MS must be longer than DB_LOCK_TIMEOUT_SECONDS, or a statement "
-                "waiting its turn for a row lock would be cut off as if the database were down"
-            )
-        return self
 
     @field_validator("forwarded_allow_ips")
     @classmethod
