@@ -78,8 +78,10 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 
 @contextmanager
-def serving_workers(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """`ticketera serve --workers 2` in production mode on a fresh SQLite file, with `extra_env`
+def serving_workers(
+    tmp_path: Path, workers: int = 2, **extra_env: str
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """`ticketera serve --workers N` in production mode on a fresh SQLite file, with `extra_env`
     added to its environment; yields its base URL and that environment."""
     port = free_port()
     env = cli_env(
@@ -90,7 +92,7 @@ def serving_workers(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, dic
         **extra_env,
     )
     process = subprocess.Popen(
-        [TICKETERA, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        [TICKETERA, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_cli import SECRETS, TICKETERA, cli_env, free_port, stop, wait_until_ready
+from tests.test_cli import SECRETS, TICKETERA, cli_env, serving_workers
 
 LIMIT = 5
 # TEST-NET-3 (RFC 5737): addresses that only ever appear inside a header here.
@@ -22,29 +22,8 @@ SPOOFED = "203.0.113.{}"
 def server(tmp_path: Path) -> Iterator[str]:
     """`ticketera serve` in production mode, one worker (its in-process limiter sees every request),
     APP_RATE_LIMIT of 5 a minute, proxies trusted: the default (loopback)."""
-    port = free_port()
-    env = cli_env(
-        tmp_path,
-        **SECRETS,
-        APP_ENV="production",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'svc.db'}",
-        APP_RATE_LIMIT=f"{LIMIT}/minute",
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-    )
-    process = subprocess.Popen(
-        [TICKETERA, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(base, process)
+    with serving_workers(tmp_path, workers=1, APP_RATE_LIMIT=f"{LIMIT}/minute") as (base, _env):
         yield base
-    finally:
-        stop(process)
 
 
 def statuses(base: str, source: str, forwarded_for: list[str]) -> list[int]:

@@ -67,6 +67,13 @@ class _RetryableStatus(Exception):
         super().__init__(f"MercadoPago answered {status}")
         self.status = status
 
+    @classmethod
+    def check(cls, response: httpx.Response) -> httpx.Response:
+        """The response, unless it says MercadoPago is overloaded or failing."""
+        if response.status_code == 429 or response.status_code >= 500:
+            raise cls(response.status_code)
+        return response
+
 
 def is_dependency_failure(exc: BaseException) -> bool:
     """What counts against the breaker and is retried: the service failing, not our request.
@@ -218,11 +225,11 @@ class MercadoPagoClient:
     async def answers(self) -> None:
         """One cheap authenticated read that bypasses the breaker and the retries (the breaker's
         background probe): a search for a reference no order has. Raises unless MercadoPago answers."""
-        response = await self._http.get(
-            "/v1/payments/search", params={"external_reference": "ticketera-probe", "limit": 1}
+        _RetryableStatus.check(
+            await self._http.get(
+                "/v1/payments/search", params={"external_reference": "ticketera-probe", "limit": 1}
+            )
         )
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _RetryableStatus(response.status_code)
 
     async def _request(
         self,
@@ -236,10 +243,9 @@ class MercadoPagoClient:
         headers = {"X-Idempotency-Key": idempotency_key} if idempotency_key else None
 
         async def attempt() -> httpx.Response:
-            response = await self._http.request(method, path, json=json, params=params, headers=headers)
-            if response.status_code == 429 or response.status_code >= 500:
-                raise _RetryableStatus(response.status_code)
-            return response
+            return _RetryableStatus.check(
+                await self._http.request(method, path, json=json, params=params, headers=headers)
+            )
 
         started = time.perf_counter()
         try:

@@ -443,21 +443,21 @@ class Database:
             raise
 
     async def answers(self) -> None:
-        """One round trip that bypasses the breaker (its background probe); raises if none."""
-        async with asyncio.timeout(PING_TIMEOUT_SECONDS), self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        """One round trip, not through the breaker (it is the breaker's background probe, and
+        `ping`'s round trip); raises unless the database answers in time."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except TimeoutError as exc:
+            # Raised by asyncio's timer, not the driver, so the breaker's predicate could not
+            # tell it is the database's; this block does nothing but wait for the database.
+            raise DatabaseTimeout(f"no answer to a ping within {PING_TIMEOUT_SECONDS}s") from exc
 
     async def ping(self) -> bool:
         """One round trip through the breaker; False when the database cannot answer in time."""
         try:
             async with self.breaker:
-                try:
-                    async with asyncio.timeout(PING_TIMEOUT_SECONDS), self.engine.connect() as connection:
-                        await connection.execute(text("SELECT 1"))
-                except TimeoutError as exc:
-                    # Raised by asyncio's timer, not the driver, so the breaker's predicate could not
-                    # tell it is the database's; this block does nothing but wait for the database.
-                    raise DatabaseTimeout(f"no answer to a ping within {PING_TIMEOUT_SECONDS}s") from exc
+                await self.answers()
             return True
         except CircuitOpenError:
             return False
