@@ -36,6 +36,7 @@ from ticketera.models import metadata
 ADMIN_KEY = "test-admin-key"
 ACCESS_TOKEN = "TEST-token"
 WEBHOOK_SECRET = "test-webhook-secret"
+USER_ASSERTION_SECRET = "test-user-assertion-secret"
 # Notifications a receiver refuses are retried this fast here (MercadoPago: 15 minutes, growing).
 FAST_RETRIES = [0.05, 0.1, 0.2, 0.4, 0.8]
 STAFF_KEY = "test-staff-key"
@@ -69,6 +70,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "secret_key": "test-secret-key",
         "mp_access_token": ACCESS_TOKEN,
         "mp_webhook_secret": WEBHOOK_SECRET,
+        "user_assertion_secret": USER_ASSERTION_SECRET,
         "log_dir": tmp_path / "logs",
         "data_dir": tmp_path / "data",
         "log_level": "WARNING",

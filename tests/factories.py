@@ -7,8 +7,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, USER_ASSERTION_SECRET
 from tests.fakes import FakeClock
+from ticketera.kit.http import CLOCK, components_of
+from ticketera.queue.identity import UserAssertions
 
 BUYER = {"email": "ana@example.com", "name": "Ana Pérez"}
 
@@ -43,9 +45,19 @@ async def create_event(client: httpx.AsyncClient, **overrides: Any) -> dict[str,
     return created
 
 
+def known_user(client: httpx.AsyncClient, user_id: str) -> dict[str, str]:
+    """A join body for `user_id` as the organizer's site vouches for them: a `userAssertion` valid
+    for an hour on the clock of the app behind `client` (see `tests.conftest.serving`), or on the
+    real clock for a server in another process."""
+    app = getattr(client, "app", None)
+    now = components_of(app).get(CLOCK)() if app is not None else datetime.now(UTC)
+    assertion = UserAssertions(USER_ASSERTION_SECRET).sign(user_id, now + timedelta(hours=1))
+    return {"userId": user_id, "userAssertion": assertion}
+
+
 async def shopper_token(client: httpx.AsyncClient, event_id: int, user_id: str) -> str:
     """An access token for `user_id`, from the waiting room of an event whose queue is disabled."""
-    response = await client.post(f"/api/queue/{event_id}/join", json={"userId": user_id})
+    response = await client.post(f"/api/queue/{event_id}/join", json=known_user(client, user_id))
     assert response.status_code in (200, 201), response.text
     token: str = response.json()["accessToken"]
     return token

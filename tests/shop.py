@@ -206,6 +206,7 @@ async def serving_shop(
     shop_settings = make_settings(db.url, tmp_path, **values)
     app = create_app(shop_settings, clock=clock)
     async with serving_asgi(app, sock), httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        http.app = app  # type: ignore[attr-defined]  # as `tests.conftest.serving` does
         yield Shop(http, app, clock, shop_settings)
 
 

@@ -11,10 +11,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+
+from ticketera.queue.identity import UserAssertions
 
 TICKETERA = str(Path(sys.executable).parent / "ticketera")
 SECRETS = {
@@ -168,6 +171,20 @@ def test_production_without_secrets_refuses_to_start(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "STAFF_API_KEY, SECRET_KEY, MP_ACCESS_TOKEN, MP_WEBHOOK_SECRET" in result.stderr
+
+
+def test_user_assertion_prints_a_join_body_the_service_accepts(tmp_path: Path) -> None:
+    secret = "organizer-shared-secret"
+    signed = run_cli(
+        "user-assertion", "ana", workdir=tmp_path, env=cli_env(tmp_path, USER_ASSERTION_SECRET=secret)
+    )
+    unsigned = run_cli("user-assertion", "ana", workdir=tmp_path, env=cli_env(tmp_path))
+
+    body = json.loads(signed.stdout)
+    assert body["userId"] == "ana"
+    UserAssertions(secret).verify("ana", body["userAssertion"], now=datetime.now(UTC))
+    assert unsigned.returncode == 1
+    assert "USER_ASSERTION_SECRET" in unsigned.stderr
 
 
 def test_db_optimize_recreates_a_missing_index_and_analyzes(tmp_path: Path) -> None:

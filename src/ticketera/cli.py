@@ -18,6 +18,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 
 from ticketera.config import ConfigError, Settings, load_settings
 from ticketera.infra.workers import reuse_port_supported, serve_workers
+from ticketera.queue.identity import UserAssertions
 
 if TYPE_CHECKING:
     from ticketera.mpsim.runner import SimulatorProcess
@@ -315,6 +317,22 @@ def demo() -> None:
     settings = _settings()
     event_id, created = asyncio.run(_load_demo(settings))
     typer.echo(f"Demo event id {event_id} ({'created' if created else 'already there'}).")
+
+
+@app.command("user-assertion")
+def user_assertion(
+    user_id: Annotated[str, typer.Argument(help="The organizer's id of the signed-in user.")],
+    minutes: Annotated[int, typer.Option(min=1, max=1440, help="How long it stays valid.")] = 60,
+) -> None:
+    """Print a join body vouching for USER_ID, signed with USER_ASSERTION_SECRET (what the
+    organizer's site sends with a signed-in user; for trying it out and for tests)."""
+    settings = _settings()
+    if not settings.user_assertion_secret:
+        typer.secho("USER_ASSERTION_SECRET is not set: no assertion can be signed.", fg="red", err=True)
+        raise typer.Exit(1)
+    expires_at = datetime.now(UTC) + timedelta(minutes=minutes)
+    assertion = UserAssertions(settings.user_assertion_secret).sign(user_id, expires_at)
+    typer.echo(json.dumps({"userId": user_id, "userAssertion": assertion}))
 
 
 @app.command()

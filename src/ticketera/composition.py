@@ -34,6 +34,7 @@ from ticketera.payments.tasks import (
     build_payment_processor,
 )
 from ticketera.queue.backend import QueueBackend
+from ticketera.queue.identity import UserAssertions
 from ticketera.queue.memory import MemoryQueueBackend
 from ticketera.queue.redis_backend import RedisQueueBackend
 from ticketera.queue.service import WAITING_ROOM, EventQueueSettings, WaitingRoom
@@ -179,4 +180,5 @@ def build_waiting_room(
         clock=clock,
         max_waiting=settings.effective_queue_max_size,
         claim_seconds=settings.queue_claim_seconds,
+        assertions=UserAssertions(settings.user_assertion_secret),
     )

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     admin_api_key: str | None = None
     staff_api_key: str | None = None
     secret_key: str | None = None
+    # Shared with the organizer's site, which signs `userAssertion`s with it so a signed-in user
+    # gets their place in line back on another device. Unset: no assertion is accepted.
+    user_assertion_secret: str | None = None
 
     mp_access_token: str | None = None
     mp_webhook_secret: str | None = None
@@ -257,6 +260,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured credential, never to be written to a log (see infra.logging.Redactor)."""
         values = [getattr(self, name.lower()) for name in REQUIRED_SECRETS]
+        values.append(self.user_assertion_secret)
         values.append(make_url(self.async_database_url).password)
         if self.effective_redis_url:
             values.append(make_url(self.effective_redis_url).password)

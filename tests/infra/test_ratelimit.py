@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, serving
-from tests.factories import create_event
+from tests.factories import create_event, known_user
 from tests.queue.conftest import TEST_REDIS_URL, flush, redis_connection_or_skip
 
 
@@ -40,8 +40,8 @@ async def test_joins_are_limited_per_user(db: DatabaseUnderTest, tmp_path: Path)
     async with serving(settings) as client:
         event = await create_event(client)
         url = f"/api/queue/{event['id']}/join"
-        same_user = [await client.post(url, json={"userId": "bot"}) for _ in range(3)]
-        other_user = await client.post(url, json={"userId": "fan"})
+        same_user = [await client.post(url, json=known_user(client, "bot")) for _ in range(3)]
+        other_user = await client.post(url, json=known_user(client, "fan"))
 
     assert [response.status_code for response in same_user] == [201, 200, 429]
     assert other_user.status_code == 201

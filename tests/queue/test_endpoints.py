@@ -10,8 +10,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import ADMIN, DatabaseUnderTest, services_of
-from tests.factories import ga_section
+from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, services_of, serving
+from tests.factories import ga_section, known_user
 from tests.fakes import FakeClock
 from tests.queue.conftest import open_room, tick
 
@@ -35,7 +35,9 @@ async def make_event(client: httpx.AsyncClient, clock: FakeClock, **overrides: A
 
 
 async def join(client: httpx.AsyncClient, event_id: int, user: str) -> httpx.Response:
-    return await client.post(f"/api/queue/{event_id}/join", json={"userId": user, "userInfo": {"name": user}})
+    """`user` joins as the organizer's site vouches for them: joining again is the same person."""
+    body = {**known_user(client, user), "userInfo": {"name": user}}
+    return await client.post(f"/api/queue/{event_id}/join", json=body)
 
 
 async def status_of(client: httpx.AsyncClient, event_id: int, token: str) -> dict[str, Any]:
@@ -61,6 +63,117 @@ async def test_join_is_idempotent_per_user(room_client: httpx.AsyncClient, clock
     assert again.status_code == 200
     assert again.json()["queueToken"] == body["queueToken"]
     assert again.json()["position"] == 1
+
+
+async def test_a_bare_user_id_is_a_label_not_a_claim_on_a_place(
+    room_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """The outside probe's repro: joining with someone else's `userId` returned their queue token
+    and, once admitted, their access token."""
+    event_id = await make_event(room_client, clock)
+    url = f"/api/queue/{event_id}/join"
+    ana = await join(room_client, event_id, "ana")
+
+    thief = await room_client.post(url, json={"userId": "ana"})
+    again = await room_client.post(url, json={"userId": "ana"})
+
+    assert (thief.status_code, thief.json()["position"]) == (201, 2)
+    assert thief.json()["queueToken"] != ana.json()["queueToken"]
+    assert (again.status_code, again.json()["position"]) == (201, 3)
+    await tick(room_client, clock)
+    admitted = await status_of(room_client, event_id, ana.json()["queueToken"])
+    stolen = await status_of(room_client, event_id, thief.json()["queueToken"])
+    access = jwt.decode(admitted["accessToken"], options={"verify_signature": False})
+    assert access["sub"] == "ana"
+    assert jwt.decode(stolen["accessToken"], options={"verify_signature": False})["sub"] != "ana"
+
+
+async def test_a_newcomer_gets_an_anonymous_place_kept_by_its_queue_token(
+    room_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    event_id = await make_event(room_client, clock)
+    url = f"/api/queue/{event_id}/join"
+    first = await room_client.post(url, json={})
+    token = first.json()["queueToken"]
+    other = await room_client.post(url, json={})
+
+    reload = await room_client.post(url, json={}, headers={"Authorization": f"Bearer {token}"})
+
+    assert (first.status_code, first.json()["position"]) == (201, 1)
+    assert (other.status_code, other.json()["position"]) == (201, 2)
+    assert (reload.status_code, reload.json()["position"], reload.json()["queueToken"]) == (200, 1, token)
+    identity = jwt.decode(token, options={"verify_signature": False})["sub"]
+    assert identity.startswith("~")
+    assert len(identity) > 20
+
+
+async def test_a_queue_token_of_another_event_or_a_forged_one_is_refused(
+    room_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    event_id = await make_event(room_client, clock)
+    other_event = await make_event(room_client, clock)
+    token = (await join(room_client, other_event, "ana")).json()["queueToken"]
+    forged = jwt.encode({"typ": "queue", "eid": event_id, "sub": "ana"}, "x" * 32, algorithm="HS256")
+    url = f"/api/queue/{event_id}/join"
+
+    answers = [
+        await room_client.post(url, json={}, headers={"Authorization": f"Bearer {given}"})
+        for given in (token, forged)
+    ]
+
+    assert [(answer.status_code, answer.json()["error"]) for answer in answers] == [
+        (401, "invalid_token"),
+        (401, "invalid_token"),
+    ]
+
+
+async def test_the_organizers_assertion_gives_a_user_their_place_on_another_device(
+    room_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    event_id = await make_event(room_client, clock)
+    url = f"/api/queue/{event_id}/join"
+    phone = await join(room_client, event_id, "ana")
+    await join(room_client, event_id, "beto")
+    clock.advance(600)
+
+    laptop = await room_client.post(url, json=known_user(room_client, "ana"))
+
+    assert (laptop.status_code, laptop.json()["position"]) == (200, 1)
+    assert laptop.json()["queueToken"] == phone.json()["queueToken"]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda body: {**body, "userId": "beto"}, id="signed-for-another-user"),
+        pytest.param(
+            lambda body: {**body, "userAssertion": body["userAssertion"][:-2] + "AA"}, id="bad-signature"
+        ),
+        pytest.param(lambda body: {**body, "userAssertion": "v1.123"}, id="malformed"),
+    ],
+)
+async def test_a_forged_assertion_is_refused(
+    room_client: httpx.AsyncClient, clock: FakeClock, tamper: Any
+) -> None:
+    event_id = await make_event(room_client, clock)
+
+    response = await room_client.post(
+        f"/api/queue/{event_id}/join", json=tamper(known_user(room_client, "ana"))
+    )
+
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_user_assertion")
+
+
+async def test_assertions_are_refused_where_the_organizer_shares_no_secret(
+    db: DatabaseUnderTest, tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = make_settings(db.url, tmp_path, user_assertion_secret=None)
+    async with serving(settings, clock=clock) as client:
+        event_id = await make_event(client, clock)
+        response = await client.post(f"/api/queue/{event_id}/join", json=known_user(client, "ana"))
+
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_user_assertion")
+    assert "USER_ASSERTION_SECRET" in response.json()["message"]
 
 
 async def test_admitted_users_claim_a_signed_access_token(
@@ -238,7 +351,8 @@ async def test_a_full_waiting_room_refuses_newcomers_but_not_those_in_line(
         ({"userId": "x" * 129}, "userId"),
         ({"userId": "bad\u0007id"}, "userId"),
         ({"userId": ""}, "userId"),
-        ({}, "userId"),
+        ({"userId": "~anonymous-looking"}, "userId"),
+        ({"userAssertion": "v1.1.x"}, "body"),
         ({"userId": "ok", "extra": 1}, "extra"),
     ],
 )

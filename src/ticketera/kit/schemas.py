@@ -28,7 +28,19 @@ class ApiOutput(BaseModel):
 
 # Text a person reads (names, venues, device labels): no control characters, and none of the
 # bidirectional overrides that make a name display as something other than what it is.
-PRINTABLE_TEXT = r"^[^\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+_UNPRINTABLE = r"\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+
+
+def printable_text(*, not_first: str = "") -> str:
+    """The pattern of printable text, whose first character is none of `not_first`'s."""
+    if not not_first:
+        return f"^[^{_UNPRINTABLE}]+$"
+    # Escaped only where a character class needs it, so the pattern reads the same in JavaScript.
+    excluded = re.sub(r"([\\\]^-])", r"\\\1", not_first)
+    return f"^[^{_UNPRINTABLE}{excluded}][^{_UNPRINTABLE}]*$"
+
+
+PRINTABLE_TEXT = printable_text()
 # An amount as a client writes it: ASCII digits and at most two decimals, never a sign.
 _MONEY_TEXT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,2})?")
 

@@ -16,6 +16,7 @@ from ticketera.kit.db import MAX_ID
 from ticketera.kit.http import AdminOnly, CurrentClock, WriteSession, component
 from ticketera.kit.security import bearer_token
 from ticketera.queue import service
+from ticketera.queue.identity import is_anonymous
 from ticketera.queue.schemas import JoinOut, JoinRequest, QueueStatsOut, QueueStatusOut
 from ticketera.queue.service import WAITING_ROOM, WaitingRoom
 
@@ -30,10 +31,26 @@ Room = Annotated[WaitingRoom, Depends(component(WAITING_ROOM))]
 
 @router.post("/{event_id}/join", response_model=JoinOut, responses={201: {"model": JoinOut}})
 async def join(
-    event_id: EventId, body: JoinRequest, room: Room, limiter: Limiter, response: Response
+    event_id: EventId,
+    body: JoinRequest,
+    room: Room,
+    limiter: Limiter,
+    response: Response,
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <queueToken>` of an earlier join: the same place back")
+    ] = None,
 ) -> JoinOut:
-    await limiter.enforce(limiter.per_user_join, "join", str(event_id), body.user_id)
-    result = await room.join(event_id, body.user_id)
+    """Take a place in line, or get one's own place back (see `ticketera.queue.identity`)."""
+    user_id = room.identify(
+        event_id,
+        queue_token=bearer_token(authorization),
+        user_id=body.user_id,
+        user_assertion=body.user_assertion,
+    )
+    if not is_anonymous(user_id):
+        # A newcomer's place is new by definition; the per-address limit already covers them.
+        await limiter.enforce(limiter.per_user_join, "join", str(event_id), user_id)
+    result = await room.join(event_id, user_id)
     response.status_code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
     return JoinOut(queue_token=result.queue_token, **QueueStatusOut.of(result.status).model_dump())
 

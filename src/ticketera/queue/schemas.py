@@ -5,21 +5,35 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
-from ticketera.kit.schemas import PRINTABLE_TEXT, ApiInput, ApiOutput
+from ticketera.kit.schemas import ApiInput, ApiOutput, printable_text
 
 if TYPE_CHECKING:
     from ticketera.queue.service import QueueStats, QueueStatus
 
-# A user id is the platform's own account id: printable, at most 128 characters.
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=PRINTABLE_TEXT)]
+USER_ID_TEXT = printable_text(not_first="~")
+
+# A user id is the organizer's own account id: printable, at most 128 characters, and never
+# starting with `~`, which marks the anonymous identities the waiting room gives newcomers.
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=USER_ID_TEXT)]
+UserAssertion = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 class JoinRequest(ApiInput):
-    user_id: UserId
+    """Who joins: nobody in particular (a newcomer), or a `userId` the organizer's site vouches for
+    with a `userAssertion`. A `userId` alone is a label: it proves nothing and gets a place of its own."""
+
+    user_id: UserId | None = None
+    user_assertion: UserAssertion | None = None
     # Free-form details the client shows back to the user; kept out of the line itself.
     user_info: dict[str, Any] | None = Field(default=None, max_length=20)
+
+    @model_validator(mode="after")
+    def _assertion_names_a_user(self) -> JoinRequest:
+        if self.user_assertion is not None and self.user_id is None:
+            raise ValueError("a userAssertion vouches for a userId: send both")
+        return self
 
 
 class QueueStatusOut(ApiOutput):

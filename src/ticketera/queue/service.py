@@ -31,6 +31,7 @@ from ticketera.queue.backend import (
     eta_seconds,
 )
 from ticketera.queue.errors import NotInQueue, QueueFull
+from ticketera.queue.identity import UserAssertions, anonymous_identity
 
 log = structlog.get_logger(__name__)
 
@@ -118,9 +119,11 @@ class WaitingRoom:
         clock: Clock,
         max_waiting: int,
         claim_seconds: int,
+        assertions: UserAssertions | None = None,
     ) -> None:
         self.backend = backend
         self.signer = signer
+        self.assertions = assertions or UserAssertions(None)
         self._load_settings = load_settings
         self._clock = clock
         self.max_waiting = max_waiting
@@ -140,7 +143,25 @@ class WaitingRoom:
     def forget_settings(self, event_id: int) -> None:
         self._settings_cache.forget(event_id)
 
+    def identify(
+        self,
+        event_id: int,
+        *,
+        queue_token: str | None,
+        user_id: str | None,
+        user_assertion: str | None,
+    ) -> str:
+        """Who is joining, by the rules of `ticketera.queue.identity`: the holder of an earlier
+        join's queue token, a user the organizer's site vouches for, or a newcomer."""
+        if queue_token is not None:
+            return self.signer.verify_queue_token(queue_token, event_id).user_id
+        if user_id is not None and user_assertion is not None:
+            self.assertions.verify(user_id, user_assertion, now=self._clock())
+            return user_id
+        return anonymous_identity()
+
     async def join(self, event_id: int, user_id: str) -> JoinResult:
+        """`user_id` is the identity `identify` found: joining again keeps the same place."""
         settings = await self.settings_for(event_id)
         if settings.status is EventStatus.CANCELLED:
             raise EventCancelled(f"Event {event_id} is cancelled.")
