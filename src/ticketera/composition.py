@@ -26,6 +26,7 @@ from ticketera.kit.http import CLOCK, DATABASE, SETTINGS, SIGNER
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service as orders_service
 from ticketera.orders.service import CHECKOUT
+from ticketera.payments.spool import NotificationSpool
 from ticketera.payments.tasks import (
     NOTIFICATION_PUMP,
     PAYMENTS,
@@ -45,6 +46,8 @@ log = structlog.get_logger(__name__)
 
 # The worker process needs few connections: it runs one batch at a time.
 WORKER_POOL_SIZE = 2
+# Under DATA_DIR: where web processes keep webhooks while the database is down (a volume in containers).
+WEBHOOK_SPOOL_FOLDER = "webhook-spool"
 
 
 class Role(StrEnum):
@@ -130,6 +133,9 @@ def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -
     # in the web process alone: a worker's own in-process room has nobody in it.
     if role is Role.WEB or redis is not None:
         payments.on_paid = room.finish_shopping
+    if role is Role.WEB:
+        # Webhooks land on web processes; this one keeps those the database cannot take, and drains them.
+        payments.spool = NotificationSpool(settings.data_dir / WEBHOOK_SPOOL_FOLDER)
     services = Services(
         settings=settings,
         clock=clock,

@@ -55,8 +55,9 @@ async def mercadopago_notification(
     if notification is None:
         return NotificationReceived(received=True, processed=False)
     notification_id = await payments.receive(notification)
-    # Committed: processing may start now, behind this answer (see NotificationPump).
-    pump.submit(notification_id)
+    if notification_id is not None:
+        # Committed: processing may start now, behind this answer (see NotificationPump).
+        pump.submit(notification_id)
     return NotificationReceived(received=True, processed=None)
 
 

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import httpx
 import structlog
@@ -25,13 +26,14 @@ from ticketera.kit.audit import SYSTEM_ACTOR
 from ticketera.kit.cache import TtlCache
 from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.components import Component
-from ticketera.kit.db import Database
+from ticketera.kit.db import Database, DatabaseOverloaded, DatabaseUnavailable
 from ticketera.kit.errors import DomainError
 from ticketera.kit.resilience import BreakerState
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service as orders_service
 from ticketera.payments import repository, service
 from ticketera.payments.models import NotificationState, Settlement
+from ticketera.payments.spool import NotificationSpool
 from ticketera.tickets.keys import TicketKeyring
 
 log = structlog.get_logger(__name__)
@@ -40,6 +42,8 @@ log = structlog.get_logger(__name__)
 REFUND_NOT_ALLOWED = "2063"
 PAYMENT_NOT_FOUND = "2000"
 SWEEP_BATCH = 50
+# How often a web process looks for webhooks spooled during a database outage.
+SPOOL_CHECK_SECONDS = 1.0
 # How long an event's name is reused for checkout titles before it is read again: a rename reaches
 # new checkouts within this time, and in a rush an order costs no read session of its own for it.
 EVENT_NAME_TTL_SECONDS = 30.0
@@ -71,6 +75,8 @@ class PaymentProcessor:
     signer: TokenSigner
     # Told when an order is paid (the waiting room frees the buyer's shopping slot).
     on_paid: OnPaid = field(default=_nothing)
+    # Where webhooks go while the database cannot store them (web processes; None: answer 503).
+    spool: NotificationSpool | None = None
     _event_names: TtlCache[int, str] = field(
         default_factory=lambda: TtlCache(EVENT_NAME_TTL_SECONDS), init=False, repr=False
     )
@@ -117,12 +123,40 @@ class PaymentProcessor:
 
     # -- notifications -------------------------------------------------------------------------
 
-    async def receive(self, notification: service.IncomingNotification) -> int:
-        """Store a verified notification in the inbox, committed before MercadoPago hears 200."""
+    async def receive(self, notification: service.IncomingNotification) -> int | None:
+        """Keep a verified notification durably before MercadoPago hears 200: its inbox row id, or
+        None when the database could not take it and the spool did (see `ticketera.payments.spool`)."""
         now = self.clock()
+        try:
+            return await self._store(notification, received_at=now)
+        except (DatabaseUnavailable, DatabaseOverloaded) as unavailable:
+            if self.spool is None:
+                raise
+            try:
+                await self.spool.keep(notification, received_at=now)
+            except OSError as exc:
+                # Nowhere durable to keep it: the 503 stands, and MercadoPago sends it again later.
+                log.error("notification.spool_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                raise unavailable from exc
+            log.warning("notification.spooled", resource_id=notification.resource_id)
+            return None
 
+    async def drain_spool(self) -> list[int]:
+        """Move what the spool kept into the inbox, oldest first; the inbox ids, to process. The
+        first refusal of the database ends the pass, and the rest waits for the next one."""
+        if self.spool is None:
+            return []
+        stored = []
+        for spooled in self.spool.pending():
+            stored.append(await self._store(spooled.notification, received_at=spooled.received_at))
+            self.spool.discard(spooled)
+        if stored:
+            log.info("notification.spool_drained", count=len(stored))
+        return stored
+
+    async def _store(self, notification: service.IncomingNotification, *, received_at: datetime) -> int:
         async def store(session: AsyncSession) -> int:
-            return await service.receive_notification(session, notification, now)
+            return await service.receive_notification(session, notification, received_at)
 
         return await self.database.transaction(store)
 
@@ -372,9 +406,16 @@ class NotificationPump:
     pending in the inbox, and the worker's sweep takes it.
     """
 
-    def __init__(self, processor: PaymentProcessor, *, capacity: int = 10_000) -> None:
+    def __init__(
+        self,
+        processor: PaymentProcessor,
+        *,
+        capacity: int = 10_000,
+        spool_check_seconds: float = SPOOL_CHECK_SECONDS,
+    ) -> None:
         self._processor = processor
         self._queue: asyncio.Queue[int] = asyncio.Queue(maxsize=capacity)
+        self._spool_check_seconds = spool_check_seconds
 
     def submit(self, notification_id: int) -> None:
         try:
@@ -383,6 +424,28 @@ class NotificationPump:
             log.warning("notification.pump_full", notification_id=notification_id)
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._process_submitted(), name="payment-notifications.process")
+            if self._processor.spool is not None:
+                group.create_task(self._drain_spool(), name="payment-notifications.spool")
+
+    async def _drain_spool(self) -> None:
+        """Spooled webhooks into the inbox as soon as the database answers again, then processed
+        like any other: approved payments of an outage are paid seconds after it ends."""
+        spool, breaker = self._processor.spool, self._processor.database.breaker
+        assert spool is not None
+        while True:
+            # While the breaker is open, its own probe is asking the database; draining would only
+            # fail again. It closes within a second of the database answering.
+            if breaker.state is not BreakerState.OPEN and spool.has_pending():
+                try:
+                    for notification_id in await self._processor.drain_spool():
+                        self.submit(notification_id)
+                except Exception as exc:  # what is left stays spooled for the next pass
+                    log.warning("notification.spool_drain_failed", error=type(exc).__name__)
+            await asyncio.sleep(self._spool_check_seconds)
+
+    async def _process_submitted(self) -> None:
         while True:
             notification_id = await self._queue.get()
             try:
