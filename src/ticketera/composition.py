@@ -163,6 +163,8 @@ def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -
     )
     if settings.breaker_probe_seconds > 0:
         services.probe_open_breakers(settings.breaker_probe_seconds)
+    if settings.db_unresponsive_seconds > 0:
+        database.watch_for_freezes(settings.db_unresponsive_seconds)
     return services
 
 

@@ -117,6 +117,28 @@ async def test_opens_after_exactly_threshold_consecutive_failures(name: str, thr
     assert breaker.failure_count == threshold
 
 
+async def test_a_tripped_breaker_is_open_at_once_and_its_probe_closes_it() -> None:
+    breaker = breaker_for("database", clock=FakeClock())
+    answered = asyncio.Event()
+
+    async def probe() -> None:
+        answered.set()
+
+    breaker.probe_in_background(probe, interval=0.01)
+    breaker.trip()
+
+    assert state_of(breaker) is BreakerState.OPEN
+    assert breaker.failure_count == breaker.failure_threshold
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(Dependency(value="never"))
+    await answered.wait()
+    await eventually(lambda: _closed(breaker))
+
+
+async def _closed(breaker: CircuitBreaker) -> bool:
+    return breaker.state is BreakerState.CLOSED
+
+
 async def test_success_resets_failure_count() -> None:
     breaker = breaker_for("database", clock=FakeClock())
     await fail_times(breaker, 4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ssl
 import time
 import traceback
@@ -33,6 +34,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlalchemy.types import TypeDecorator
 
+from ticketera.kit.dbwatch import FreezeWatch
 from ticketera.kit.errors import Conflict, ServiceUnavailable
 from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, breaker_for
 
@@ -201,9 +203,12 @@ def create_engine(
         return _create_sqlite_engine(database_url, pool_size=pool_size)
     # No read timeout on the driver: asyncmy's `read_timeout` wraps every socket read in
     # asyncio.wait_for and leaves its fast read path, which cost 7% of the on-sale throughput
-    # (benchmarks/onsale.py, A/B on one machine). So a frozen server holds a request until it
-    # answers; bounding that needs a cheaper timer than the driver's.
-    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+    # (benchmarks/onsale.py, A/B on one machine). A frozen server is noticed by
+    # `Database.watch_for_freezes` instead, at two dictionary operations per transaction.
+    connect_args: dict[str, Any] = {
+        "connect_timeout": connect_timeout,
+        "async_creator_fn": _connect_within(url.get_driver_name(), connect_timeout),
+    }
     if use_ssl:
         connect_args["ssl"] = ssl.create_default_context()
     engine = create_async_engine(
@@ -263,6 +268,22 @@ def create_engine(
             raise DisconnectionError(f"the pooled connection failed its ping: {exc}") from exc
 
     return engine
+
+
+def _connect_within(driver_name: str, seconds: float) -> Callable[..., Awaitable[Any]]:
+    """The driver's connect, with the handshake inside the deadline too: the drivers' own
+    `connect_timeout` covers only the TCP connect, so a server that accepts and then says nothing
+    (frozen) held a new connection, and the request behind it, until it thawed."""
+    driver = importlib.import_module(driver_name)
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(seconds):
+                return await driver.connect(*args, **kwargs)
+        except TimeoutError as exc:
+            raise DatabaseTimeout(f"no handshake from the database within {seconds}s") from exc
+
+    return connect
 
 
 def _create_sqlite_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
@@ -376,6 +397,7 @@ class Database:
         # handler, first come not first served, and a "database is locked" for whoever loses too
         # often; waiting here instead is a fair queue that costs no CPU.
         self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._freeze_watch: FreezeWatch | None = None
 
     @property
     def backend(self) -> str:
@@ -475,7 +497,24 @@ class Database:
             "connectionLimit": pool.size(),
         }
 
+    def watch_for_freezes(self, unresponsive_after: float) -> None:
+        """Cut what hangs on a server that stopped answering (see `kit.dbwatch`): MariaDB/MySQL over
+        TCP only, since an SQLite file cannot freeze that way. Needs a running event loop."""
+        url = self.engine.url
+        if self.backend == "sqlite" or not url.host or self._freeze_watch is not None:
+            return
+        self._freeze_watch = FreezeWatch(
+            self.engine,
+            self.breaker,
+            host=url.host,
+            port=url.port or 3306,
+            unresponsive_after=unresponsive_after,
+        )
+        self._freeze_watch.start()
+
     async def dispose(self) -> None:
+        if self._freeze_watch is not None:
+            await self._freeze_watch.stop()
         await self.engine.dispose()
 
 

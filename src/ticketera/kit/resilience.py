@@ -182,6 +182,14 @@ class CircuitBreaker:
             self._release_probe()
             self._probe_failed()
 
+    def trip(self) -> None:
+        """Open now, whatever the count: the caller knows the dependency is gone (a watchdog saw it
+        stop answering), so nobody should wait for the threshold's worth of failures to learn it."""
+        if self._state is not BreakerState.OPEN:
+            self._release_probe()
+            self._failures = max(self._failures, self.failure_threshold)
+            self._open()
+
     def reset(self) -> None:
         self._release_probe()
         if self._state is not BreakerState.CLOSED:

@@ -1,0 +1,128 @@
+"""Noticing a MariaDB that stopped answering, and turning what hangs on it into quick 503s.
+
+A frozen server (SIGSTOP, a hung host, a network that drops packets without a reset) keeps its
+sockets open and says nothing: without a deadline, every request that reached it waits until it
+thaws. A driver read timeout would bound each statement, but asyncmy's wraps every socket read in
+`asyncio.wait_for` and costs 7% of the on-sale throughput (see `kit.db.create_engine`). This costs
+two dictionary operations per transaction instead:
+
+- the pool's check-out and check-in mark which connections are in use, and since when;
+- twice per `unresponsive_after`, if one has been in use for longer than that, the watch opens a
+  connection of its own (outside the pool, which a stuck server may have exhausted) and waits for
+  the server's greeting, the packet MariaDB sends first on every new connection;
+- a greeting, even an error such as "too many connections", means the server is alive and only
+  busy (a lock wait, a slow query), and nothing happens. No greeting within `unresponsive_after`:
+  the database breaker is tripped, so new requests answer 503 at once (its background probe closes
+  it as soon as the database answers), and every connection in use is cut, so the requests waiting
+  on them fail at once as a lost connection (503 `database_unavailable`) instead of hanging.
+
+The greeting comes from the server's connection handling, not its storage engine: a server whose
+InnoDB hangs while it still accepts connections is not noticed here (its lock-wait timeout and the
+load balancer's health checks are what remain). Written by hand: no kept library watches a
+SQLAlchemy pool this way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import structlog
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from ticketera.kit.resilience import CircuitBreaker
+
+log = structlog.get_logger(__name__)
+
+# A MySQL packet starts with a 3-byte length and a sequence number.
+_PACKET_HEADER_BYTES = 4
+
+
+class FreezeWatch:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        breaker: CircuitBreaker,
+        *,
+        host: str,
+        port: int,
+        unresponsive_after: float,
+    ) -> None:
+        self._breaker = breaker
+        self._address = (host, port)
+        self.unresponsive_after = unresponsive_after
+        # id(pool entry) -> (driver connection, monotonic time of check-out)
+        self._in_use: dict[int, tuple[Any, float]] = {}
+        self._task: asyncio.Task[None] | None = None
+        event.listen(engine.sync_engine, "checkout", self._checked_out)
+        event.listen(engine.sync_engine, "checkin", self._checked_in)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name="database-freeze-watch")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _checked_out(self, dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        self._in_use[id(record)] = (dbapi_connection, time.monotonic())
+
+    def _checked_in(self, _dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        self._in_use.pop(id(record), None)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.unresponsive_after / 2)
+            try:
+                await self.check()
+            except Exception as exc:  # the watch must outlive whatever one check ran into
+                log.warning("database.freeze_watch_failed", error=type(exc).__name__)
+
+    async def check(self) -> bool:
+        """One look; True when the database was found frozen (and what hung on it was cut)."""
+        now = time.monotonic()
+        if not any(now - since >= self.unresponsive_after for _, since in self._in_use.values()):
+            return False
+        if await self.server_greets():
+            return False
+        stuck = list(self._in_use.values())
+        log.error(
+            "database.frozen",
+            waited_seconds=round(self.unresponsive_after, 2),
+            connections_cut=len(stuck),
+        )
+        self._breaker.trip()
+        for dbapi_connection, _ in stuck:
+            _cut(dbapi_connection)
+        return True
+
+    async def server_greets(self) -> bool:
+        try:
+            async with asyncio.timeout(self.unresponsive_after):
+                reader, writer = await asyncio.open_connection(*self._address)
+                try:
+                    await reader.readexactly(_PACKET_HEADER_BYTES)
+                finally:
+                    writer.close()
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            return False
+        return True
+
+
+def _cut(dbapi_connection: Any) -> None:
+    """Close the connection's socket under the driver's feet: its pending read ends at once with
+    a lost connection, which SQLAlchemy invalidates and the service reports as an outage."""
+    driver_connection = getattr(dbapi_connection, "_connection", dbapi_connection)
+    transport = getattr(driver_connection, "_transport", None)  # asyncmy
+    if transport is None:  # aiomysql
+        transport = getattr(getattr(driver_connection, "_writer", None), "transport", None)
+    if transport is not None:
+        transport.abort()
