@@ -140,17 +140,6 @@ async def joins_phase(
     )
 
 
-async def wait_for(check: object, *, limit: float) -> float | None:
-    """Seconds until `check()` (an async callable) is true, polled; None past `limit`."""
-    assert callable(check)
-    started = time.monotonic()
-    while time.monotonic() - started < limit:
-        if await check():
-            return time.monotonic() - started
-        await asyncio.sleep(POLL_SECONDS)
-    return None
-
-
 async def run(base_url: str, redis_pid: int, args: argparse.Namespace) -> Report:
     report = Report()
     async with httpx.AsyncClient(base_url=base_url, timeout=CLIENT_TIMEOUT_SECONDS) as client:
@@ -166,7 +155,10 @@ async def run(base_url: str, redis_pid: int, args: argparse.Namespace) -> Report
                 body, _ = await health(client)
                 return redis_breaker(body) == "OPEN"
 
-            if await wait_for(breaker_open, limit=RECOVERY_LIMIT_SECONDS) is not None:
+            if (
+                await harness.seconds_until(breaker_open, limit=RECOVERY_LIMIT_SECONDS, interval=POLL_SECONDS)
+                is not None
+            ):
                 report.breaker_opened_after_s = time.monotonic() - frozen_at
             report.phases.append(
                 await joins_phase(client, event_id, "frozen, breaker open", args.joins, args.concurrency)
@@ -178,7 +170,9 @@ async def run(base_url: str, redis_pid: int, args: argparse.Namespace) -> Report
             answer, _ = await timed_join(client, event_id, f"back-{time.time_ns()}")
             return answer.startswith("201")
 
-        report.recovered_after_s = await wait_for(joins_again, limit=RECOVERY_LIMIT_SECONDS)
+        report.recovered_after_s = await harness.seconds_until(
+            joins_again, limit=RECOVERY_LIMIT_SECONDS, interval=POLL_SECONDS
+        )
 
         os.kill(redis_pid, signal.SIGKILL)
         report.phases.append(await joins_phase(client, event_id, "killed", args.joins, args.concurrency))

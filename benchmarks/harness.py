@@ -364,6 +364,112 @@ def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
             stop(process)
 
 
+class PrivateMariaDB:
+    """A throwaway mariadbd of our own on a free loopback port, for benchmarks that stop, freeze or
+    kill the database (never the shared server): `start()` again after `kill()` is a restart on the
+    same data and port, as a crash and its recovery would be."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.folder = workdir / "mariadb"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.output_path = workdir / "mariadb-output.log"
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/ticketera"
+
+    def install(self) -> None:
+        installer, server = shutil.which("mariadb-install-db"), shutil.which("mariadbd")
+        if installer is None or server is None:
+            raise BenchmarkError("mariadb-install-db / mariadbd are not on PATH; install mariadb-server")
+        self.folder.mkdir(parents=True)
+        subprocess.run(  # a fixed command line of our own
+            [
+                installer,
+                "--no-defaults",
+                f"--datadir={self.folder / 'data'}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        server = shutil.which("mariadbd")
+        assert server is not None, "install() checked it"
+        with self.output_path.open("ab") as output:
+            self.process = subprocess.Popen(  # a fixed command line of our own
+                [
+                    server,
+                    "--no-defaults",
+                    f"--datadir={self.folder / 'data'}",
+                    "--user=root",
+                    f"--port={self.port}",
+                    "--bind-address=127.0.0.1",
+                    f"--socket={self.folder / 'mariadb.sock'}",
+                    f"--pid-file={self.folder / 'mariadb.pid'}",
+                    "--skip-log-bin",
+                    "--innodb-buffer-pool-size=128M",
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        process = self.process
+
+        def answers() -> bool:
+            probe = subprocess.run(
+                ["mysqladmin", "--protocol=tcp", "-h127.0.0.1", f"-P{self.port}", "-uroot", "ping"],
+                capture_output=True,
+                check=False,
+            )
+            return probe.returncode == 0
+
+        wait_answering(process, answers, "mariadbd", self.output_path, interval=0.2)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+@contextmanager
+def private_mariadb(workdir: Path) -> Iterator[PrivateMariaDB]:
+    """A `PrivateMariaDB`, installed and started with an empty `ticketera` database; stopped after."""
+    server = PrivateMariaDB(workdir)
+    server.install()
+    server.start()
+    try:
+        subprocess.run(
+            [
+                "mysql",
+                "--protocol=tcp",
+                "-h127.0.0.1",
+                f"-P{server.port}",
+                "-uroot",
+                "-e",
+                "CREATE DATABASE ticketera CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield server
+    finally:
+        if server.process is not None:
+            server.thaw()
+            stop(server.process)
+
+
 # The running simulators' process ids by base URL, for the scripts that meter their CPU.
 SIMULATOR_PIDS: dict[str, int] = {}
 
@@ -720,6 +826,16 @@ async def poll(check: Callable[[], Awaitable[bool]], *, deadline: float, interva
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(interval)
+
+
+async def seconds_until(
+    check: Callable[[], Awaitable[bool]], *, limit: float, interval: float = 0.1
+) -> float | None:
+    """Seconds until `check()` is true, asked every `interval`; None when `limit` passes first."""
+    started = time.monotonic()
+    if await poll(check, deadline=started + limit, interval=interval):
+        return time.monotonic() - started
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,9 +75,10 @@ class Settings(BaseSettings):
     db_pool_recycle_seconds: int = 1800
     db_connect_timeout_seconds: float = 5.0
     db_lock_timeout_seconds: int = 3
-    # A connection in use this long makes the app ask MariaDB for a greeting on a connection of its
-    # own; none within this long either and the database is taken as frozen: its breaker opens and
-    # the requests waiting on it answer 503 at once instead of hanging (kit.dbwatch). 0: no watch.
+    # How long MariaDB may say nothing before it is taken as frozen: a connection in use for half of
+    # it makes the app ask for a greeting on a connection of its own, and none within the other half
+    # opens the breaker and cuts what waits on it, which answers 503 instead of hanging (kit.dbwatch).
+    # 0: no watch.
     db_unresponsive_seconds: float = Field(default=1.0, ge=0, le=60)
     # An open circuit breaker asks its dependency this often (seconds) and closes as soon as it
     # answers; 0 leaves it to the first request after the open time (60 s database, 30 s Redis,

@@ -34,7 +34,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlalchemy.types import TypeDecorator
 
-from ticketera.kit.dbwatch import FreezeWatch
+from ticketera.kit.dbwatch import FreezeWatch, GivenUp, open_watched
 from ticketera.kit.errors import Conflict, ServiceUnavailable
 from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, breaker_for
 
@@ -207,7 +207,9 @@ def create_engine(
     # `Database.watch_for_freezes` instead, at two dictionary operations per transaction.
     connect_args: dict[str, Any] = {
         "connect_timeout": connect_timeout,
-        "async_creator_fn": _connect_within(url.get_driver_name(), connect_timeout),
+        "async_creator_fn": _connect_within(
+            url.get_driver_name(), connect_timeout, (url.host or "", url.port or 3306)
+        ),
     }
     if use_ssl:
         connect_args["ssl"] = ssl.create_default_context()
@@ -270,18 +272,23 @@ def create_engine(
     return engine
 
 
-def _connect_within(driver_name: str, seconds: float) -> Callable[..., Awaitable[Any]]:
-    """The driver's connect, with the handshake inside the deadline too: the drivers' own
+def _connect_within(
+    driver_name: str, seconds: float, address: tuple[str, int]
+) -> Callable[..., Awaitable[Any]]:
+    """The driver's connect, with the handshake inside the deadline too (the drivers' own
     `connect_timeout` covers only the TCP connect, so a server that accepts and then says nothing
-    (frozen) held a new connection, and the request behind it, until it thawed."""
+    held a new connection, and the request behind it, until it thawed), and given up at once when
+    the freeze watch finds the server frozen."""
     driver = importlib.import_module(driver_name)
 
     async def connect(*args: Any, **kwargs: Any) -> Any:
         try:
             async with asyncio.timeout(seconds):
-                return await driver.connect(*args, **kwargs)
+                return await open_watched(address, lambda: driver.connect(*args, **kwargs))
         except TimeoutError as exc:
             raise DatabaseTimeout(f"no handshake from the database within {seconds}s") from exc
+        except GivenUp as exc:
+            raise DatabaseTimeout(str(exc)) from exc
 
     return connect
 

@@ -7,14 +7,16 @@ thaws. A driver read timeout would bound each statement, but asyncmy's wraps eve
 two dictionary operations per transaction instead:
 
 - the pool's check-out and check-in mark which connections are in use, and since when;
-- twice per `unresponsive_after`, if one has been in use for longer than that, the watch opens a
+- four times per `unresponsive_after`, if one has been in use for half of it, the watch opens a
   connection of its own (outside the pool, which a stuck server may have exhausted) and waits for
-  the server's greeting, the packet MariaDB sends first on every new connection;
+  the server's greeting, the packet MariaDB sends first on every new connection, a few
+  milliseconds after the connect when it is alive;
 - a greeting, even an error such as "too many connections", means the server is alive and only
-  busy (a lock wait, a slow query), and nothing happens. No greeting within `unresponsive_after`:
+  busy (a lock wait, a slow query), and nothing happens. No greeting within the other half:
   the database breaker is tripped, so new requests answer 503 at once (its background probe closes
   it as soon as the database answers), and every connection in use is cut, so the requests waiting
-  on them fail at once as a lost connection (503 `database_unavailable`) instead of hanging.
+  on them fail at once as a lost connection (503 `database_unavailable`) instead of hanging; so do
+  connections being opened to it (`open_watched`), whose handshake would wait just the same.
 
 The greeting comes from the server's connection handling, not its storage engine: a server whose
 InnoDB hangs while it still accepts connections is not noticed here (its lock-wait timeout and the
@@ -27,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import event
@@ -37,9 +41,32 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from ticketera.kit.resilience import CircuitBreaker
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # A MySQL packet starts with a 3-byte length and a sequence number.
 _PACKET_HEADER_BYTES = 4
+# Connections being opened, by server address: when a server is found frozen, these are given up
+# along with the connections in use (a new connection's handshake would wait for it just the same).
+_OPENING: dict[tuple[str, int], set[asyncio.Task[Any]]] = defaultdict(set)
+
+
+class GivenUp(Exception):
+    """A connection being opened to a server the watch found frozen."""
+
+
+async def open_watched(address: tuple[str, int], connect: Callable[[], Awaitable[T]]) -> T:
+    """`connect()`, given up (GivenUp) if the watch finds the server at `address` frozen meanwhile."""
+    opening = asyncio.ensure_future(connect())
+    _OPENING[address].add(opening)
+    try:
+        return await opening
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if opening.cancelled() and (current is None or not current.cancelling()):
+            raise GivenUp(f"the database at {address[0]}:{address[1]} stopped answering") from None
+        raise
+    finally:
+        _OPENING[address].discard(opening)
 
 
 class FreezeWatch:
@@ -80,7 +107,7 @@ class FreezeWatch:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.unresponsive_after / 2)
+            await asyncio.sleep(self.unresponsive_after / 4)
             try:
                 await self.check()
             except Exception as exc:  # the watch must outlive whatever one check ran into
@@ -88,25 +115,27 @@ class FreezeWatch:
 
     async def check(self) -> bool:
         """One look; True when the database was found frozen (and what hung on it was cut)."""
-        now = time.monotonic()
-        if not any(now - since >= self.unresponsive_after for _, since in self._in_use.values()):
+        now, half = time.monotonic(), self.unresponsive_after / 2
+        if not any(now - since >= half for _, since in self._in_use.values()):
             return False
         if await self.server_greets():
             return False
         stuck = list(self._in_use.values())
         log.error(
             "database.frozen",
-            waited_seconds=round(self.unresponsive_after, 2),
+            silent_seconds=round(self.unresponsive_after, 2),
             connections_cut=len(stuck),
         )
         self._breaker.trip()
         for dbapi_connection, _ in stuck:
             _cut(dbapi_connection)
+        for opening in list(_OPENING.get(self._address, ())):
+            opening.cancel()
         return True
 
     async def server_greets(self) -> bool:
         try:
-            async with asyncio.timeout(self.unresponsive_after):
+            async with asyncio.timeout(self.unresponsive_after / 2):
                 reader, writer = await asyncio.open_connection(*self._address)
                 try:
                     await reader.readexactly(_PACKET_HEADER_BYTES)
