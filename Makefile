@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
-	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-db-outage lock clean
+	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,8 +92,8 @@ bench-webhooks: $(STAMP) ## MercadoPago webhook latency at 100 concurrent, and a
 bench-faults: $(STAMP) ## The waiting room's answers while Redis is frozen, then killed, and its recovery
 	$(BIN)/python benchmarks/faults.py
 
-bench-db-outage: $(STAMP) ## Buyers and webhooks while a private MariaDB is frozen, then killed; time to serve and to paid after
-	$(BIN)/python benchmarks/db_outage.py
+bench-outages: $(STAMP) ## Buyers and webhooks while MariaDB is frozen, then killed, then MercadoPago fails; how fast it heals
+	$(BIN)/python benchmarks/outages.py
 
 bench-checkin: $(STAMP) ## Check-ins per second, 20 scanners then rescans, on MariaDB (--sqlite by hand)
 	$(BIN)/python benchmarks/checkin.py

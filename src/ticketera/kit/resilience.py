@@ -34,6 +34,8 @@ from typing import Any, ParamSpec, Self, TypeVar
 import structlog
 import tenacity
 
+from ticketera.kit.errors import ServiceUnavailable
+
 log = structlog.get_logger(__name__)
 
 P = ParamSpec("P")
@@ -434,3 +436,24 @@ async def call_with_resilience(
     breaker: CircuitBreaker, retry: RetryPolicy, fn: Callable[[], Awaitable[T]]
 ) -> T:
     return await retry.run(lambda: breaker.call(fn))
+
+
+class OutageNotice:
+    """What a background loop says about a dependency's outage: one line when its work stops for
+    one, one when it runs again; not a traceback every pass. The outage itself is logged where it
+    was met, and shown by /health."""
+
+    def __init__(self, stopped_event: str, resumed_event: str) -> None:
+        self._stopped_event = stopped_event
+        self._resumed_event = resumed_event
+        self._waiting_for: str | None = None
+
+    def stopped(self, exc: ServiceUnavailable) -> None:
+        if self._waiting_for is None:
+            log.warning(self._stopped_event, error=exc.code)
+        self._waiting_for = exc.code
+
+    def ran(self) -> None:
+        if self._waiting_for is not None:
+            log.info(self._resumed_event, after=self._waiting_for)
+            self._waiting_for = None

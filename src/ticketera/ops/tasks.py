@@ -19,11 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ticketera.holds import service as holds_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
+from ticketera.kit.errors import ServiceUnavailable
+from ticketera.kit.resilience import OutageNotice
 from ticketera.orders import service as orders_service
 from ticketera.payments.tasks import PaymentProcessor
 from ticketera.tickets.tasks import TicketMailer
 
 log = structlog.get_logger(__name__)
+# The steps of a pass, in order.
+STEPS = ("expiries", "payments", "emails")
 
 BATCH = 500
 
@@ -83,20 +87,25 @@ async def run_worker(
         if sent:
             log.info("worker.emails_sent", emails=sent)
 
+    # Each step meets an outage of its own dependencies (the database, MercadoPago, SMTP).
+    outages = {step: OutageNotice(f"worker.{step}_waiting", f"worker.{step}_resumed") for step in STEPS}
     while True:
         started = time.monotonic()
-        await _survive("worker.pass_failed", expiries())
+        await _survive("worker.pass_failed", expiries(), outages["expiries"])
         if payments is not None:
-            await _survive("worker.payments_pass_failed", payment_sweeps(payments))
+            await _survive("worker.payments_pass_failed", payment_sweeps(payments), outages["payments"])
         if mailer is not None:
-            await _survive("worker.emails_pass_failed", emails(mailer))
+            await _survive("worker.emails_pass_failed", emails(mailer), outages["emails"])
         await asyncio.sleep(max(0.1, interval - (time.monotonic() - started)))
 
 
-async def _survive(failed_event: str, step: Awaitable[None]) -> None:
+async def _survive(failed_event: str, step: Awaitable[None], outage: OutageNotice) -> None:
     """Run one step of a pass; a failure is logged and the loop goes on (cancellation is not caught:
     CancelledError is no Exception)."""
     try:
         await step
+        outage.ran()
+    except ServiceUnavailable as exc:
+        outage.stopped(exc)
     except Exception as exc:
         log.exception(failed_event, error=type(exc).__name__)

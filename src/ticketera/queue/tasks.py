@@ -12,6 +12,7 @@ from ticketera.events import service as events_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.kit.errors import ServiceUnavailable
+from ticketera.kit.resilience import OutageNotice
 from ticketera.queue.service import EventQueueSettings, WaitingRoom, to_ms
 
 log = structlog.get_logger(__name__)
@@ -41,22 +42,16 @@ async def run_admission_ticker(
 ) -> None:
     """Step every open waiting room each tick until cancelled; a failed tick never stops the loop."""
     log.info("queue.ticker_started", tick_seconds=tick_seconds)
-    waiting_for: str | None = None  # the dependency whose outage stopped the ticks, said once
+    outage = OutageNotice("queue.ticker_waiting", "queue.ticker_resumed")
     while True:
         started = time.monotonic()
         try:
             await admission_tick(room, database, clock, tick_seconds=tick_seconds)
-            if waiting_for is not None:
-                log.info("queue.ticker_resumed", after=waiting_for)
-                waiting_for = None
+            outage.ran()
         except asyncio.CancelledError:
             raise
         except ServiceUnavailable as exc:
-            # An outage already logged where it was met (and shown by /health): one line when the
-            # ticks stop, not a traceback every second until they can run again.
-            if waiting_for is None:
-                log.warning("queue.ticker_waiting", error=exc.code)
-            waiting_for = exc.code
+            outage.stopped(exc)
         except Exception as exc:
             log.exception("queue.tick_failed", error=type(exc).__name__)
         await asyncio.sleep(max(0.05, tick_seconds - (time.monotonic() - started)))
