@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -560,10 +561,20 @@ def proc_stat(pid: int) -> tuple[int, float] | None:
 
 def tree_cpu_seconds_by_process(root: int) -> dict[int, float]:
     """CPU seconds of a process and of each of its live descendants (the service's workers), by pid."""
+    stats = _all_proc_stats()
+    return {pid: stats[pid][1] for pid in _tree(root, stats)}
+
+
+def _all_proc_stats() -> dict[int, tuple[int, float]]:
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := proc_stat(int(entry.name))) is not None:
             stats[int(entry.name)] = stat
+    return stats
+
+
+def _tree(root: int, stats: dict[int, tuple[int, float]]) -> set[int]:
+    """`root` and its live descendants, from `stats` (parent pid first in each entry)."""
     tree = {root}
     grew = True
     while grew:
@@ -572,7 +583,44 @@ def tree_cpu_seconds_by_process(root: int) -> dict[int, float]:
             if parent in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
-    return {pid: stats[pid][1] for pid in tree if pid in stats}
+    return {pid for pid in tree if pid in stats}
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of a live process (VmRSS), or None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def tree_rss_by_process(root: int) -> dict[int, int]:
+    """Resident memory of a process and of each of its live descendants, by pid."""
+    found = {pid: rss_bytes(pid) for pid in _tree(root, _all_proc_stats())}
+    return {pid: size for pid, size in found.items() if size is not None}
+
+
+@asynccontextmanager
+async def peak_rss(root: int, *, interval: float = 0.5) -> AsyncIterator[dict[int, int]]:
+    """While the block runs, the largest resident memory seen of each process of `root`'s tree."""
+    peaks: dict[int, int] = {}
+
+    async def sample() -> None:
+        while True:
+            for pid, size in tree_rss_by_process(root).items():
+                peaks[pid] = max(peaks.get(pid, 0), size)
+            await asyncio.sleep(interval)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        yield peaks
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
 
 
 def tree_cpu_seconds(root: int) -> float:

@@ -83,6 +83,8 @@ from benchmarks import harness
 
 BACKENDS = ("mariadb", "sqlite")
 DEFAULT_WORKERS = {"mariadb": 4, "sqlite": 1}
+# Issue 12: a worker stays under this much resident memory, idle and under load.
+RSS_GOAL_MB = 150
 SEATS_PER_ROW = 50
 WARM_UP_QUOTA = 100
 
@@ -188,6 +190,10 @@ class BackendResult:
     scenarios: list[ScenarioResult] = field(default_factory=list)
     steps: StepsResult | None = None
     service_problems: list[str] = field(default_factory=list)
+    # Resident memory (MB) of the service's parent process, then of each worker: before the load,
+    # and the largest seen while it ran.
+    rss_idle_mb: list[float] = field(default_factory=list)
+    rss_peak_mb: list[float] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -664,12 +670,16 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
                 result.scenarios.append(scenario)
                 print(format_scenario(scenario, backend), flush=True)
 
-            await run_backend_scenarios(base_url, meters, args, show)
-            if args.steps:
-                result.steps = await run_steps(
-                    base_url, meters, quota=args.quota, concurrency=args.concurrency, workers=workers
-                )
-                print(format_steps(result.steps), flush=True)
+            result.rss_idle_mb = _by_process_mb(harness.tree_rss_by_process(service_pid), service_pid)
+            async with harness.peak_rss(service_pid) as peaks:
+                await run_backend_scenarios(base_url, meters, args, show)
+                if args.steps:
+                    result.steps = await run_steps(
+                        base_url, meters, quota=args.quota, concurrency=args.concurrency, workers=workers
+                    )
+                    print(format_steps(result.steps), flush=True)
+            result.rss_peak_mb = _by_process_mb(peaks, service_pid)
+            print(format_memory(result), flush=True)
         finally:
             if status is not None:
                 await status.close()
@@ -690,8 +700,28 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
     return result
 
 
+def _by_process_mb(sizes: dict[int, int], parent: int) -> list[float]:
+    """The parent's size first, then the workers' largest first, in MB."""
+    workers = sorted((size for pid, size in sizes.items() if pid != parent), reverse=True)
+    return [round(size / 2**20, 1) for size in [sizes.get(parent, 0), *workers]]
+
+
 # --------------------------------------------------------------------------------------------
 # Report
+
+
+def format_memory(result: BackendResult) -> str:
+    def listed(sizes: list[float]) -> str:
+        if not sizes:
+            return "-"
+        return f"parent {sizes[0]:.0f}, workers " + ", ".join(f"{size:.0f}" for size in sizes[1:])
+
+    worst = max(result.rss_peak_mb[1:], default=0.0)
+    return (
+        f"  resident memory (MB): idle {listed(result.rss_idle_mb)}; largest under load"
+        f" {listed(result.rss_peak_mb)} -> a worker's {worst:.0f} MB"
+        f" {'within' if worst < RSS_GOAL_MB else 'OVER'} the {RSS_GOAL_MB} MB goal"
+    )
 
 
 def header_line(result: BackendResult) -> str:
