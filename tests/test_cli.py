@@ -187,6 +187,18 @@ def test_user_assertion_prints_a_join_body_the_service_accepts(tmp_path: Path) -
     assert "USER_ASSERTION_SECRET" in unsigned.stderr
 
 
+@pytest.mark.mariadb
+@pytest.mark.parametrize("command", [("migrate",), ("db", "optimize")])
+def test_db_ssl_holds_for_migrations_and_maintenance(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """The test server speaks no TLS: a command that honours DB_SSL fails to connect instead of
+    talking to it in the clear."""
+    url = os.environ.get("TICKETERA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/") + "mysql"
+    result = run_cli(*command, workdir=tmp_path, env=cli_env(tmp_path, DATABASE_URL=url, DB_SSL="true"))
+
+    assert result.returncode != 0
+    assert "ssl" in (result.stdout + result.stderr).lower()
+
+
 def test_db_optimize_recreates_a_missing_index_and_analyzes(tmp_path: Path) -> None:
     import sqlite3
 

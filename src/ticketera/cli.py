@@ -58,7 +58,7 @@ def _settings(**overrides: Any) -> Settings:
 def _migrate(settings: Settings) -> None:
     from ticketera.kit.migrate import upgrade_blocking
 
-    upgrade_blocking(settings.async_database_url)
+    upgrade_blocking(settings)
     typer.echo(f"Database migrated to head ({_describe_database(settings)}).")
 
 
@@ -257,9 +257,9 @@ def mp_sim(
 
 async def _load_demo(settings: Settings) -> tuple[int, bool]:
     from ticketera.events.demo import ensure_demo_event
-    from ticketera.kit.db import Database, create_engine
+    from ticketera.kit.db import Database, engine_for
 
-    database = Database(create_engine(settings.async_database_url, pool_size=2))
+    database = Database(engine_for(settings, pool_size=2))
     try:
         async with database.write_session() as session:
             return await ensure_demo_event(session)
@@ -471,13 +471,13 @@ def redis_flush(
 @db_app.command("optimize")
 def db_optimize() -> None:
     """Verify the performance indexes, create missing ones, refresh statistics (ANALYZE)."""
-    from ticketera.kit.db import create_engine
+    from ticketera.kit.db import engine_for
     from ticketera.ops.repository import optimize_database
 
     settings = _settings()
 
     async def run() -> list[str]:
-        engine = create_engine(settings.async_database_url, pool_size=1)
+        engine = engine_for(settings, pool_size=1)
         try:
             return await optimize_database(engine)
         finally:

@@ -21,7 +21,7 @@ from ticketera.infra.ratelimit import RATE_LIMITER, RateLimiter
 from ticketera.infra.redis import REDIS, RedisConnection
 from ticketera.kit.clock import Clock
 from ticketera.kit.components import Component, Components
-from ticketera.kit.db import Database, create_engine
+from ticketera.kit.db import Database, engine_for
 from ticketera.kit.http import CLOCK, DATABASE, SETTINGS, SIGNER
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service as orders_service
@@ -113,16 +113,7 @@ SERVICES = Component[Services]("services")
 
 
 def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -> Services:
-    database = Database(
-        create_engine(
-            settings.async_database_url,
-            pool_size=settings.db_pool_size if role is Role.WEB else WORKER_POOL_SIZE,
-            pool_recycle=settings.db_pool_recycle_seconds,
-            connect_timeout=settings.db_connect_timeout_seconds,
-            use_ssl=settings.db_ssl,
-            lock_timeout_seconds=settings.db_lock_timeout_seconds,
-        )
-    )
+    database = Database(engine_for(settings, pool_size=None if role is Role.WEB else WORKER_POOL_SIZE))
     redis_url = settings.effective_redis_url
     redis = RedisConnection(redis_url, cluster=settings.redis_cluster) if redis_url else None
     assert settings.secret_key, "secrets are filled in by load_settings()"

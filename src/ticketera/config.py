@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     db_password: str = ""
     db_name: str = "ticketera"
     db_ssl: bool = False
+    # The certificate authority that signed the database server's certificate, when it is not one the
+    # system trusts (a private CA, a cloud provider's bundle). Implies DB_SSL.
+    db_ssl_ca: Path | None = None
     db_pool_size: int = Field(default=20, ge=1, le=500)
     db_pool_recycle_seconds: int = 1800
     db_connect_timeout_seconds: float = 5.0

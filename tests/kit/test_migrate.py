@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -75,3 +76,17 @@ async def test_the_performance_indexes_exist_after_migrating(empty_engine: Async
         indexes = await connection.run_sync(seat_indexes)
     assert indexes["ix_seats_section_id_status_held_until"] == ["section_id", "status", "held_until"]
     assert indexes["ix_seats_event_id_status_held_until"] == ["event_id", "status", "held_until"]
+
+
+@pytest.mark.mariadb
+async def test_replicas_starting_together_migrate_once_and_all_come_up(tmp_path: Path) -> None:
+    """Three processes' migrations against one fresh MariaDB database at the same moment: one
+    migrates under the lock, the others wait, then find the schema at head."""
+    async with fresh_database("mariadb", tmp_path, "ticketera_replicas") as url:
+        engines = [create_engine(url, pool_size=1) for _ in range(3)]
+        try:
+            await asyncio.gather(*(upgrade(engine) for engine in engines))
+            assert await current_revision(engines[0]) == head_revision()
+        finally:
+            for engine in engines:
+                await engine.dispose()

@@ -34,6 +34,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlalchemy.types import TypeDecorator
 
+from ticketera.config import Settings
 from ticketera.kit.dbwatch import FreezeWatch, GivenUp, open_watched
 from ticketera.kit.errors import Conflict, ServiceUnavailable
 from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, breaker_for
@@ -189,6 +190,20 @@ def _mysql_code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
+def engine_for(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """The engine for the configured database, as every part of the program makes it (the app, the
+    worker, migrations, maintenance commands), so DB_SSL and the timeouts hold for every connection."""
+    return create_engine(
+        settings.async_database_url,
+        pool_size=pool_size or settings.db_pool_size,
+        pool_recycle=settings.db_pool_recycle_seconds,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        use_ssl=settings.db_ssl or settings.db_ssl_ca is not None,
+        ssl_ca=settings.db_ssl_ca,
+        lock_timeout_seconds=settings.db_lock_timeout_seconds,
+    )
+
+
 def create_engine(
     database_url: str,
     *,
@@ -196,6 +211,7 @@ def create_engine(
     pool_recycle: int = 1800,
     connect_timeout: float = 5.0,
     use_ssl: bool = False,
+    ssl_ca: Path | None = None,
     lock_timeout_seconds: int = 3,
 ) -> AsyncEngine:
     url = make_url(database_url)
@@ -212,7 +228,8 @@ def create_engine(
         ),
     }
     if use_ssl:
-        connect_args["ssl"] = ssl.create_default_context()
+        # Verified against the system's authorities, or the one given: never an unchecked certificate.
+        connect_args["ssl"] = ssl.create_default_context(cafile=str(ssl_ca) if ssl_ca else None)
     engine = create_async_engine(
         database_url,
         poolclass=AsyncAdaptedQueuePool,
