@@ -254,7 +254,15 @@ def production_environment(
         workdir,
         app_env="production",
         secret_key=PRODUCTION_SECRET_KEY,
-        extra={"QUEUE_TICKER": "false", "WORKER_IN_PROCESS": "false", **(extra or {})},
+        extra={
+            "QUEUE_TICKER": "false",
+            "WORKER_IN_PROCESS": "false",
+            # Production requires both; with the worker off, no email is sent, and the scripts that
+            # need webhooks give the service's own address (running_service_with_mp_simulator).
+            "PUBLIC_BASE_URL": "http://127.0.0.1",
+            "SMTP_URL": "smtp://127.0.0.1:2525",
+            **(extra or {}),
+        },
     )
 
 

@@ -26,6 +26,9 @@ SECRETS = {
     "SECRET_KEY": "cli-secret",
     "MP_ACCESS_TOKEN": "cli-mp",
     "MP_WEBHOOK_SECRET": "cli-hook",
+    # Production's other requirements; nothing here sends an email or receives a webhook.
+    "PUBLIC_BASE_URL": "https://tickets.example",
+    "SMTP_URL": "smtp://127.0.0.1:2525",
 }
 
 
@@ -170,7 +173,10 @@ def test_production_without_secrets_refuses_to_start(tmp_path: Path) -> None:
     )
 
     assert result.returncode == 2
-    assert "STAFF_API_KEY, SECRET_KEY, MP_ACCESS_TOKEN, MP_WEBHOOK_SECRET" in result.stderr
+    assert (
+        "STAFF_API_KEY, SECRET_KEY, MP_ACCESS_TOKEN, MP_WEBHOOK_SECRET, PUBLIC_BASE_URL, SMTP_URL"
+        in result.stderr
+    )
 
 
 def test_user_assertion_prints_a_join_body_the_service_accepts(tmp_path: Path) -> None:

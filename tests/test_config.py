@@ -75,6 +75,38 @@ def test_production_without_secrets_stops_naming_every_missing_variable(env: str
     assert not (tmp_path / "secrets.json").exists()
 
 
+def test_production_also_needs_its_public_address_and_smtp_but_staging_does_not(tmp_path: Path) -> None:
+    secrets = {name.lower(): "set" for name in REQUIRED_SECRETS}
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None, app_env="production", data_dir=tmp_path, **secrets)
+    load_settings(_env_file=None, app_env="staging", data_dir=tmp_path, **secrets)
+
+    assert "needs these variables set: PUBLIC_BASE_URL, SMTP_URL." in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("address", "accepted"),
+    [
+        ("https://entradas.example.com", True),
+        ("http://entradas.example.com", False),
+        ("http://127.0.0.1:8080", True),
+        ("http://localhost:3000", True),
+    ],
+)
+def test_production_buyers_and_webhooks_come_back_over_https(
+    address: str, accepted: bool, tmp_path: Path
+) -> None:
+    settings = {name.lower(): "set" for name in REQUIRED_SECRETS}
+    settings.update(public_base_url=address, smtp_url="smtp://mail.example.com:587")
+
+    if accepted:
+        load_settings(_env_file=None, app_env="production", data_dir=tmp_path, **settings)
+    else:
+        with pytest.raises(ConfigError, match="must be an https:// address"):
+            load_settings(_env_file=None, app_env="production", data_dir=tmp_path, **settings)
+
+
 def test_development_generates_secrets_once_and_keeps_them(tmp_path: Path) -> None:
     first = load_settings(_env_file=None, data_dir=tmp_path)
     second = load_settings(_env_file=None, data_dir=tmp_path)

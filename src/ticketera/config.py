@@ -14,7 +14,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
@@ -27,6 +27,11 @@ MERCADOPAGO_API = "https://api.mercadopago.com"
 # Secrets a production or staging process cannot run without. In development each is generated
 # once and kept in `<DATA_DIR>/secrets.json`, so restarts keep issued tokens valid.
 REQUIRED_SECRETS = ("ADMIN_API_KEY", "STAFF_API_KEY", "SECRET_KEY", "MP_ACCESS_TOKEN", "MP_WEBHOOK_SECRET")
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# What else production cannot run without: where MercadoPago sends webhooks and buyers come back
+# (unset, both point at localhost and no webhook of a real deployment arrives), and how tickets reach
+# buyers (unset, the emails land in a local folder nobody reads).
+REQUIRED_IN_PRODUCTION = ("PUBLIC_BASE_URL", "SMTP_URL")
 
 # SQLAlchemy needs an async driver; operators write the URLs they know.
 _ASYNC_DRIVERS = {
@@ -278,13 +283,26 @@ class Settings(BaseSettings):
         return [name for name in REQUIRED_SECRETS if not getattr(self, name.lower())]
 
     def require_secrets(self) -> None:
-        """Stop a production-like start-up that lacks secrets, naming all of them at once."""
+        """Stop a production-like start-up that lacks secrets (and, in production, a public https
+        address and an SMTP server), naming all of them at once."""
+        if not self.is_production_like:
+            return
         missing = self.missing_secrets()
-        if missing and self.is_production_like:
+        if self.app_env is AppEnv.PRODUCTION:
+            missing += [name for name in REQUIRED_IN_PRODUCTION if not getattr(self, name.lower())]
+        if missing:
             raise ConfigError(
                 f"APP_ENV={self.app_env.value} needs these variables set: {', '.join(missing)}. "
                 "Set them in the environment or in .env (see .env.example)."
             )
+        if self.app_env is AppEnv.PRODUCTION and self.public_base_url:
+            address = urlsplit(self.public_base_url)
+            # Plain http only for a production-mode run on this machine (benchmarks, a try-out).
+            if address.scheme != "https" and address.hostname not in LOOPBACK_HOSTS:
+                raise ConfigError(
+                    f"PUBLIC_BASE_URL must be an https:// address in production, not {self.public_base_url}: "
+                    "buyers pay and come back through it, and MercadoPago sends webhooks to it."
+                )
 
     def with_development_secrets(self) -> tuple[Settings, dict[str, str]]:
         """Fill missing secrets from `<DATA_DIR>/secrets.json`, generating and storing new ones.
