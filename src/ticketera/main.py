@@ -61,6 +61,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, clock, role=Role.WEB)
         services.register(components_of(app))
+        if services.redis is not None:
+            for risk in await services.redis.persistence_risks():
+                log.warning("redis.persistence_risk", risk=risk)
         background: list[asyncio.Task[None]] = [
             asyncio.create_task(services.notification_pump.run(), name="payment-notifications")
         ]

@@ -36,6 +36,16 @@ def is_redis_outage(exc: BaseException) -> bool:
     return isinstance(exc, (RedisError, OSError))
 
 
+def _config_values(answer: object, name: str) -> set[str]:
+    """A CONFIG GET value, from one server (`{name: value}`) or from each node of a cluster
+    (`{node: {name: value}}`)."""
+    if not isinstance(answer, dict):
+        return set()
+    if name in answer:
+        return {str(answer[name])}
+    return {str(node[name]) for node in answer.values() if isinstance(node, dict) and name in node}
+
+
 class RedisConnection:
     def __init__(self, url: str, *, cluster: bool = False, breaker: CircuitBreaker | None = None) -> None:
         self.url = url
@@ -85,6 +95,30 @@ class RedisConnection:
         except Exception as exc:
             log.warning("redis.ping_failed", error=type(exc).__name__, detail=str(exc)[:200])
             return False
+
+    async def persistence_risks(self) -> list[str]:
+        """What in Redis' configuration could lose places in line, which live only there: an
+        eviction policy other than `noeviction` (it would silently drop waiting users' keys under
+        memory pressure), or no append-only file (a restart loses every line). Empty when the
+        configuration cannot be read (a managed Redis may refuse CONFIG): nothing is known then."""
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
+                policies = _config_values(
+                    await self.client.config_get("maxmemory-policy"), "maxmemory-policy"
+                )
+                appendonly = _config_values(await self.client.config_get("appendonly"), "appendonly")
+        except Exception as exc:
+            log.info("redis.config_unreadable", error=type(exc).__name__, detail=str(exc)[:200])
+            return []
+        risks = []
+        if evicting := sorted(policies - {"noeviction"}):
+            risks.append(
+                f"maxmemory-policy is {', '.join(evicting)}: under memory pressure Redis would drop "
+                "waiting users' places; set it to noeviction"
+            )
+        if "no" in appendonly:
+            risks.append("appendonly is no: a Redis restart would lose every waiting line; turn AOF on")
+        return risks
 
     async def close(self) -> None:
         await self.client.aclose()
