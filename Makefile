@@ -7,10 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKERS ?= 4
 PYTEST_ARGS ?=
+DOCKER ?= /usr/bin/docker
+COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
-	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages lock clean
+	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages lock local-images certs docker-build docker-up docker-down docker-logs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -98,8 +100,41 @@ bench-outages: $(STAMP) ## Buyers and webhooks while MariaDB is frozen, then kil
 bench-checkin: $(STAMP) ## Check-ins per second, 20 scanners then rescans, on MariaDB (--sqlite by hand)
 	$(BIN)/python benchmarks/checkin.py
 
-lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
+lock: ## Re-resolve requirements.lock, then the image's requirements-prod.lock within it (needs uv)
 	uv pip compile pyproject.toml --extra dev --extra aiomysql --universal --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -c requirements.lock -o requirements-prod.lock
+
+# -- The Compose stack (the guide's docker:up, docker:logs, deploy) ---------------------------------
+# LOCAL_IMAGES=1: stand-ins for the official images, built from Debian's packages (no Docker Hub).
+ifeq ($(LOCAL_IMAGES),1)
+export PYTHON_IMAGE := ticketera-local/python:latest
+export NGINX_IMAGE := ticketera-local/nginx:latest
+export REDIS_IMAGE := ticketera-local/redis:latest
+export MARIADB_IMAGE := ticketera-local/mariadb:latest
+endif
+HTTP_PORT ?= 8080
+
+local-images: ## Build the stand-ins for the official images from Debian's packages (debootstrap)
+	DOCKER="$(DOCKER)" deploy/local-images/build.sh
+
+certs: ## A self-signed development certificate for nginx (deploy/nginx/certs)
+	deploy/dev-certs.sh
+
+docker-build: ## Build the app image (ticketera:latest)
+	deploy/stack-env.sh
+	@if [ "$(LOCAL_IMAGES)" = 1 ]; then DOCKER="$(DOCKER)" deploy/local-images/build.sh; \
+		cp /etc/ssl/certs/ca-certificates.crt deploy/docker/extra-ca/host-ca.pem; fi
+	$(COMPOSE) build app
+
+docker-up: docker-build certs ## Start the stack (npm run docker:up): nginx on 127.0.0.1:8080/8443, waits until healthy
+	$(COMPOSE) up -d
+	@deploy/wait-healthy.sh "http://127.0.0.1:$(HTTP_PORT)/health" 180
+
+docker-down: ## Stop the stack; VOLUMES=1 removes its data too
+	$(COMPOSE) down --remove-orphans $(if $(filter 1,$(VOLUMES)),--volumes,)
+
+docker-logs: ## Follow the stack's logs (npm run docker:logs)
+	$(COMPOSE) logs -f --tail=100
 
 clean: ## Remove the virtual environment and caches (keeps ./data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

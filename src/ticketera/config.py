@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     display_timezone: str = "America/Argentina/Buenos_Aires"
 
     public_base_url: str | None = None
+    # Where MercadoPago sends webhooks, when not the public address: a development stack whose
+    # simulator runs beside the app reaches it on the stack's network (http://app:3000).
+    mp_notification_base_url: str | None = None
     hold_minutes: int = Field(default=10, ge=1, le=120)
     # How often the worker records expired holds and orders; and whether the web process runs it
     # itself (default: on the embedded SQLite default, where no separate worker is expected).

@@ -113,7 +113,13 @@ def nginx_prefix(folder: Path, *, replica_ports: list[int], http_port: int, http
     (folder / "listen-https.conf").write_text(f"listen 127.0.0.1:{https_port} ssl http2;\n")
     (folder / "public.conf").write_text(f"map $scheme $public_https_port {{\n    default {https_port};\n}}\n")
     self_signed(folder / "certs")
-    (folder / "cache").mkdir()  # as Compose's tmpfs provides it
+    # The cache in this run's folder, not the machine's /var/cache/nginx (as Compose's tmpfs is the
+    # container's own).
+    rules = (folder / "ticketera.conf").read_text()
+    assert "proxy_cache_path /var/cache/nginx/ticketera " in rules
+    (folder / "ticketera.conf").write_text(
+        rules.replace("proxy_cache_path /var/cache/nginx/ticketera ", f"proxy_cache_path {folder / 'cache'} ")
+    )
     return folder
 
 

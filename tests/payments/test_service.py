@@ -298,6 +298,20 @@ async def test_the_preference_follows_the_cash_binary_and_descriptor_options(sho
     assert body["statement_descriptor"] == "NOCHE DE ROCK ENTRADAS"  # MercadoPago's limit is 22
 
 
+async def test_webhooks_can_be_sent_to_another_address_than_the_buyers_use(shop: Shop) -> None:
+    """A development stack: buyers use https://localhost:8443, the simulator beside the app posts
+    its webhooks to http://app:3000 on the stack's network."""
+    _, view = await two_section_order(shop)
+    options = service.CheckoutOptions(PUBLIC_URL, notification_base_url="http://app:3000")
+
+    body = service.checkout_preference(
+        view.order, view.units, event_name="Noche de Rock", order_token=ORDER_TOKEN, options=options
+    )
+
+    assert body["notification_url"] == "http://app:3000/api/webhooks/mercadopago?source_news=webhooks"
+    assert body["back_urls"]["success"].startswith(PUBLIC_URL)
+
+
 async def test_the_checkout_options_come_from_the_settings(
     shop: Shop, db: DatabaseUnderTest, tmp_path: Path
 ) -> None:

@@ -88,6 +88,8 @@ class CheckoutOptions:
     binary_mode: bool = False
     exclude_cash: bool = True
     statement_descriptor: str | None = None
+    # Where MercadoPago sends webhooks, when not the public address (MP_NOTIFICATION_BASE_URL).
+    notification_base_url: str = ""
 
 
 def refund_key(provider_payment_id: str) -> str:
@@ -134,7 +136,8 @@ def checkout_preference(
             "failure": f"{order_page}&result=failure",
         },
         "auto_return": APPROVED,
-        "notification_url": f"{options.public_base_url}/api/webhooks/mercadopago?source_news=webhooks",
+        "notification_url": f"{options.notification_base_url or options.public_base_url}"
+        "/api/webhooks/mercadopago?source_news=webhooks",
         "external_reference": str(order.id),
         "expires": True,
         # A little before now: a MercadoPago clock slightly behind ours must still find it payable.

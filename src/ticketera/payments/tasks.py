@@ -487,6 +487,7 @@ def build_payment_processor(
     )
     options = service.CheckoutOptions(
         public_base_url=settings.effective_public_base_url,
+        notification_base_url=(settings.mp_notification_base_url or "").rstrip("/"),
         binary_mode=settings.mp_binary_mode,
         exclude_cash=not settings.mp_allow_cash,
         statement_descriptor=settings.mp_statement_descriptor,
