@@ -3,13 +3,13 @@ validator takes, and what it refuses the validator refuses."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import jsonschema_rs
 import pytest
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 
-from ticketera.kit.schemas import DatabaseId, Given, IsoMoment, MoneyIn
+from ticketera.kit.schemas import PRINTABLE_TEXT, ApiInput, DatabaseId, Given, IsoMoment, MoneyIn
 
 
 class Patch(BaseModel):
@@ -63,3 +63,32 @@ def test_a_given_key_may_be_left_out_but_not_sent_as_null() -> None:
     with pytest.raises(ValidationError, match="must not be null"):
         Patch.model_validate({"name": None})
     assert Patch.model_json_schema()["properties"]["name"] == {"title": "Name", "type": "string"}
+
+
+class Named(ApiInput):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE_TEXT)]
+
+
+@pytest.mark.parametrize(
+    ("name", "taken"),
+    [
+        ("Noche de Rock", True),
+        ("名前", True),
+        (" Rock", False),
+        ("\nRock\t", False),
+        ("\u3000名前\u3000", False),
+        (" ", False),
+        ("\u0085", False),  # a space to str.isspace()
+        ("  \u00a0 ", False),
+        ("Ro\nck", False),
+        ("a\u202eb", False),
+    ],
+)
+def test_a_name_the_document_allows_is_the_name_the_model_takes(name: str, taken: bool) -> None:
+    schema = jsonschema_rs.validator_for(Named.model_json_schema()["properties"]["name"])
+    try:
+        Named.model_validate({"name": name})
+        validated = True
+    except ValidationError:
+        validated = False
+    assert (schema.is_valid(name), validated) == (taken, taken)

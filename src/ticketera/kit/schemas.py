@@ -25,20 +25,25 @@ from ticketera.kit.money import money_text
 
 
 class ApiInput(BaseModel):
-    """A request body: camelCase only, and a key we do not know is an error, not silently ignored."""
+    """A request body: camelCase only, and a key we do not know is an error, not silently ignored.
+    Text is taken as sent, never trimmed: what the OpenAPI document says of it is what is checked."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=False, extra="forbid", str_strip_whitespace=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid")
 
 
 class ApiOutput(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-# Text a person reads (names, venues, device labels): no control characters, and none of the
-# bidirectional overrides that make a name display as something other than what it is.
-PRINTABLE_TEXT = r"^[^\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+# Text a person reads (names, venues, device labels): no control characters, none of the
+# bidirectional overrides that make a name display as something other than what it is, and no
+# spaces around it (a name of spaces alone is no name). The text is checked as sent: trimming it
+# first would take what the document refuses (a padded name longer than its limit, ` A-1`).
+_CONTROLS = r"\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# Neither a control character nor a space, as str.isspace() counts spaces (regex engines disagree
+# on what `\s` means, so they are spelled out).
+_VISIBLE = r"[^\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u200e\u200f\u2028-\u202f\u205f\u2066-\u2069\u3000]"
+PRINTABLE_TEXT = rf"^{_VISIBLE}([^{_CONTROLS}]*{_VISIBLE})?$"
 # An amount as a client writes it: ASCII digits and at most two decimals, never a sign.
 _MONEY_TEXT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,2})?")
 LARGEST_AMOUNT = Decimal("9999999999.99")
