@@ -12,7 +12,7 @@ COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
-	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages lock local-images certs docker-build docker-up docker-down docker-logs clean
+	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -130,8 +130,16 @@ docker-up: docker-build certs ## Start the stack (npm run docker:up): nginx on 1
 	$(COMPOSE) up -d
 	@deploy/wait-healthy.sh "http://127.0.0.1:$(HTTP_PORT)/health" 180
 
+docker-scale: docker-build certs ## Start the scaled stack: 3 app replicas behind nginx-lb.conf
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.scale.yml up -d
+	@deploy/wait-healthy.sh "http://127.0.0.1:$(HTTP_PORT)/health" 180
+
+deploy: certs ## Roll a new version through the scaled stack: build, migrate once, replicas one at a time
+	deploy/stack-env.sh
+	COMPOSE="$(COMPOSE) -f docker-compose.yml -f docker-compose.scale.yml" DOCKER="$(DOCKER)" deploy/rolling-deploy.sh
+
 docker-down: ## Stop the stack; VOLUMES=1 removes its data too
-	$(COMPOSE) down --remove-orphans $(if $(filter 1,$(VOLUMES)),--volumes,)
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.scale.yml down --remove-orphans $(if $(filter 1,$(VOLUMES)),--volumes,)
 
 docker-logs: ## Follow the stack's logs (npm run docker:logs)
 	$(COMPOSE) logs -f --tail=100

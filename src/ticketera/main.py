@@ -17,6 +17,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from ticketera import __version__
 from ticketera.composition import Role, build_services
@@ -26,8 +28,11 @@ from ticketera.holds.endpoints import router as holds_router
 from ticketera.infra.bodylimit import PAYLOAD_TOO_LARGE, BodySizeLimitMiddleware
 from ticketera.infra.logging import RequestIdMiddleware, configure_logging
 from ticketera.kit.clock import Clock, utc_now
-from ticketera.kit.errors import DomainError
+from ticketera.kit.db import MAX_ID, ConflictingChange, DatabaseOverloaded, DatabaseUnavailable, ResourceBusy
+from ticketera.kit.errors import DomainError, InvalidInput
 from ticketera.kit.http import CLOCK, SETTINGS, components_of
+from ticketera.kit.openapi import Operation, add_answer, add_error_schemas, restore_integer_bounds
+from ticketera.kit.schemas import FORM_TAG_PREFIX
 from ticketera.ops.endpoints import router as ops_router
 from ticketera.ops.metrics import install_metrics
 from ticketera.ops.service import PROCESS_STARTED
@@ -45,6 +50,10 @@ log = structlog.get_logger(__name__)
 # The bulk calls that may send more than MAX_BODY_BYTES: an organizer's event or section (a venue's
 # seats) and a door device's offline check-ins.
 BULK_PATHS = (r"/api/events", r"/api/events/[0-9]+/sections", r"/api/checkin/batch")
+# API operations that never reach the database: a QR image is drawn from the code alone.
+WITHOUT_DATABASE = frozenset({"/api/tickets/{code}/qr.png", "/api/tickets/{code}/qr.svg"})
+# Writes that take no row lock: the waiting room's line lives in Redis (or in this process).
+LOCK_FREE_WRITES = frozenset({("post", "/api/queue/{event_id}/join"), ("delete", "/api/queue/{event_id}/me")})
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
@@ -161,7 +170,47 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(order_page_router)
     # Last, so its timing covers every other middleware too.
     install_metrics(app)
+    _document_every_answer(app)
     return app
+
+
+def _document_every_answer(app: FastAPI) -> None:
+    """The OpenAPI document with the answers every operation can give besides its own (which each
+    route declares with `kit.openapi.answers`): a body too large, a request the schema refuses,
+    the database away or busy, a row locked by someone else."""
+    generate = app.openapi
+
+    def reaches_database(path: str, _method: str, _operation: Operation) -> bool:
+        return path.startswith("/api/") and path not in WITHOUT_DATABASE
+
+    def locks_rows(path: str, method: str, operation: Operation) -> bool:
+        return (
+            method != "get"
+            and (method, path) not in LOCK_FREE_WRITES
+            and reaches_database(path, method, operation)
+        )
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI caches the document it generates, so the same one comes back: amending is idempotent.
+        document = generate()
+        add_error_schemas(document)
+        # BodySizeLimitMiddleware answers before any route is chosen.
+        add_answer(document, 413, [PAYLOAD_TOO_LARGE])
+        add_answer(
+            document,
+            422,
+            [InvalidInput.code],
+            where=lambda _path, _method, operation: "422" in operation.get("responses", {}),
+        )
+        add_answer(document, 503, [DatabaseUnavailable.code, DatabaseOverloaded.code], where=reaches_database)
+        add_answer(document, 409, [ResourceBusy.code, ConflictingChange.code], where=locks_rows)
+        schemas = document.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        restore_integer_bounds(document, largest=MAX_ID)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -176,17 +225,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [_field_error(error) for error in exc.errors()]
-        first = fields[0] if fields else {"field": "body", "message": "invalid request"}
-        body = {
-            "error": "validation_error",
-            "message": f"{first['field']}: {first['message']}",
-            "fields": fields,
-        }
-        return JSONResponse(body, status_code=422)
+        return _validation_failed([_field_error(error) for error in exc.errors()])
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI reads a JSON body that is not UTF-8 as a 400 of its own ("There was an error
+            # parsing the body"); it is no more JSON than a missing brace, which answers 422.
+            return _validation_failed([NOT_JSON])
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the one route that matched the path; a path
+            # served by several routes (GET and PATCH /api/events/{id}) takes all of theirs.
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.scope))}
         codes = {
             404: "not_found",
             405: "method_not_allowed",
@@ -195,12 +246,36 @@ def _install_error_handlers(app: FastAPI) -> None:
         }
         code = codes.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(
-            {"error": code, "message": message}, status_code=exc.status_code, headers=exc.headers
-        )
+        return JSONResponse({"error": code, "message": message}, status_code=exc.status_code, headers=headers)
 
     # Unexpected exceptions are turned into the contract's 500 by RequestIdMiddleware, which sits
     # inside Starlette's own error middleware and so can still add the request id.
+
+
+NOT_JSON = {"field": "body", "message": "the request body is not valid JSON"}
+PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of the app serves at this request's path, found the way the router
+    finds a route (asking each one whether it matches), so routers included in any way are seen."""
+    allowed = []
+    for method in PROBED_METHODS:
+        probe: Scope = {
+            "type": "http",
+            "path": scope["path"],
+            "root_path": scope.get("root_path", ""),
+            "method": method,
+        }
+        if any(route.matches(probe)[0] is Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+def _validation_failed(fields: list[dict[str, str]]) -> JSONResponse:
+    first = fields[0] if fields else {"field": "body", "message": "invalid request"}
+    body = {"error": "validation_error", "message": f"{first['field']}: {first['message']}", "fields": fields}
+    return JSONResponse(body, status_code=422)
 
 
 def _field_error(error: Any) -> dict[str, str]:
@@ -210,14 +285,16 @@ def _field_error(error: Any) -> dict[str, str]:
     for part in location:
         if isinstance(part, int):
             field += f"[{part}]"
-        elif not isinstance(part, str) or part.startswith(("function-", "json-or-python")):
+        elif not isinstance(part, str) or part.startswith(
+            ("function-", "json-or-python", "constrained-", FORM_TAG_PREFIX)
+        ):
             continue
         else:
             part = to_camel(part) if "_" in part else part
             field += f".{part}" if field else part
     kind = error.get("type", "")
     if kind == "json_invalid":
-        return {"field": "body", "message": "the request body is not valid JSON"}
+        return NOT_JSON
     if kind == "extra_forbidden":
         return {"field": field or "body", "message": "unknown field"}
     if kind == "missing" and not field:

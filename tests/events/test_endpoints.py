@@ -114,6 +114,13 @@ def _past() -> str:
         ({"startsAt": "2024-12-31T20:00:00Z"}, "startsAt"),
         ({"name": ""}, "name"),
         ({"name": "   "}, "name"),
+        # Taken as sent, as the document describes it: no spaces around a name, a label, a price.
+        ({"name": " Noche de Rock "}, "name"),
+        (
+            {"sections": [{"name": "P", "price": "1.00", "rows": [{"label": " A", "seats": 1}]}]},
+            "sections[0].rows[0].label",
+        ),
+        ({"sections": [ga_section(price="")]}, "sections[0].price"),
         ({"startsAt": "2030-01-01T20:00:00"}, "startsAt"),  # no offset
         ({"startsAt": "not a date"}, "startsAt"),
         ({"sections": [reserved_section(price="-1.00")]}, "sections[0].price"),

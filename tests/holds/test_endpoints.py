@@ -228,7 +228,7 @@ async def test_ids_past_what_the_database_holds_are_refused_as_input(
     assert refused.json()["error"] == "validation_error"
 
 
-@pytest.mark.parametrize("quantity", [True, "2", 1.0])
+@pytest.mark.parametrize("quantity", [True, "2", 1.5])
 async def test_a_quantity_is_a_whole_number_not_anything_like_one(
     client: httpx.AsyncClient, quantity: object
 ) -> None:
@@ -237,3 +237,60 @@ async def test_a_quantity_is_a_whole_number_not_anything_like_one(
     token = await shopper_token(client, event["id"], "ana")
     refused = await hold(client, event["id"], token, {"sectionId": campo["id"], "quantity": quantity})
     assert refused.status_code == 422, refused.text
+
+
+async def test_a_whole_number_written_with_a_decimal_point_is_that_number(client: httpx.AsyncClient) -> None:
+    # To JSON Schema, and so to the OpenAPI document and the clients made from it, 2.0 is the integer 2.
+    event = await open_sale(client)
+    campo = event["sections"][1]
+    token = await shopper_token(client, event["id"], "ana")
+    held = await hold(client, event["id"], token, {"sectionId": float(campo["id"]), "quantity": 2.0})
+    assert held.status_code == 201, held.text
+    assert held.json()["quantity"] == 2
+
+
+async def test_the_other_form_s_keys_as_null_are_left_out(client: httpx.AsyncClient) -> None:
+    event = await open_sale(client)
+    campo = event["sections"][1]
+    token = await shopper_token(client, event["id"], "ana")
+    body = {"sectionId": campo["id"], "quantity": 1, "seatIds": None}
+
+    held = await hold(client, event["id"], token, body)
+
+    assert held.status_code == 201, held.text
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"seatIds": [1], "sectionId": 2}, "body", "send either seatIds, or sectionId with quantity"),
+        ({"quantity": 2}, "body", "sectionId and quantity go together"),
+        ({"seatIds": [1, 1]}, "body", "seatIds must not repeat"),
+        ({"seatIds": [1], "color": "red"}, "color", "unknown field"),
+        ({"sectionId": 1, "quantity": 0}, "quantity", "Input should be greater than or equal to 1"),
+        ([1], "body", "the request body must be a JSON object"),
+    ],
+)
+async def test_a_hold_is_one_of_two_forms_and_says_what_is_wrong(
+    client: httpx.AsyncClient, body: Any, field: str, message: str
+) -> None:
+    event = await open_sale(client)
+    token = await shopper_token(client, event["id"], "ana")
+
+    refused = await hold(client, event["id"], token, body)
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["fields"] == [{"field": field, "message": message}]
+
+
+async def test_the_document_shows_the_two_forms_of_a_hold(client: httpx.AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+
+    assert schemas["HoldRequest"]["oneOf"] == [
+        {"$ref": "#/components/schemas/SeatHold"},
+        {"$ref": "#/components/schemas/QuantityHold"},
+    ]
+    assert schemas["SeatHold"]["required"] == ["seatIds"]
+    assert schemas["SeatHold"]["properties"]["seatIds"]["uniqueItems"] is True
+    assert schemas["QuantityHold"]["required"] == ["sectionId", "quantity"]
+    assert schemas["QuantityHold"]["additionalProperties"] is False

@@ -316,3 +316,18 @@ async def test_admins_list_an_events_orders_by_shown_status_and_reason_in_pages(
     assert [order["id"] for order in rest["orders"]] == ids[2:]
     bad = await clocked_client.get(url, params={"status": "lost"}, headers=ADMIN)
     assert bad.status_code == 422
+
+
+async def test_a_buyer_s_address_is_taken_as_sent(
+    clocked_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    # The document's `email` format refuses spaces around an address; email-validator alone trims them.
+    event = await open_sale(clocked_client, clock)
+    hold_id = await take_hold(
+        clocked_client, event, "ana", {"sectionId": event["sections"][1]["id"], "quantity": 1}
+    )
+
+    refused = await place_order(clocked_client, hold_id, buyer={**BUYER, "email": " ana@example.com"})
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["fields"][0]["field"] == "buyer.email"

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ADMIN
 from tests.shop import Shop, Simulator
@@ -398,10 +399,12 @@ async def test_offline_scan_times_without_a_zone_are_taken_as_utc(shop: Shop, si
     )
 
 
-async def test_an_offline_scan_time_is_iso_text_not_a_number(shop: Shop) -> None:
-    """`scannedAt: 0` would be 1970: a device that sends a number sent no time a person meant."""
+@pytest.mark.parametrize("scanned_at", [0, "0", "1700000000"])
+async def test_an_offline_scan_time_is_iso_text_not_a_number(shop: Shop, scanned_at: object) -> None:
+    """`scannedAt: 0` would be 1970: a device that sends a number sent no time a person meant, even
+    as text (pydantic alone reads "0" as 1970 too)."""
     refused = await shop.http.post(
-        "/api/checkin/batch", json={"scans": [{"code": "AAAA", "scannedAt": 0}]}, headers=STAFF
+        "/api/checkin/batch", json={"scans": [{"code": "AAAA", "scannedAt": scanned_at}]}, headers=STAFF
     )
     assert refused.status_code == 422, refused.text
     assert refused.json()["fields"][0]["field"] == "scans[0].scannedAt"

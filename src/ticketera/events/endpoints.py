@@ -19,21 +19,36 @@ from ticketera.events.schemas import (
     SectionIn,
     SectionOut,
 )
-from ticketera.infra.ratelimit import PublicRateLimit
+from ticketera.events.service import (
+    DuplicateSection,
+    EventCancelled,
+    EventNotFound,
+    InvalidStatusTransition,
+    SectionNotFound,
+)
+from ticketera.infra.ratelimit import PublicRateLimit, RateLimited
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.http import AdminOnly, CurrentClock, IsAdmin, ReadSession, WriteSession
+from ticketera.kit.errors import InvalidInput
+from ticketera.kit.http import AdminOnly, AdminRequired, CurrentClock, IsAdmin, ReadSession, WriteSession
+from ticketera.kit.openapi import answers
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=EventOut, dependencies=[AdminOnly])
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EventOut,
+    dependencies=[AdminOnly],
+    responses=answers(AdminRequired, InvalidInput),
+)
 async def create_event(body: EventCreate, session: WriteSession, clock: CurrentClock) -> EventOut:
     return EventOut.of(await service.create_event(session, body, clock=clock))
 
 
-@router.get("", response_model=EventPage, dependencies=[PublicRateLimit])
+@router.get("", response_model=EventPage, dependencies=[PublicRateLimit], responses=answers(RateLimited))
 async def list_events(
     is_admin: IsAdmin,
     session: ReadSession,
@@ -53,7 +68,12 @@ async def list_events(
     return EventPage(items=[EventOut.of(view) for view in views], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{event_id}", response_model=EventOut, dependencies=[PublicRateLimit])
+@router.get(
+    "/{event_id}",
+    response_model=EventOut,
+    dependencies=[PublicRateLimit],
+    responses=answers(EventNotFound, RateLimited),
+)
 async def get_event(
     event_id: EventId, is_admin: IsAdmin, session: ReadSession, clock: CurrentClock
 ) -> EventOut:
@@ -61,7 +81,12 @@ async def get_event(
     return EventOut.of(view)
 
 
-@router.patch("/{event_id}", response_model=EventOut, dependencies=[AdminOnly])
+@router.patch(
+    "/{event_id}",
+    response_model=EventOut,
+    dependencies=[AdminOnly],
+    responses=answers(AdminRequired, EventNotFound, EventCancelled, InvalidStatusTransition, InvalidInput),
+)
 async def update_event(
     event_id: EventId, body: EventPatch, session: WriteSession, clock: CurrentClock
 ) -> EventOut:
@@ -73,6 +98,7 @@ async def update_event(
     status_code=status.HTTP_201_CREATED,
     response_model=SectionOut,
     dependencies=[AdminOnly],
+    responses=answers(AdminRequired, EventNotFound, EventCancelled, DuplicateSection, InvalidInput),
 )
 async def add_section(event_id: EventId, body: SectionIn, session: WriteSession) -> SectionOut:
     view = await service.add_section(session, event_id, body)
@@ -82,7 +108,7 @@ async def add_section(event_id: EventId, body: SectionIn, session: WriteSession)
 @router.get(
     "/{event_id}/seats",
     response_model=None,
-    responses={200: {"model": SeatMap}},
+    responses={200: {"model": SeatMap}, **answers(EventNotFound, SectionNotFound, RateLimited)},
     dependencies=[PublicRateLimit],
 )
 async def get_seat_map(

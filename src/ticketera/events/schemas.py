@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from ticketera.kit.schemas import (
     PRINTABLE_TEXT,
+    WHOLE_NUMBER,
     ApiInput,
     ApiOutput,
-    Count,
+    Given,
     IsoMoment,
     MoneyIn,
     MoneyOut,
@@ -30,6 +31,8 @@ _PRINTABLE = PRINTABLE_TEXT
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
 SectionName = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=_PRINTABLE)]
 RowLabel = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")]
+UnitCount = Annotated[int, Strict(), Field(ge=1, le=MAX_UNITS_PER_CALL), WHOLE_NUMBER]
+TicketLimit = Annotated[int, Strict(), Field(ge=1, le=100), WHOLE_NUMBER]
 # The currencies MercadoPago charges in, by the ISO 4217 code it uses (one per country it serves).
 Currency = Literal["ARS", "BRL", "CLP", "COP", "MXN", "PEN", "UYU", "USD"]
 LATEST_YEAR = 9000
@@ -52,16 +55,26 @@ def same_name(first: str, second: str) -> bool:
 
 class RowIn(ApiInput):
     label: RowLabel
-    seats: Count = Field(ge=1, le=MAX_UNITS_PER_CALL)
+    seats: UnitCount
 
 
 class SectionIn(ApiInput):
     """A reserved section (`rows`) or a general-admission one (`capacity`), never both."""
 
+    # `_one_layout`'s rule, for the document (a null layout is the same as none).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["rows"], "properties": {"rows": {"type": "array"}}},
+                {"required": ["capacity"], "properties": {"capacity": {"type": "integer"}}},
+            ]
+        }
+    )
+
     name: SectionName
     price: MoneyIn
     rows: list[RowIn] | None = Field(default=None, min_length=1, max_length=1000)
-    capacity: Count | None = Field(default=None, ge=1, le=MAX_UNITS_PER_CALL)
+    capacity: UnitCount | None = None
 
     @model_validator(mode="after")
     def _one_layout(self) -> SectionIn:
@@ -82,9 +95,9 @@ class SectionIn(ApiInput):
 
 class QueueSettingsIn(ApiInput):
     enabled: Switch | None = None
-    admit_per_minute: Count | None = Field(default=None, ge=1, le=1_000_000)
-    max_active_shoppers: Count | None = Field(default=None, ge=1, le=10_000_000)
-    access_minutes: Count | None = Field(default=None, ge=1, le=120)
+    admit_per_minute: Annotated[int, Strict(), Field(ge=1, le=1_000_000), WHOLE_NUMBER] | None = None
+    max_active_shoppers: Annotated[int, Strict(), Field(ge=1, le=10_000_000), WHOLE_NUMBER] | None = None
+    access_minutes: Annotated[int, Strict(), Field(ge=1, le=120), WHOLE_NUMBER] | None = None
     paused: Switch | None = None
 
 
@@ -93,7 +106,7 @@ class EventCreate(ApiInput):
     starts_at: Moment
     venue: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)] | None = None
     on_sale_at: Moment | None = None
-    max_tickets_per_user: Count = Field(default=10, ge=1, le=100)
+    max_tickets_per_user: TicketLimit = 10
     currency: Currency = "ARS"
     status: Literal["draft", "published"] = "published"
     queue: QueueSettingsIn | None = None
@@ -103,13 +116,13 @@ class EventCreate(ApiInput):
 class EventPatch(ApiInput):
     """Only the keys sent are changed; `null` clears `venue` and `onSaleAt` (and is refused for the rest)."""
 
-    name: Name | None = None
-    starts_at: Moment | None = None
+    name: Given[Name] = None
+    starts_at: Given[Moment] = None
     venue: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)] | None = None
     on_sale_at: Moment | None = None
-    max_tickets_per_user: Count | None = Field(default=None, ge=1, le=100)
-    status: Literal["draft", "published", "paused", "cancelled"] | None = None
-    queue: QueueSettingsIn | None = None
+    max_tickets_per_user: Given[TicketLimit] = None
+    status: Given[Literal["draft", "published", "paused", "cancelled"]] = None
+    queue: Given[QueueSettingsIn] = None
 
 
 class QueueSettingsOut(ApiOutput):

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.events import repository
@@ -39,8 +38,6 @@ STATUS_TRANSITIONS: dict[EventStatus, frozenset[EventStatus]] = {
 }
 
 SEAT_MAP_MAX_LIMIT = 100_000
-# PATCH keys for which `null` means "clear it"; for every other key null is an error.
-CLEARABLE_FIELDS = frozenset({"venue", "on_sale_at"})
 
 
 class EventNotFound(NotFound):
@@ -194,9 +191,6 @@ async def update_event(
     if event is None:
         raise EventNotFound(f"Event {event_id} does not exist.")
     changes = patch.model_fields_set
-    for field in sorted(changes - CLEARABLE_FIELDS):
-        if getattr(patch, field) is None:
-            raise InvalidInput(to_camel(field), "must not be null")
     if changes - {"status"}:
         _ensure_editable(event)
     if patch.name is not None:

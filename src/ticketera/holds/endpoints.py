@@ -6,11 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Response, status
 
+from ticketera.events.service import EventCancelled, EventNotFound, SectionNotFound
 from ticketera.holds import service
 from ticketera.holds.schemas import HoldOut, HoldRequest
+from ticketera.holds.service import (
+    HoldAlreadyOrdered,
+    HoldNotFound,
+    LimitExceeded,
+    SalesClosed,
+    SeatsUnavailable,
+)
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.errors import Forbidden
+from ticketera.kit.errors import Forbidden, InvalidInput
 from ticketera.kit.http import CurrentClock, CurrentSettings, Db, ReadSession, Signer, WriteSession
+from ticketera.kit.openapi import answers
 from ticketera.kit.tokens import InvalidToken
 
 router = APIRouter(tags=["holds"])
@@ -42,7 +51,21 @@ async def admitted_shopper(
 AdmittedShopper = Annotated[str, Depends(admitted_shopper)]
 
 
-@router.post("/api/events/{event_id}/holds", status_code=status.HTTP_201_CREATED, response_model=HoldOut)
+@router.post(
+    "/api/events/{event_id}/holds",
+    status_code=status.HTTP_201_CREATED,
+    response_model=HoldOut,
+    responses=answers(
+        AccessRequired,
+        EventNotFound,
+        SectionNotFound,
+        EventCancelled,
+        SalesClosed,
+        SeatsUnavailable,
+        LimitExceeded,
+        InvalidInput,
+    ),
+)
 async def hold_seats(
     event_id: EventId,
     body: HoldRequest,
@@ -62,12 +85,16 @@ async def hold_seats(
     return HoldOut.of(view)
 
 
-@router.get("/api/holds/{hold_id}", response_model=HoldOut)
+@router.get("/api/holds/{hold_id}", response_model=HoldOut, responses=answers(HoldNotFound))
 async def get_hold(hold_id: HoldId, session: ReadSession) -> HoldOut:
     return HoldOut.of(await service.get_hold(session, hold_id))
 
 
-@router.delete("/api/holds/{hold_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/api/holds/{hold_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=answers(HoldNotFound, HoldAlreadyOrdered),
+)
 async def release_hold(hold_id: HoldId, session: WriteSession, clock: CurrentClock) -> Response:
     await service.release_hold(session, hold_id, actor="buyer", now=clock())
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -20,7 +20,7 @@ from ticketera.events.service import EventCancelled, EventNotFound, SectionNotFo
 from ticketera.holds import repository
 from ticketera.holds.models import Hold, HoldStatus
 from ticketera.holds.repository import HeldUnit as HeldUnit  # what other domains know a unit as
-from ticketera.holds.schemas import HoldRequest
+from ticketera.holds.schemas import HoldRequest, SeatHold
 from ticketera.kit.audit import SYSTEM_ACTOR, AuditRow, audit_row, record_changes
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
@@ -156,11 +156,10 @@ async def plan_hold(session: AsyncSession, *, event_id: int, request: HoldReques
     What looks free here is decided afterwards by `hold_units`' conditional write.
     """
     sale = ensure_on_sale(await repository.find_sale(session, event_id), event_id, now)
-    if request.seat_ids is not None:
-        return HoldPlan(sale, await _free_seats_or_refuse(session, sale, request.seat_ids, now), by_seat=True)
-    assert request.section_id is not None
-    assert request.quantity is not None
-    wanted = await _free_places_or_refuse(session, sale, request.section_id, request.quantity, now)
+    form = request.root
+    if isinstance(form, SeatHold):
+        return HoldPlan(sale, await _free_seats_or_refuse(session, sale, form.seat_ids, now), by_seat=True)
+    wanted = await _free_places_or_refuse(session, sale, form.section_id, form.quantity, now)
     return HoldPlan(sale, wanted, by_seat=False)
 
 

@@ -21,7 +21,11 @@ StartedAt = Annotated[float, Depends(component(PROCESS_STARTED))]
 Exporter = Annotated[MetricsExporter, Depends(component(METRICS_EXPORTER))]
 
 
-@router.get("/health", summary="Health of the service and its dependencies (the deployment guide's shape)")
+@router.get(
+    "/health",
+    summary="Health of the service and its dependencies (the deployment guide's shape)",
+    responses={503: {"description": "The database is unreachable: the same report, status `error`"}},
+)
 async def health(database: Db, redis: Redis, payments: Payments, started_at: StartedAt) -> JSONResponse:
     report = await health_report(database, redis, started_at, payments_breaker=payments.gateway.breaker)
     return JSONResponse(report.body, status_code=200 if report.healthy else 503)
@@ -32,7 +36,11 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready", summary="Readiness: the database answers, so this replica can take traffic")
+@router.get(
+    "/health/ready",
+    summary="Readiness: the database answers, so this replica can take traffic",
+    responses={503: {"description": "`not_ready`: the database does not answer"}},
+)
 async def ready(database: Db) -> JSONResponse:
     if await database.ping():
         return JSONResponse({"status": "ready"})

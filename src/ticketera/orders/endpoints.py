@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
+from ticketera.holds.service import HoldAlreadyOrdered, HoldExpired, HoldNotFound
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.http import (
     AdminOnly,
+    AdminRequired,
     CurrentClock,
     CurrentSettings,
     Db,
@@ -19,11 +21,19 @@ from ticketera.kit.http import (
     WriteSession,
     component,
 )
+from ticketera.kit.openapi import Answers, answers
 from ticketera.kit.security import bearer_token
+from ticketera.kit.tokens import InvalidToken
 from ticketera.orders import service
 from ticketera.orders.models import OrderReason, OrderStatus
 from ticketera.orders.schemas import EventOrdersOut, IdempotencyKey, OrderOut, OrderRequest, OrderSummaryOut
-from ticketera.orders.service import CHECKOUT, Checkout
+from ticketera.orders.service import (
+    CHECKOUT,
+    Checkout,
+    IdempotencyMismatch,
+    OrderNotCancellable,
+    OrderNotFound,
+)
 from ticketera.tickets.documents import order_pdf
 from ticketera.tickets.schemas import OrderTicketsOut, TicketOut
 
@@ -61,9 +71,17 @@ async def order_link_reader(
 
 OrderReader = Depends(order_reader)
 OrderLinkReader = Depends(order_link_reader)
+# What reading an order can answer besides the order: a token that does not open it, or no order.
+READER_ANSWERS = answers(InvalidToken, OrderNotFound)
+PDF: Answers = {200: {"content": {"application/pdf": {}}, "description": "The tickets, one page each"}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses=answers(HoldNotFound, HoldExpired, HoldAlreadyOrdered, IdempotencyMismatch),
+)
 async def create_order(
     body: OrderRequest,
     response: Response,
@@ -88,12 +106,17 @@ async def create_order(
     return OrderOut.of(placed.view, token=placed.token)
 
 
-@router.get("/{order_id}", response_model=OrderOut, dependencies=[OrderReader])
+@router.get("/{order_id}", response_model=OrderOut, dependencies=[OrderReader], responses=READER_ANSWERS)
 async def get_order(order_id: OrderId, session: ReadSession, clock: CurrentClock) -> OrderOut:
     return OrderOut.of(await service.get_order(session, order_id, clock()))
 
 
-@router.get("/{order_id}/tickets", response_model=OrderTicketsOut, dependencies=[OrderLinkReader])
+@router.get(
+    "/{order_id}/tickets",
+    response_model=OrderTicketsOut,
+    dependencies=[OrderLinkReader],
+    responses=READER_ANSWERS,
+)
 async def order_tickets(order_id: OrderId, session: ReadSession, clock: CurrentClock) -> OrderTicketsOut:
     view = await service.get_order(session, order_id, clock())
     return OrderTicketsOut(
@@ -101,18 +124,28 @@ async def order_tickets(order_id: OrderId, session: ReadSession, clock: CurrentC
     )
 
 
-@router.get("/{order_id}/tickets.pdf", response_class=Response, dependencies=[OrderLinkReader])
+@router.get(
+    "/{order_id}/tickets.pdf",
+    response_class=Response,
+    dependencies=[OrderLinkReader],
+    responses={**PDF, **READER_ANSWERS},
+)
 async def order_tickets_pdf(order_id: OrderId, session: ReadSession, settings: CurrentSettings) -> Response:
     printed = await service.printable_order(session, order_id, zone=settings.zone)
     if printed is None or not printed.tickets:
-        raise service.OrderNotFound(f"Order {order_id} has no tickets (yet).")
+        raise OrderNotFound(f"Order {order_id} has no tickets (yet).")
     headers = {"Content-Disposition": f'inline; filename="tickets-{order_id}.pdf"'}
     # Rendering takes tens of milliseconds of CPU: off the event loop, which is serving others.
     pdf = await asyncio.to_thread(order_pdf, printed)
     return Response(pdf, media_type="application/pdf", headers=headers)
 
 
-@events_router.get("/{event_id}/orders", response_model=EventOrdersOut, dependencies=[AdminOnly])
+@events_router.get(
+    "/{event_id}/orders",
+    response_model=EventOrdersOut,
+    dependencies=[AdminOnly],
+    responses=answers(AdminRequired),
+)
 async def event_orders(
     event_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     session: ReadSession,
@@ -135,7 +168,12 @@ async def event_orders(
     )
 
 
-@router.post("/{order_id}/cancel", response_model=OrderOut, dependencies=[AdminOnly])
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderOut,
+    dependencies=[AdminOnly],
+    responses=answers(AdminRequired, OrderNotFound, OrderNotCancellable),
+)
 async def cancel_order(order_id: OrderId, session: WriteSession, clock: CurrentClock) -> OrderOut:
     return OrderOut.of(
         await service.cancel_order(session, order_id, actor="admin", now=clock(), reason=OrderReason.ADMIN)

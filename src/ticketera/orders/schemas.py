@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import BeforeValidator, EmailStr, Field, StringConstraints
 
 from ticketera.holds.schemas import HeldUnitOut
 from ticketera.kit.schemas import PRINTABLE_TEXT, ApiInput, ApiOutput, MoneyOut
@@ -20,8 +20,15 @@ IdempotencyKey = Annotated[
 ]
 
 
+def _as_sent(value: Any) -> Any:
+    # email-validator trims an address before reading it; the document's `email` format does not.
+    if isinstance(value, str) and value != value.strip():
+        raise ValueError("must not start or end with spaces")
+    return value
+
+
 class BuyerIn(ApiInput):
-    email: EmailStr
+    email: Annotated[EmailStr, BeforeValidator(_as_sent)]
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE_TEXT)]
 
 

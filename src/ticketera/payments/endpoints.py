@@ -8,14 +8,23 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Path, Request
 
+from ticketera.infra.mercadopago import PaymentsUnavailable
 from ticketera.kit.clock import utc_now
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.http import AdminOnly, CurrentClock, CurrentSettings, component
+from ticketera.kit.http import AdminOnly, AdminRequired, CurrentClock, CurrentSettings, component
+from ticketera.kit.openapi import answers
 from ticketera.orders.schemas import OrderOut
+from ticketera.orders.service import OrderNotFound, OrderNotRefundable
 from ticketera.payments import service
 from ticketera.payments.schemas import NotificationReceived
-from ticketera.payments.signature import verify_signature
-from ticketera.payments.tasks import NOTIFICATION_PUMP, PAYMENTS, NotificationPump, PaymentProcessor
+from ticketera.payments.signature import InvalidSignature, verify_signature
+from ticketera.payments.tasks import (
+    NOTIFICATION_PUMP,
+    PAYMENTS,
+    NotificationPump,
+    PaymentProcessor,
+    PaymentProviderRefused,
+)
 
 router = APIRouter(tags=["payments"])
 
@@ -23,7 +32,11 @@ Payments = Annotated[PaymentProcessor, Depends(component(PAYMENTS))]
 Pump = Annotated[NotificationPump, Depends(component(NOTIFICATION_PUMP))]
 
 
-@router.post("/api/webhooks/mercadopago", response_model=NotificationReceived)
+@router.post(
+    "/api/webhooks/mercadopago",
+    response_model=NotificationReceived,
+    responses=answers(service.MalformedNotification, InvalidSignature),
+)
 async def mercadopago_notification(
     request: Request, payments: Payments, pump: Pump, settings: CurrentSettings, clock: CurrentClock
 ) -> NotificationReceived:
@@ -69,7 +82,14 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return {}
 
 
-@router.post("/api/orders/{order_id}/refund", response_model=OrderOut, dependencies=[AdminOnly])
+@router.post(
+    "/api/orders/{order_id}/refund",
+    response_model=OrderOut,
+    dependencies=[AdminOnly],
+    responses=answers(
+        AdminRequired, OrderNotFound, OrderNotRefundable, PaymentProviderRefused, PaymentsUnavailable
+    ),
+)
 async def refund_order(order_id: Annotated[int, Path(ge=1, le=MAX_ID)], payments: Payments) -> OrderOut:
     """Full refund through MercadoPago; the seats go back on sale once the money is returned."""
     return OrderOut.of(await payments.refund_order(order_id, actor="admin"))

@@ -11,16 +11,25 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ticketera.events.schemas import QueueSettingsIn
-from ticketera.infra.ratelimit import Limiter, PublicRateLimit
+from ticketera.events.service import EventCancelled, EventNotFound
+from ticketera.infra.ratelimit import Limiter, PublicRateLimit, RateLimited
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.http import AdminOnly, CurrentClock, WriteSession, component
+from ticketera.kit.http import AdminOnly, AdminRequired, CurrentClock, WriteSession, component
+from ticketera.kit.openapi import answers
 from ticketera.kit.security import bearer_token
+from ticketera.kit.tokens import InvalidToken
 from ticketera.queue import service
-from ticketera.queue.identity import is_anonymous
+from ticketera.queue.errors import NotInQueue, QueueFull, QueueUnavailable
+from ticketera.queue.identity import InvalidUserAssertion, is_anonymous
 from ticketera.queue.schemas import JoinOut, JoinRequest, QueueStatsOut, QueueStatusOut
 from ticketera.queue.service import WAITING_ROOM, WaitingRoom
 
-router = APIRouter(prefix="/api/queue", tags=["waiting room"], dependencies=[PublicRateLimit])
+router = APIRouter(
+    prefix="/api/queue",
+    tags=["waiting room"],
+    dependencies=[PublicRateLimit],
+    responses=answers(RateLimited),
+)
 
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 STREAM_INTERVAL_SECONDS = 2.0
@@ -29,7 +38,22 @@ STREAM_INTERVAL_SECONDS = 2.0
 Room = Annotated[WaitingRoom, Depends(component(WAITING_ROOM))]
 
 
-@router.post("/{event_id}/join", response_model=JoinOut, responses={201: {"model": JoinOut}})
+@router.post(
+    "/{event_id}/join",
+    response_model=JoinOut,
+    responses={
+        201: {"model": JoinOut},
+        **answers(
+            InvalidToken,
+            InvalidUserAssertion,
+            EventNotFound,
+            EventCancelled,
+            QueueFull,
+            QueueUnavailable,
+            RateLimited,
+        ),
+    },
+)
 async def join(
     event_id: EventId,
     body: JoinRequest,
@@ -60,7 +84,11 @@ def _queue_user(room: WaitingRoom, event_id: int, authorization: str | None, tok
     return room.signer.verify_queue_token(given, event_id).user_id
 
 
-@router.get("/{event_id}/status", response_model=QueueStatusOut)
+@router.get(
+    "/{event_id}/status",
+    response_model=QueueStatusOut,
+    responses=answers(InvalidToken, EventNotFound, NotInQueue, QueueUnavailable),
+)
 async def queue_status(
     event_id: EventId, room: Room, authorization: Annotated[str | None, Header()] = None
 ) -> QueueStatusOut:
@@ -68,7 +96,12 @@ async def queue_status(
     return QueueStatusOut.of(await room.status(event_id, user_id))
 
 
-@router.get("/{event_id}/stream", summary="Server-sent events: the user's place, pushed until admitted")
+@router.get(
+    "/{event_id}/stream",
+    summary="Server-sent events: the user's place, pushed until admitted",
+    response_class=EventSourceResponse,
+    responses=answers(InvalidToken, EventNotFound, NotInQueue, QueueUnavailable),
+)
 async def stream(
     event_id: EventId,
     request: Request,
@@ -94,7 +127,11 @@ async def stream(
     return EventSourceResponse(updates(), ping=15)
 
 
-@router.delete("/{event_id}/me", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{event_id}/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=answers(InvalidToken, EventNotFound, QueueUnavailable),
+)
 async def leave(
     event_id: EventId, room: Room, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
@@ -103,12 +140,22 @@ async def leave(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{event_id}/stats", response_model=QueueStatsOut, dependencies=[AdminOnly])
+@router.get(
+    "/{event_id}/stats",
+    response_model=QueueStatsOut,
+    dependencies=[AdminOnly],
+    responses=answers(AdminRequired, EventNotFound, QueueUnavailable),
+)
 async def stats(event_id: EventId, room: Room) -> QueueStatsOut:
     return QueueStatsOut.of(await room.stats(event_id))
 
 
-@router.patch("/{event_id}", response_model=QueueStatsOut, dependencies=[AdminOnly])
+@router.patch(
+    "/{event_id}",
+    response_model=QueueStatsOut,
+    dependencies=[AdminOnly],
+    responses=answers(AdminRequired, EventNotFound, EventCancelled, QueueUnavailable),
+)
 async def update_queue(
     event_id: EventId, body: QueueSettingsIn, session: WriteSession, clock: CurrentClock, room: Room
 ) -> QueueStatsOut:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from ticketera.kit.schemas import ApiInput, ApiOutput, printable_text
+from ticketera.kit.schemas import ApiInput, ApiOutput, Given, printable_text
 
 if TYPE_CHECKING:
     from ticketera.queue.service import QueueStats, QueueStatus
@@ -24,8 +24,11 @@ class JoinRequest(ApiInput):
     """Who joins: nobody in particular (a newcomer), or a `userId` the organizer's site vouches for
     with a `userAssertion`. A `userId` alone is a label: it proves nothing and gets a place of its own."""
 
-    user_id: UserId | None = None
-    user_assertion: UserAssertion | None = None
+    # `_assertion_names_a_user`'s rule, for the document.
+    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"userAssertion": ["userId"]}})
+
+    user_id: Given[UserId] = None
+    user_assertion: Given[UserAssertion] = None
     # Free-form details the client shows back to the user; kept out of the line itself.
     user_info: dict[str, Any] | None = Field(default=None, max_length=20)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints
 
@@ -91,6 +91,38 @@ class CheckinFiguresOut(ApiOutput):
     sold: int
     checked_in: int
     sections: list[SectionCheckinOut]
+
+
+class ScannedTicketOut(ApiOutput):
+    event_id: int
+    order_id: int
+    section: str
+    seat: str | None
+    status: str
+
+
+class ScanOut(ApiOutput):
+    """A scan's answer (`scan_body` builds it): 200 `ok`, 409 `already_checked_in` (with when and
+    where), 410 `void`, 404 `invalid` (with the reason)."""
+
+    result: Literal["ok", "already_checked_in", "void", "invalid"]
+    ticket: ScannedTicketOut | None = None
+    at: datetime | None = None
+    device: str | None = None
+    reason: str | None = None
+
+
+class BatchScanOut(ScanOut):
+    # The scan's place in the request's `scans`.
+    index: int
+
+
+class CheckinBatchOut(ApiOutput):
+    applied: int
+    # Scans per result, e.g. {"ok": 40, "already_checked_in": 2}.
+    counts: dict[str, int]
+    results: list[BatchScanOut]
+    conflicts: list[BatchScanOut]
 
 
 def scan_body(scan: Scan) -> dict[str, Any]:
