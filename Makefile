@@ -11,7 +11,7 @@ DOCKER ?= /usr/bin/docker
 COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite \
+.PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite test-deploy \
 	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean
 
 help: ## List the targets
@@ -47,8 +47,8 @@ migrate: $(STAMP) ## Apply database migrations
 demo: $(STAMP) ## Load the demo event if it is missing
 	$(BIN)/ticketera demo
 
-health: $(STAMP) ## Check a running service's /health (npm run health)
-	$(BIN)/ticketera health
+health: $(STAMP) ## Check a running service's /health (npm run health); URL=http://127.0.0.1:8080 for the stack
+	$(BIN)/ticketera health $(if $(URL),--url $(URL),)
 
 logs: $(STAMP) ## Follow the service log (npm run logs)
 	$(BIN)/ticketera logs
@@ -64,6 +64,9 @@ redis-flush: $(STAMP) ## Clear disposable Redis data (rate-limit counters), neve
 
 test: $(STAMP) ## Run the whole test suite (SQLite always; MariaDB when reachable, required with CI=true)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-deploy: $(STAMP) ## The Compose stack for real: 3 replicas, nginx, Redis, MariaDB, the simulator (needs Docker)
+	$(BIN)/python -m pytest -m docker tests/deploy/test_stack.py $(PYTEST_ARGS)
 
 test-sqlite: $(STAMP) ## Run the tests on SQLite only
 	TICKETERA_TEST_BACKENDS=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
