@@ -44,4 +44,7 @@ for container in $old; do
   sleep 1
 done
 $COMPOSE exec -T nginx nginx -s reload
+# The worker serves no request: it is simply recreated on the new image (its work is leased, so a
+# pass cut short is taken up again).
+$COMPOSE up -d --no-deps worker
 echo "deploy: done, $count new replicas serving"

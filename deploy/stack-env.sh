@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The stack's .env, when there is none: .env.example's values, the `dev` profile (the MercadoPago
-# simulator), and fresh random secrets (the app's five, the database user's and MariaDB root's), so
+# The stack's .env, when there is none: .env.example's values (the `dev` profile, with the MercadoPago
+# simulator, among them), and fresh random secrets (the app's five, the database user's and MariaDB root's), so
 # `cp .env.example .env` is not even needed and no two installations share a key. An existing .env
 # is left as it is.
 set -euo pipefail
@@ -11,7 +11,6 @@ secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(32))'; }
   cat .env.example
   echo
   echo "# --- Made by deploy/stack-env.sh for the Compose stack ($(date -u +%Y-%m-%dT%H:%M:%SZ)) ---"
-  echo "COMPOSE_PROFILES=dev"
   for name in ADMIN_API_KEY STAFF_API_KEY SECRET_KEY MP_ACCESS_TOKEN MP_WEBHOOK_SECRET DB_PASSWORD MARIADB_ROOT_PASSWORD; do
     echo "$name=$(secret)"
   done
