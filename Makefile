@@ -11,7 +11,7 @@ DOCKER ?= /usr/bin/docker
 COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize redis-flush test test-sqlite test-deploy \
+.PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize backup restore redis-flush test test-sqlite test-deploy \
 	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean
 
 help: ## List the targets
@@ -58,6 +58,13 @@ logs-error: $(STAMP) ## Follow warnings and errors only (npm run logs:error)
 
 db-optimize: $(STAMP) ## Verify/create the performance indexes and ANALYZE (npm run db:optimize)
 	$(BIN)/ticketera db optimize
+
+backup: $(STAMP) ## Back up the database DATABASE_URL names, without stopping sales (prints the file)
+	$(BIN)/ticketera db backup $(if $(OUTPUT),--output $(OUTPUT),)
+
+restore: $(STAMP) ## Restore FILE=... into the database DATABASE_URL names (FORCE=1 replaces its data)
+	@test -n "$(FILE)" || { echo "make restore FILE=path/to/backup.jsonl.gz [FORCE=1]"; exit 2; }
+	$(BIN)/ticketera db restore $(FILE) $(if $(filter 1,$(FORCE)),--force,)
 
 redis-flush: $(STAMP) ## Clear disposable Redis data (rate-limit counters), never waiting rooms (npm run redis:flush)
 	$(BIN)/ticketera redis flush

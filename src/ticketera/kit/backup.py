@@ -1,0 +1,262 @@
+"""Backups that restore: every row of every table, read in one consistent snapshot while sales go on,
+written as compressed JSON lines with the schema revision and a checksum; restored into an empty
+database of either engine.
+
+Written by hand rather than around `mariadb-dump`: the same command must back up MariaDB and SQLite,
+from inside the app's image, which ships no database client, and a backup of one engine must restore
+into the other (a laptop's SQLite sale moved to a server, a production copy opened on a laptop). The
+format is the program's own tables and columns, so a backup taken at an older schema revision is
+restored at that revision and then migrated forward like any database.
+
+A file is:
+- a header line: `{"format": "ticketera-backup", "version": 1, "schemaRevision", "backend", "createdAt"}`;
+- per table: `{"table": name, "columns": [...]}` and one JSON array per row, in primary-key order;
+- a trailer: `{"end": true, "rows": {table: count}, "sha256": <of every line before the trailer>}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import MetaData, Table, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.types import TypeDecorator
+
+FORMAT = "ticketera-backup"
+VERSION = 1
+BATCH_ROWS = 1000
+
+
+class BackupError(Exception):
+    """A file that is not a whole Ticketera backup, or a database it must not be restored into."""
+
+
+@dataclass
+class BackupSummary:
+    path: Path
+    schema_revision: str | None
+    backend: str
+    created_at: str
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode()}
+    return value
+
+
+def _decoder(table: Table | None, name: str) -> Any:
+    """How a column's JSON value becomes what the column takes back, from its type."""
+    column = table.columns.get(name) if table is not None else None
+    kind: type | None = None
+    if column is not None:
+        # A decorated type (UTCDateTime) says what it stores through the type it decorates.
+        stored = column.type.impl_instance if isinstance(column.type, TypeDecorator) else column.type
+        try:
+            kind = stored.python_type
+        except NotImplementedError:
+            kind = None
+    if kind is datetime:
+        return lambda value: None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+    if kind is date:
+        return lambda value: None if value is None else date.fromisoformat(value)
+    if kind is Decimal:
+        return lambda value: None if value is None else Decimal(value)
+    return lambda value: (
+        base64.b64decode(value["base64"]) if isinstance(value, dict) and "base64" in value else value
+    )
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class _Writer:
+    def __init__(self, stream: _Sink) -> None:
+        self._stream = stream
+        self._digest = hashlib.sha256()
+
+    def line(self, value: Any) -> None:
+        data = orjson.dumps(value, default=_encode) + b"\n"
+        self._digest.update(data)
+        self._stream.write(data)
+
+    def trailer(self, rows: dict[str, int]) -> None:
+        self._stream.write(
+            orjson.dumps({"end": True, "rows": rows, "sha256": self._digest.hexdigest()}) + b"\n"
+        )
+
+
+async def write_backup(
+    engine: AsyncEngine, metadata: MetaData, path: Path, *, schema_revision: str | None
+) -> BackupSummary:
+    """Every table of `metadata` into `path`, from one snapshot, so a backup taken during an on-sale is
+    a moment of it: no paid order without its tickets, no ticket without its order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    created_at = datetime.now(UTC).isoformat()
+    summary = BackupSummary(path, schema_revision, engine.dialect.name, created_at)
+    async with engine.connect() as connection:
+        await _consistent_snapshot(connection)
+        with gzip.open(partial, "wb", compresslevel=6) as stream:
+            writer = _Writer(stream)
+            writer.line(
+                {
+                    "format": FORMAT,
+                    "version": VERSION,
+                    "schemaRevision": schema_revision,
+                    "backend": engine.dialect.name,
+                    "createdAt": created_at,
+                }
+            )
+            for table in metadata.sorted_tables:
+                columns = [str(column.name) for column in table.columns]
+                writer.line({"table": str(table.name), "columns": columns})
+                statement = select(*table.columns).order_by(*table.primary_key.columns)
+                result = await connection.stream(statement)
+                count = 0
+                async for rows in result.partitions(BATCH_ROWS):
+                    for row in rows:
+                        writer.line(list(row))
+                    count += len(rows)
+                summary.rows[str(table.name)] = count
+            writer.trailer(summary.rows)
+        await connection.rollback()
+    await asyncio.to_thread(_publish, partial, path)
+    return summary
+
+
+def _publish(partial: Path, path: Path) -> None:
+    """The finished file under its name, and its checksum beside it as `sha256sum -c` reads it."""
+    partial.replace(path)
+    checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.with_name(path.name + ".sha256").write_text(f"{checksum}  {path.name}\n")
+
+
+async def _consistent_snapshot(connection: AsyncConnection) -> None:
+    """One read view for the whole backup: InnoDB's consistent snapshot (REPEATABLE READ, no locks,
+    sales go on); on SQLite, a read transaction of WAL mode, which writers do not disturb."""
+    if connection.dialect.name == "mysql":
+        await connection.execution_options(isolation_level="REPEATABLE READ")
+        await connection.execute(text("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"))
+    else:
+        await connection.execute(text("SELECT 1"))
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    try:
+        with gzip.open(path, "rb") as stream:
+            yield from stream
+    except (OSError, EOFError) as exc:
+        raise BackupError(f"{path} is not a readable backup: {exc}") from exc
+
+
+def read_backup_header(path: Path) -> BackupSummary:
+    """The header and row counts of a backup, after checking it is whole (its checksum)."""
+    digest = hashlib.sha256()
+    header: dict[str, Any] | None = None
+    trailer: dict[str, Any] | None = None
+    for line in _lines(path):
+        if trailer is not None:
+            raise BackupError(f"{path} has lines after its end")
+        parsed = orjson.loads(line)
+        if header is None:
+            header = parsed
+            if not isinstance(header, dict) or header.get("format") != FORMAT:
+                raise BackupError(f"{path} is not a Ticketera backup")
+            if header.get("version") != VERSION:
+                raise BackupError(
+                    f"{path} is a backup of format version {header.get('version')}, not {VERSION}"
+                )
+        elif isinstance(parsed, dict) and parsed.get("end"):
+            trailer = parsed
+            continue
+        digest.update(line)
+    if header is None or trailer is None:
+        raise BackupError(f"{path} is cut short: it has no end")
+    if trailer.get("sha256") != digest.hexdigest():
+        raise BackupError(f"{path} does not match its checksum: it was changed or damaged")
+    return BackupSummary(
+        path,
+        header.get("schemaRevision"),
+        str(header.get("backend")),
+        str(header.get("createdAt")),
+        trailer["rows"],
+    )
+
+
+async def database_is_empty(engine: AsyncEngine, metadata: MetaData) -> bool:
+    """No table of `metadata` exists, or none has a row."""
+    async with engine.connect() as connection:
+        existing = set(await connection.run_sync(lambda sync: sync.dialect.get_table_names(sync)))
+        for table in metadata.sorted_tables:
+            if table.name in existing and await connection.scalar(select(func.count()).select_from(table)):
+                return False
+    return True
+
+
+async def drop_everything(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Every table of `metadata` and the migrations' own, for a restore told `--force`."""
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.drop_all)
+        await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+async def restore_rows(engine: AsyncEngine, metadata: MetaData, path: Path) -> BackupSummary:
+    """The rows of `path` into the empty tables of `engine` (already migrated to the backup's schema
+    revision), in the file's order, which is the order foreign keys need; one transaction."""
+    summary = read_backup_header(path)
+    table: Table | None = None
+    columns: list[str] = []
+    decoders: list[Any] = []
+    batch: list[dict[str, Any]] = []
+    async with engine.begin() as connection:
+        if connection.dialect.name == "mysql":
+            # Rows arrive in dependency order already; unchecked, a self-reference never waits on itself.
+            await connection.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
+
+        async def flush() -> None:
+            if table is not None and batch:
+                await connection.execute(table.insert(), batch)
+                batch.clear()
+
+        for number, line in enumerate(_lines(path)):
+            parsed = orjson.loads(line)
+            if number == 0:
+                continue
+            if isinstance(parsed, dict):
+                await flush()
+                if parsed.get("end"):
+                    break
+                table = metadata.tables.get(parsed["table"])
+                if table is None:
+                    raise BackupError(f"{path} has a table this version does not know: {parsed['table']}")
+                columns = parsed["columns"]
+                decoders = [_decoder(table, name) for name in columns]
+                continue
+            batch.append(
+                {name: decode(value) for name, decode, value in zip(columns, decoders, parsed, strict=True)}
+            )
+            if len(batch) >= BATCH_ROWS:
+                await flush()
+        await flush()
+        if connection.dialect.name == "mysql":
+            await connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+    return summary
