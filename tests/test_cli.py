@@ -205,6 +205,33 @@ def test_db_ssl_holds_for_migrations_and_maintenance(tmp_path: Path, command: tu
     assert "ssl" in (result.stdout + result.stderr).lower()
 
 
+@pytest.mark.mariadb
+def test_serve_warns_when_its_connections_could_exceed_the_database_limit(tmp_path: Path) -> None:
+    url = os.environ.get("TICKETERA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/") + "mysql"
+    env = cli_env(
+        tmp_path, DATABASE_URL=url, DB_POOL_SIZE="500", QUEUE_TICKER="false", WORKER_IN_PROCESS="false"
+    )
+    process = subprocess.Popen(
+        [TICKETERA, "serve", "--no-migrate", "--host", "127.0.0.1", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        # Said before the server starts: among its first lines, or never.
+        said = [process.stderr.readline() for _ in range(5)]
+    finally:
+        process.kill()
+        process.wait()
+
+    warning = next(line for line in said if "DB_POOL_SIZE" in line)
+    assert "1 workers x DB_POOL_SIZE 500 = 500 connections" in warning
+    assert "max_connections=" in warning
+
+
 def test_db_optimize_recreates_a_missing_index_and_analyzes(tmp_path: Path) -> None:
     import sqlite3
 

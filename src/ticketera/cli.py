@@ -91,6 +91,7 @@ def serve(
         )
     if migrate:
         _migrate(settings)
+    _warn_past_connection_limit(settings, workers)
     options: dict[str, Any] = {
         "proxy_headers": True,
         # Only these proxies' X-Forwarded-For is believed, and the client is the right-most hop
@@ -114,6 +115,23 @@ def serve(
     uvicorn.run(
         "ticketera.main:create_app", factory=True, host=bind_host, port=bind_port, workers=workers, **options
     )
+
+
+def _warn_past_connection_limit(settings: Settings, workers: int) -> None:
+    """Say so when this server's connections (workers x DB_POOL_SIZE) could take more than MariaDB's
+    max_connections allows: the last of them would be refused under load, not at start-up."""
+    from ticketera.kit.db import connection_limit
+
+    limit = asyncio.run(connection_limit(settings))
+    budget = workers * settings.db_pool_size
+    if limit is not None and budget > limit:
+        typer.secho(
+            f"Warning: {workers} workers x DB_POOL_SIZE {settings.db_pool_size} = {budget} connections, but"
+            f" the database allows max_connections={limit} for every client together (replicas, the worker,"
+            " operators): raise max_connections or lower DB_POOL_SIZE.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 @app.command()

@@ -335,3 +335,26 @@ async def test_a_rolling_deploy_serves_every_read(stack: Stack) -> None:
     assert len(stack.replica_ids()) == REPLICAS
     assert len(results) > 50
     assert [code for code in results if code != 200] == []
+
+
+def test_mariadb_runs_durable_with_its_binlog_and_the_readonly_user_reads_only(stack: Stack) -> None:
+    settings = stack.compose(
+        "exec",
+        "-T",
+        "mariadb",
+        "sh",
+        "-c",
+        'mariadb -N -uroot -p"$MARIADB_ROOT_PASSWORD" -e'
+        ' "SELECT @@innodb_flush_log_at_trx_commit, @@sync_binlog, @@log_bin, @@binlog_format"',
+    ).stdout.split()
+    script = (ROOT / "deploy" / "mariadb" / "create-readonly-user.sh").read_text()
+    stack.compose("exec", "-T", "-e", "READONLY_PASSWORD=only-reads", "mariadb", "sh", "-c", script)
+    as_readonly = 'mariadb -N -ureadonly -ponly-reads ticketera -e "{}" 2>&1 || true'
+    read = stack.compose(
+        "exec", "-T", "mariadb", "sh", "-c", as_readonly.format("SELECT COUNT(*) FROM events")
+    )
+    write = stack.compose("exec", "-T", "mariadb", "sh", "-c", as_readonly.format("DELETE FROM events"))
+
+    assert settings == ["1", "1", "1", "ROW"]
+    assert read.stdout.strip().isdigit()
+    assert "DELETE command denied" in write.stdout

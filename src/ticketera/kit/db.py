@@ -204,6 +204,21 @@ def engine_for(settings: Settings, *, pool_size: int | None = None) -> AsyncEngi
     )
 
 
+async def connection_limit(settings: Settings) -> int | None:
+    """MariaDB's max_connections, or None (SQLite, or the server could not say)."""
+    if settings.is_sqlite:
+        return None
+    engine = engine_for(settings, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(text("SELECT @@max_connections")) or 0) or None
+    except Exception as exc:  # only a warning depends on it
+        log.info("database.limit_unknown", error=type(exc).__name__)
+        return None
+    finally:
+        await engine.dispose()
+
+
 def create_engine(
     database_url: str,
     *,
