@@ -249,6 +249,23 @@ async def test_events_do_not_share_a_line(queue_backend: QueueBackend, clock: Fa
     assert (await queue_backend.figures(EVENT, now_ms=clock.ms)).waiting == 1
 
 
+async def test_a_line_is_forgotten_when_its_event_is_long_over(
+    queue_backend: QueueBackend, clock: FakeClock
+) -> None:
+    """Redis gives the keys a deadline (PEXPIREAT); the in-process line is dropped on the next
+    admission step past it. A deadline still ahead changes nothing."""
+    await join(queue_backend, "ana", clock)
+    await queue_backend.join(43, "beto", now_ms=clock.ms, on_sale_ms=None, max_waiting=BIG)
+
+    await queue_backend.expire_at(43, at_ms=clock.ms + 86_400_000)
+    await queue_backend.expire_at(EVENT, at_ms=1)  # long past, on any clock
+    await queue_backend.admit(43, policy(rate=1, cap=1), now_ms=clock.ms, tick=1)
+
+    assert (await queue_backend.figures(EVENT, now_ms=clock.ms)).waiting == 0
+    assert await queue_backend.view(EVENT, "ana", now_ms=clock.ms) is None
+    assert (await queue_backend.figures(43, now_ms=clock.ms)).active == 1
+
+
 async def test_concurrent_joins_get_unique_dense_positions(
     queue_backend: QueueBackend, clock: FakeClock
 ) -> None:

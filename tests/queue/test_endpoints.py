@@ -14,6 +14,7 @@ from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, services_of,
 from tests.factories import ga_section, known_user
 from tests.fakes import FakeClock
 from tests.queue.conftest import open_room, tick
+from ticketera.queue.redis_backend import EventKeys, RedisQueueBackend
 
 
 def iso(moment: datetime) -> str:
@@ -174,6 +175,30 @@ async def test_assertions_are_refused_where_the_organizer_shares_no_secret(
 
     assert (response.status_code, response.json()["error"]) == (401, "invalid_user_assertion")
     assert "USER_ASSERTION_SECRET" in response.json()["message"]
+
+
+async def test_an_event_s_line_is_kept_three_days_after_it_starts(
+    room_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Then forgotten, so past events hold no memory: the admission step gives every key of the
+    line that deadline (Redis), or drops the in-process line once it passes."""
+    event_id = await make_event(room_client, clock)
+    starts_at = clock.now + timedelta(days=30)
+    await join(room_client, event_id, "ana")
+
+    await tick(room_client, clock)
+
+    backend = services_of(room_client.app).waiting_room.backend  # type: ignore[attr-defined]
+    if isinstance(backend, RedisQueueBackend):
+        deadline_ms = await backend.connection.client.pexpiretime(EventKeys(event_id).users)
+        assert deadline_ms == int((starts_at + timedelta(days=3)).timestamp() * 1000)
+    else:
+        # Another event's admission steps go on (the in-process backend forgets lines on them).
+        await make_event(room_client, clock, startsAt=iso(clock.now + timedelta(days=90)))
+        clock.advance(timedelta(days=33, seconds=1).total_seconds())
+        assert await backend.view(event_id, "ana", now_ms=clock.ms) is not None
+        await tick(room_client, clock)
+        assert await backend.view(event_id, "ana", now_ms=clock.ms) is None
 
 
 async def test_admitted_users_claim_a_signed_access_token(

@@ -18,6 +18,8 @@ implementations, and pinned by one contract test suite run against each:
   bursting at most `burst_of(...)`), the cap on active users (`max_active`, counting `admitted` and
   `shopping` users whose deadline has not passed) and the line allow; nothing while paused. One
   step per event per tick number, however many replicas ask.
+- An event's line is forgotten at the moment `expire_at` names (some days after the event starts),
+  so past events hold no memory.
 - Deadlines are checked against the `now` each call is given (milliseconds since the epoch, from the
   app's clock), so time-dependent rules are tested by moving the clock, never by sleeping.
 """
@@ -149,6 +151,11 @@ class QueueBackend(Protocol):
         ...
 
     async def figures(self, event_id: int, *, now_ms: int) -> LineFigures: ...
+
+    async def expire_at(self, event_id: int, *, at_ms: int) -> None:
+        """Forget the event's whole line at `at_ms`, after its event is over (set again each time it
+        is asked, so keys made since get the same deadline)."""
+        ...
 
     async def ping(self) -> bool: ...
 

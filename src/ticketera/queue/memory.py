@@ -46,6 +46,7 @@ class MemoryQueueBackend:
 
     def __init__(self) -> None:
         self._lines: dict[int, _Line] = {}
+        self._forget_at: dict[int, int] = {}  # event id -> ms
 
     def _line(self, event_id: int) -> _Line:
         return self._lines.setdefault(event_id, _Line())
@@ -103,6 +104,7 @@ class MemoryQueueBackend:
         return self._line(event_id).released
 
     async def admit(self, event_id: int, policy: AdmissionPolicy, *, now_ms: int, tick: int) -> list[str]:
+        self._forget_past(now_ms)
         line = self._line(event_id)
         self._expire_overdue(line, now_ms)
         # One step per tick; an older tick number (a replica whose clock lags) never steps again.
@@ -186,6 +188,15 @@ class MemoryQueueBackend:
             del line.active[user_id]
             entry = line.entries[user_id]
             line.entries[user_id] = QueueEntry(UserState.EXPIRED, entry.sequence, entry.deadline_ms)
+
+    async def expire_at(self, event_id: int, *, at_ms: int) -> None:
+        self._forget_at[event_id] = at_ms
+
+    def _forget_past(self, now_ms: int) -> None:
+        """Lines whose moment to be forgotten has come (looked at on every admission step)."""
+        for event_id in [event for event, at in self._forget_at.items() if at <= now_ms]:
+            self._lines.pop(event_id, None)
+            del self._forget_at[event_id]
 
     async def ping(self) -> bool:
         return True

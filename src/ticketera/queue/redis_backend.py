@@ -59,6 +59,20 @@ class EventKeys:
         self.last_tick = f"{tag}:last_tick"
         self.counters = f"{tag}:counters"
 
+    def all(self) -> list[str]:
+        return [
+            self.users,
+            self.line,
+            self.prequeue,
+            self.late_joins,
+            self.released,
+            self.active,
+            self.bucket,
+            self.admissions,
+            self.last_tick,
+            self.counters,
+        ]
+
 
 def parse_entry(raw: str) -> QueueEntry:
     state, sequence, deadline = raw.split("|")
@@ -78,6 +92,7 @@ class RedisQueueBackend:
         self._claim = client.register_script(_script_source("claim"))
         self._end = client.register_script(_script_source("end"))
         self._figures = client.register_script(_script_source("figures"))
+        self._expire = client.register_script(_script_source("expire"))
 
     async def _run(self, step: Callable[[], Awaitable[T]]) -> T:
         """One Redis round trip, bounded in time and counted by the Redis breaker.
@@ -207,6 +222,9 @@ class RedisQueueBackend:
             measured_at_ms=now_ms,
             recent_admissions=recent,
         )
+
+    async def expire_at(self, event_id: int, *, at_ms: int) -> None:
+        await self._script(self._expire, EventKeys(event_id).all(), [at_ms])
 
     async def ping(self) -> bool:
         return await self.connection.ping()

@@ -7,6 +7,7 @@ module decides what to ask of them and how to answer users.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +40,11 @@ log = structlog.get_logger(__name__)
 # changes reach every replica within this time, and a join costs no database read.
 SETTINGS_TTL_SECONDS = 2.0
 RELEASE_ATTEMPTS = 5
+# An event's line is kept this long after the event starts (late admissions at the door, an
+# organizer's look back), then forgotten: past events hold no memory in Redis.
+LINE_KEPT_AFTER_START = timedelta(days=3)
+# How often each process sets that deadline again, so keys made since get it too.
+EXPIRY_REFRESH_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ class WaitingRoom:
         self._settings_cache: TtlCache[int, EventQueueSettings | None] = TtlCache(SETTINGS_TTL_SECONDS)
         self._figures_cache: TtlCache[int, LineFigures] = TtlCache(SETTINGS_TTL_SECONDS)
         self._released: set[int] = set()
+        self._expiry_set_at: dict[int, float] = {}  # event id -> monotonic time
 
     async def settings_for(self, event_id: int, *, fresh: bool = False) -> EventQueueSettings:
         settings = await self._settings_cache.get(
@@ -281,9 +288,18 @@ class WaitingRoom:
             paused=not settings.admitting,
         )
         admitted = await self.backend.admit(settings.event_id, policy, now_ms=to_ms(now), tick=tick)
+        await self._keep_until_over(settings)
         if admitted:
             log.info("queue.admitted", event_id=settings.event_id, count=len(admitted))
         return admitted
+
+    async def _keep_until_over(self, settings: EventQueueSettings) -> None:
+        last = self._expiry_set_at.get(settings.event_id)
+        if last is not None and time.monotonic() - last < EXPIRY_REFRESH_SECONDS:
+            return
+        forget_at = settings.starts_at + LINE_KEPT_AFTER_START
+        await self.backend.expire_at(settings.event_id, at_ms=to_ms(forget_at))
+        self._expiry_set_at[settings.event_id] = time.monotonic()
 
     async def release_prequeue(self, event_id: int) -> None:
         for _ in range(RELEASE_ATTEMPTS):
