@@ -13,7 +13,8 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,52 +81,103 @@ def start_redis_server(port: int, workdir: Path, *extra: str) -> subprocess.Pope
     raise RuntimeError(f"redis-server on port {port} did not start")
 
 
-@pytest.fixture(scope="session")
-def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A 3-master Redis Cluster on loopback ports, for this test session."""
+@dataclass
+class Cluster:
+    """A Redis Cluster of this test run's own, on loopback ports."""
+
+    ports: list[int]
+    processes: dict[int, subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def cli(self, port: int, *command: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *command], capture_output=True, text=True, check=False, timeout=10
+        )
+        return done.stdout
+
+    def master_of(self, key: str) -> int:
+        """The port of the master serving `key`'s slot right now."""
+        slot = int(self.cli(self.ports[0], "cluster", "keyslot", key).strip())
+        for line in self.cli(self.ports[0], "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for span in fields[8:]:
+                low, _, high = span.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split(":")[1].split("@")[0])
+        raise AssertionError(f"no master serves slot {slot}")
+
+    def healthy(self) -> bool:
+        return "cluster_state:ok" in self.cli(self.ports[0], "cluster", "info")
+
+
+@contextmanager
+def running_cluster(
+    root: Path, *, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 15000
+) -> Iterator[Cluster]:
+    """The guide's cluster: `masters` masters with `replicas` replicas each (`--cluster-replicas`)."""
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         _backend_unavailable("redis-cluster", "redis-server or redis-cli is not installed")
-    ports = free_cluster_ports(3)
-    root = tmp_path_factory.mktemp("redis-cluster")
-    processes = [
-        start_redis_server(
+    ports = free_cluster_ports(masters * (1 + replicas))
+    processes = {
+        port: start_redis_server(
             port,
             root / str(port),
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
             f"nodes-{port}.conf",
+            "--cluster-node-timeout",
+            str(node_timeout_ms),
             "--appendonly",
             "no",
         )
         for port in ports
-    ]
+    }
+    cluster = Cluster(ports, processes)
     try:
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{port}" for port in ports], "--cluster-yes"],
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{port}" for port in ports],
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
             check=True,
             capture_output=True,
             timeout=30,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            info = subprocess.run(
-                ["redis-cli", "-p", str(ports[0]), "cluster", "info"],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout
-            if "cluster_state:ok" in info:
-                break
+        deadline = time.monotonic() + 30
+        while not (cluster.healthy() and _replicas_attached(cluster, masters * replicas)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok with its replicas")
             time.sleep(0.2)
-        else:
-            raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok")
-        yield f"redis://127.0.0.1:{ports[0]}"
+        yield cluster
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
             process.wait(timeout=10)
+
+
+def _replicas_attached(cluster: Cluster, expected: int) -> bool:
+    nodes = cluster.cli(cluster.ports[0], "cluster", "nodes").splitlines()
+    return sum(1 for line in nodes if "slave" in line.split()[2] and " connected" in line) >= expected
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The guide's Redis Cluster (3 masters, 3 replicas) on loopback ports, for this test session."""
+    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
 
 
 async def redis_connection_or_skip(url: str, *, cluster: bool = False) -> RedisConnection:

@@ -303,8 +303,15 @@ async def test_a_replica_with_a_lagging_clock_never_admits_extra(
 
 
 def test_only_redis_own_failures_count_against_its_breaker() -> None:
+    from redis.exceptions import (
+        ClusterDownError,
+        MasterDownError,
+        MaxConnectionsError,
+        ResponseError,
+        SlotNotCoveredError,
+        TryAgainError,
+    )
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import MaxConnectionsError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeout
 
     from ticketera.infra.redis import is_redis_outage
@@ -312,6 +319,11 @@ def test_only_redis_own_failures_count_against_its_breaker() -> None:
     assert is_redis_outage(RedisConnectionError("Connection refused"))
     assert is_redis_outage(RedisTimeout("Timeout reading from socket"))
     assert is_redis_outage(ResponseError("CLUSTERDOWN The cluster is down"))
+    # As redis-py raises them during a failover: the prefix gone from the message, or not a RedisError.
+    assert is_redis_outage(ClusterDownError("The cluster is down"))
+    assert is_redis_outage(MasterDownError("Link with MASTER is down"))
+    assert is_redis_outage(TryAgainError("Multiple keys request during rehashing of slot"))
+    assert is_redis_outage(SlotNotCoveredError("Slot 42 not covered by the cluster"))
     assert not is_redis_outage(TimeoutError())  # our own deadline: this process was busy
     assert not is_redis_outage(MaxConnectionsError("Too many connections"))
     assert not is_redis_outage(ResponseError("ERR wrong number of arguments"))

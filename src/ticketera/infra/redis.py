@@ -7,7 +7,14 @@ import asyncio
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
+from redis.exceptions import (
+    ClusterError,
+    MaxConnectionsError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from ticketera.kit.components import Component
 from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, breaker_for
@@ -27,6 +34,11 @@ def is_redis_outage(exc: BaseException) -> bool:
     is this process being busy: the caller is refused, but the breaker stays closed. Redis's own
     socket timeouts (`redis.exceptions.TimeoutError`) do count: Redis did not answer in time.
     """
+    # A cluster between masters (failover, a slot without a node, redirections running out) is an
+    # outage of the line, whichever class redis-py gives it; the cluster client's own errors are
+    # not even RedisErrors.
+    if isinstance(exc, (ClusterError, TryAgainError, RedisClusterException)):
+        return True
     if isinstance(exc, ResponseError):
         return any(marker in str(exc) for marker in ("CLUSTERDOWN", "LOADING", "TRYAGAIN", "MASTERDOWN"))
     if isinstance(exc, MaxConnectionsError) or "No connection available" in str(exc):
