@@ -79,9 +79,9 @@ def _decoder(table: Table | None, name: str) -> Any:
         return lambda value: None if value is None else date.fromisoformat(value)
     if kind is Decimal:
         return lambda value: None if value is None else Decimal(value)
-    return lambda value: (
-        base64.b64decode(value["base64"]) if isinstance(value, dict) and "base64" in value else value
-    )
+    if kind is bytes:
+        return lambda value: None if value is None else base64.b64decode(value["base64"])
+    return lambda value: value
 
 
 class _Sink(Protocol):
