@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import fresh_database
+from tests.conftest import _backend_unavailable, fresh_database
 from tests.factories import event_body, ga_section
 from tests.queue.conftest import TEST_REDIS_URL, flush
 from tests.test_cli import SECRETS, TICKETERA, cli_env, free_port, stop, wait_until_ready
@@ -180,10 +180,14 @@ def running_nginx(prefix: Path, main: str, output: Path) -> Iterator[subprocess.
         stop(process)
 
 
+def require_nginx() -> None:
+    if shutil.which("nginx") is None:
+        _backend_unavailable("nginx", "nginx is not installed (Debian's package nginx; .ci/run installs it)")
+
+
 @pytest.fixture
 async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    if shutil.which("nginx") is None:
-        pytest.fail("nginx is not installed (Debian's package nginx; .ci/run installs it)")
+    require_nginx()
     await empty_test_redis()
     async with fresh_database("mariadb", tmp_path, "ticketera_edge") as url:
         with ExitStack() as stack:
@@ -340,6 +344,7 @@ async def test_the_metrics_stay_inside(edge: Edge) -> None:
 
 
 def test_both_main_files_pass_nginx_own_check(tmp_path: Path) -> None:
+    require_nginx()
     prefix = nginx_prefix(
         tmp_path / "nginx", replica_ports=[free_port()], http_port=free_port(), https_port=free_port()
     )
