@@ -39,11 +39,14 @@ $COMPOSE exec -T nginx nginx -s reload
 sleep 2
 for container in $old; do
   echo "deploy: retiring $(${DOCKER} inspect -f '{{.Name}}' "$container")"
+  # SIGTERM: the replica refuses new connections (nginx sends those to another at once) and finishes
+  # the requests it has. Once it is gone, nginx forgets its address at once: a connection to an
+  # address nobody holds would wait out the connect timeout before nginx tried the next replica.
   $DOCKER stop -t 30 "$container" >/dev/null
   $DOCKER rm "$container" >/dev/null
+  $COMPOSE exec -T nginx nginx -s reload
   sleep 1
 done
-$COMPOSE exec -T nginx nginx -s reload
 # The worker serves no request: it is simply recreated on the new image (its work is leased, so a
 # pass cut short is taken up again).
 $COMPOSE up -d --no-deps worker
