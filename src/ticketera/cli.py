@@ -554,15 +554,8 @@ def db_restore(
 ) -> None:
     """Restore a backup into the database DATABASE_URL names, at the backup's schema revision, then
     migrate it to this version's. Refuses a database that holds data, unless --force."""
-    from ticketera.kit.backup import (
-        BackupError,
-        database_is_empty,
-        drop_everything,
-        read_backup_header,
-        restore_rows,
-    )
+    from ticketera.kit.backup import BackupError, database_is_empty, read_backup_header, restore_backup
     from ticketera.kit.db import engine_for
-    from ticketera.kit.migrate import upgrade
     from ticketera.models import metadata
 
     settings = _settings()
@@ -577,11 +570,7 @@ def db_restore(
         try:
             if not await database_is_empty(engine, metadata) and not force:
                 return False
-            # Empty tables at head cannot be migrated back to an older backup's revision: start bare.
-            await drop_everything(engine, metadata)
-            await upgrade(engine, summary.schema_revision or "head")
-            await restore_rows(engine, metadata, backup)
-            await upgrade(engine, "head")
+            await restore_backup(engine, metadata, summary)
             return True
         finally:
             await engine.dispose()

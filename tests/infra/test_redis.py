@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import DatabaseUnderTest, make_settings, serving
-from tests.queue.conftest import free_cluster_ports, start_redis_server
+from tests.queue.conftest import running_redis
 from ticketera.infra.logging import LOG_FILE_NAME
 from ticketera.infra.redis import RedisConnection
-
-
-@contextmanager
-def redis_server(tmp_path: Path, *options: str) -> Iterator[str]:
-    port = free_cluster_ports(1)[0]
-    process = start_redis_server(port, tmp_path / f"redis-{port}", *options)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def risks_of(url: str, *, cluster: bool = False) -> list[str]:
@@ -33,7 +20,7 @@ async def risks_of(url: str, *, cluster: bool = False) -> list[str]:
 
 
 async def test_an_evicting_policy_and_no_aof_are_both_named(tmp_path: Path) -> None:
-    with redis_server(tmp_path, "--maxmemory-policy", "allkeys-lru", "--appendonly", "no") as url:
+    with running_redis(tmp_path, "--maxmemory-policy", "allkeys-lru", "--appendonly", "no") as url:
         risks = await risks_of(url)
 
     assert len(risks) == 2
@@ -42,7 +29,7 @@ async def test_an_evicting_policy_and_no_aof_are_both_named(tmp_path: Path) -> N
 
 
 async def test_noeviction_with_aof_is_safe(tmp_path: Path) -> None:
-    with redis_server(tmp_path, "--maxmemory-policy", "noeviction", "--appendonly", "yes") as url:
+    with running_redis(tmp_path, "--maxmemory-policy", "noeviction", "--appendonly", "yes") as url:
         assert await risks_of(url) == []
 
 
@@ -54,7 +41,7 @@ async def test_every_cluster_node_is_asked(redis_cluster_url: str) -> None:
 
 
 async def test_the_app_warns_at_start_up(db: DatabaseUnderTest, tmp_path: Path) -> None:
-    with redis_server(tmp_path, "--maxmemory-policy", "volatile-lru", "--appendonly", "yes") as url:
+    with running_redis(tmp_path, "--maxmemory-policy", "volatile-lru", "--appendonly", "yes") as url:
         settings = make_settings(db.url, tmp_path, redis_url=url)
         async with serving(settings):
             pass

@@ -21,13 +21,13 @@ from tests.test_cli import cli_env, run_cli
 from tests.tickets.sales import paid_order, tickets_of
 from ticketera.kit.backup import (
     BackupError,
-    drop_everything,
     read_backup_header,
+    restore_backup,
     restore_rows,
     write_backup,
 )
 from ticketera.kit.db import UTCDateTime, create_engine
-from ticketera.kit.migrate import current_revision, head_revision, upgrade
+from ticketera.kit.migrate import current_revision, head_revision
 from ticketera.models import metadata
 from ticketera.tickets.codes import unb64, verify_code
 
@@ -35,11 +35,7 @@ from ticketera.tickets.codes import unb64, verify_code
 async def restored(backup: Path, url: str) -> AsyncEngine:
     """`backup` restored into the database at `url`, as `ticketera db restore` does."""
     engine = create_engine(url, pool_size=2)
-    summary = read_backup_header(backup)
-    await drop_everything(engine, metadata)
-    await upgrade(engine, summary.schema_revision or "head")
-    await restore_rows(engine, metadata, backup)
-    await upgrade(engine, "head")
+    await restore_backup(engine, metadata, read_backup_header(backup))
     return engine
 
 

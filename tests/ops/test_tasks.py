@@ -14,7 +14,6 @@ from structlog.testing import capture_logs
 from tests.conftest import services_of, serving
 from tests.shop import eventually
 from ticketera.config import Settings
-from ticketera.kit.resilience import BreakerState
 from ticketera.ops.tasks import run_worker
 
 
@@ -39,8 +38,7 @@ async def test_an_outage_stops_each_step_with_one_line_not_a_traceback_per_pass(
         return await real_pass(*args, **kwargs)
 
     monkeypatch.setattr(services.payments, "run_pass", counted_pass)
-    while breaker.state is not BreakerState.OPEN:
-        breaker.record_failure()
+    breaker.trip()
 
     with capture_logs() as logs:
         worker = asyncio.create_task(

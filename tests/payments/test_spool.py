@@ -7,7 +7,6 @@ from pathlib import Path
 
 from tests.conftest import services_of
 from tests.shop import Shop, Simulator, eventually, preference_id_of
-from ticketera.kit.resilience import BreakerState
 from ticketera.payments.models import PaymentNotification
 from ticketera.payments.service import IncomingNotification
 from ticketera.payments.spool import NotificationSpool
@@ -48,9 +47,7 @@ async def test_an_unreadable_file_is_set_aside_not_retried_forever(tmp_path: Pat
 
 
 def open_breaker(shop: Shop) -> None:
-    breaker = services_of(shop.app).database.breaker
-    while breaker.state is not BreakerState.OPEN:
-        breaker.record_failure()
+    services_of(shop.app).database.breaker.trip()
 
 
 async def test_a_payment_approved_while_the_database_is_down_is_paid_once_it_is_back(

@@ -81,6 +81,20 @@ def start_redis_server(port: int, workdir: Path, *extra: str) -> subprocess.Pope
     raise RuntimeError(f"redis-server on port {port} did not start")
 
 
+@contextmanager
+def running_redis(folder: Path, *options: str) -> Iterator[str]:
+    """A redis-server of the test's own on a free loopback port, with `options`; its URL."""
+    if shutil.which("redis-server") is None:
+        _backend_unavailable("redis", "redis-server is not installed")
+    port = free_cluster_ports(1)[0]
+    process = start_redis_server(port, folder / f"redis-{port}", *options)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @dataclass
 class Cluster:
     """A Redis Cluster of this test run's own, on loopback ports."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import shutil
-import subprocess
 import time
 import traceback
 from collections import Counter
@@ -182,18 +180,10 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     """A redis-server of this test's own on a free loopback port: nothing else writes to it."""
     # Imported here, not at the top: every worker process imports this module, and the conftests
     # bring in the whole app (seconds per process on a small machine).
-    from tests.conftest import _backend_unavailable
-    from tests.queue.conftest import free_cluster_ports, start_redis_server
+    from tests.queue.conftest import running_redis
 
-    if shutil.which("redis-server") is None:
-        _backend_unavailable("redis", "redis-server is not installed")
-    port = free_cluster_ports(1)[0]
-    process: subprocess.Popen[bytes] = start_redis_server(port, tmp_path / "redis", "--appendonly", "no")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with running_redis(tmp_path, "--appendonly", "no") as url:
+        yield url
 
 
 @pytest.fixture

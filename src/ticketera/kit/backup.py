@@ -32,6 +32,8 @@ from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
+from ticketera.kit.migrate import upgrade
+
 FORMAT = "ticketera-backup"
 VERSION = 1
 BATCH_ROWS = 1000
@@ -219,10 +221,20 @@ async def drop_everything(engine: AsyncEngine, metadata: MetaData) -> None:
         await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
-async def restore_rows(engine: AsyncEngine, metadata: MetaData, path: Path) -> BackupSummary:
-    """The rows of `path` into the empty tables of `engine` (already migrated to the backup's schema
-    revision), in the file's order, which is the order foreign keys need; one transaction."""
-    summary = read_backup_header(path)
+async def restore_backup(engine: AsyncEngine, metadata: MetaData, backup: BackupSummary) -> None:
+    """`backup` (as `read_backup_header` checked it) into `engine`'s database, replacing whatever it
+    held: its tables made at the backup's schema revision, the rows, then migrated to head."""
+    # Empty tables at head cannot be migrated back to an older backup's revision: start bare.
+    await drop_everything(engine, metadata)
+    await upgrade(engine, backup.schema_revision or "head")
+    await restore_rows(engine, metadata, backup.path)
+    await upgrade(engine, "head")
+
+
+async def restore_rows(engine: AsyncEngine, metadata: MetaData, path: Path) -> None:
+    """The rows of `path`, already checked whole, into the empty tables of `engine` (migrated to the
+    backup's schema revision), in the file's order, which is the order foreign keys need; one
+    transaction."""
     table: Table | None = None
     columns: list[str] = []
     decoders: list[Any] = []
@@ -259,4 +271,3 @@ async def restore_rows(engine: AsyncEngine, metadata: MetaData, path: Path) -> B
         await flush()
         if connection.dialect.name == "mysql":
             await connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
-    return summary

@@ -46,10 +46,9 @@ _VISIBLE = r"[^\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u200e\u200f\u2028-\u202f
 
 
 def printable_text(*, not_first: str = "") -> str:
-    """The pattern of such text, whose first character is also none of `not_first`'s."""
-    # Escaped only where a character class needs it, so the pattern reads the same in JavaScript.
-    excluded = re.sub(r"([\\\]^-])", r"\\\1", not_first)
-    first = _VISIBLE[:-1] + excluded + "]"
+    """The pattern of such text, whose first character is also none of `not_first`'s (characters a
+    character class takes as they are, such as `~`)."""
+    first = _VISIBLE[:-1] + not_first + "]"
     return rf"^{first}([^{_CONTROLS}]*{_VISIBLE})?$"
 
 
