@@ -323,8 +323,13 @@ def running_service(
 
 
 @contextmanager
-def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A throwaway redis-server on a free loopback port, no persistence; yields its URL and process."""
+def private_redis(
+    workdir: Path, *, config: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway redis-server on a free loopback port, no persistence; yields its URL and process.
+
+    With `config` (the shipped deploy/redis/redis.conf), the server runs that file's settings, but
+    for its address, folder and persistence: a benchmark measures the server, not this disk."""
     # Imported here: redis-py imports the standard library's `queue`, which benchmarks/queue.py
     # shadows for any script run from this folder that has not dropped the folder from sys.path.
     import redis
@@ -336,10 +341,19 @@ def private_redis(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
     folder = workdir / "redis"
     folder.mkdir()
     output_path = workdir / "redis-output.log"
+    config_args: list[str] = []
+    if config is not None:
+        # Redis checks the file's `dir` (the container's /data) while reading it, before any
+        # command-line override; the copy leaves that line out and --dir below names ours.
+        copy = workdir / "redis.conf"
+        lines = config.read_text().splitlines()
+        copy.write_text("\n".join(line for line in lines if not line.startswith("dir ")) + "\n")
+        config_args = [str(copy)]
     with output_path.open("wb") as output:
         process = subprocess.Popen(  # a fixed command line of our own
             [
                 binary,
+                *config_args,
                 "--port",
                 str(port),
                 "--bind",

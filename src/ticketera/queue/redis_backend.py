@@ -145,7 +145,7 @@ class RedisQueueBackend:
 
     async def view(self, event_id: int, user_id: str, *, now_ms: int) -> UserView | None:
         k = EventKeys(event_id)
-        found = await self._script(self._view, [k.users, k.line], [user_id])
+        found = await self._script(self._view, [k.users, k.line, k.prequeue], [user_id])
         if not found:
             return None
         raw, rank = found
@@ -160,7 +160,7 @@ class RedisQueueBackend:
 
     async def release_prequeue(self, event_id: int, ordered: list[str], *, now_ms: int) -> bool:
         k = EventKeys(event_id)
-        released = await self._script(self._release, [k.users, k.line, k.prequeue, k.released], ordered)
+        released = await self._script(self._release, [k.line, k.prequeue, k.released], ordered)
         return bool(released)
 
     async def is_released(self, event_id: int) -> bool:

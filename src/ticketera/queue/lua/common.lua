@@ -1,4 +1,8 @@
 -- Shared by every waiting-room script (prepended to each). Entries are "state|sequence|deadline_ms".
+-- A user in the pre-queue set or in the line is not in the users hash: their entry is derived from
+-- that membership (the line's score is their sequence). The line is where the 200,000 of an on-sale
+-- spend their time, and a second copy of each of them in the hash cost a third of Redis' memory.
+-- The hash holds only those the line let through (admitted, shopping) and those whose turn ended.
 -- Lua numbers are doubles: format whole numbers with %.0f so large ones never print as 1e+12.
 local function whole(n) return string.format('%.0f', n) end
 
@@ -24,4 +28,14 @@ end
 
 local function finished(state)
   return state == 'expired' or state == 'left' or state == 'done'
+end
+
+-- The user's entry, wherever it lives, or nil when the user never joined.
+local function entry_of(users, line, prequeue, user)
+  local raw = redis.call('HGET', users, user)
+  if raw then return raw end
+  local sequence = redis.call('ZSCORE', line, user)
+  if sequence then return 'waiting|' .. whole(tonumber(sequence)) .. '|0' end
+  if redis.call('SISMEMBER', prequeue, user) == 1 then return 'prequeue|0|0' end
+  return nil
 end

@@ -1,7 +1,7 @@
 -- KEYS: users, line, prequeue, active. ARGV: user, final state ('left' or 'done').
 -- Returns 1 when the user's turn ended now, 0 when there was nothing to end.
 local users, line, prequeue, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local raw = redis.call('HGET', users, ARGV[1])
+local raw = entry_of(users, line, prequeue, ARGV[1])
 if not raw then return 0 end
 local state, sequence = parse(raw)
 if finished(state) then return 0 end

@@ -7,7 +7,7 @@ local user, now, on_sale = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_waiting, base = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 expire_overdue(users, active, now)
-local current = redis.call('HGET', users, user)
+local current = entry_of(users, line, prequeue, user)
 local function rank_of(entry)
   if string.sub(entry, 1, 8) == 'waiting|' then
     return redis.call('ZRANK', line, user) or -1
@@ -30,5 +30,8 @@ else
   redis.call('ZADD', line, sequence, user)
   entry = 'waiting|' .. whole(sequence) .. '|0'
 end
-redis.call('HSET', users, user, entry)
+if current then
+  -- A finished turn's entry makes way for the new one, which lives in the line or pre-queue.
+  redis.call('HDEL', users, user)
+end
 return {entry, 1, rank_of(entry)}

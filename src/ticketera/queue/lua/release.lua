@@ -1,6 +1,6 @@
--- KEYS: users, line, prequeue, released. ARGV: the pre-queue in its drawn order.
+-- KEYS: line, prequeue, released. ARGV: the pre-queue in its drawn order.
 -- Returns 1 when released (now or before), 0 when ARGV is not exactly the pre-queue (caller retries).
-local users, line, prequeue, released = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local line, prequeue, released = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', released) == 1 then return 1 end
 if redis.call('SCARD', prequeue) ~= #ARGV then return 0 end
 for _, user in ipairs(ARGV) do
@@ -8,7 +8,6 @@ for _, user in ipairs(ARGV) do
 end
 for position, user in ipairs(ARGV) do
   redis.call('ZADD', line, position, user)
-  redis.call('HSET', users, user, 'waiting|' .. position .. '|0')
 end
 redis.call('DEL', prequeue)
 redis.call('SET', released, '1')
