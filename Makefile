@@ -11,7 +11,7 @@ DOCKER ?= /usr/bin/docker
 COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize backup restore redis-flush test test-sqlite test-deploy \
+.PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize backup restore db-partitions archive unarchive redis-flush test test-sqlite test-deploy \
 	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean
 
 help: ## List the targets
@@ -65,6 +65,17 @@ backup: $(STAMP) ## Back up the database DATABASE_URL names, without stopping sa
 restore: $(STAMP) ## Restore FILE=... into the database DATABASE_URL names (FORCE=1 replaces its data)
 	@test -n "$(FILE)" || { echo "make restore FILE=path/to/backup.jsonl.gz [FORCE=1]"; exit 2; }
 	$(BIN)/ticketera db restore $(FILE) $(if $(filter 1,$(FORCE)),--force,)
+
+db-partitions: $(STAMP) ## Add the next months' partitions, archive and drop those past retention (MariaDB; DRY_RUN=1)
+	$(BIN)/ticketera db partitions $(if $(filter 1,$(DRY_RUN)),--dry-run,)
+
+archive: $(STAMP) ## Move a finished EVENT=N out of the database into an archive file (prints the file)
+	@test -n "$(EVENT)" || { echo "make archive EVENT=id [FORCE=1]"; exit 2; }
+	$(BIN)/ticketera db archive --event $(EVENT) $(if $(filter 1,$(FORCE)),--force,)
+
+unarchive: $(STAMP) ## Bring an archived event back: FILE=path/to/event-N-....jsonl.gz
+	@test -n "$(FILE)" || { echo "make unarchive FILE=path/to/archive.jsonl.gz"; exit 2; }
+	$(BIN)/ticketera db unarchive $(FILE)
 
 redis-flush: $(STAMP) ## Clear disposable Redis data (rate-limit counters), never waiting rooms (npm run redis:flush)
 	$(BIN)/ticketera redis flush

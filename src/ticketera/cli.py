@@ -8,6 +8,7 @@ npm run db:optimize  ->  ticketera db optimize
 npm run redis:flush  ->  ticketera redis flush
 (new)                ->  ticketera worker       (expires overdue holds and orders)
 (new)                ->  ticketera mp-sim       (the local MercadoPago simulator; `dev` starts it)
+(new)                ->  ticketera db backup | restore | partitions | archive | unarchive
 """
 
 from __future__ import annotations
@@ -316,6 +317,7 @@ def worker(
                 interval=interval or settings.worker_interval_seconds,
                 payments=services.payments,
                 mailer=services.mailer,
+                partition_months_ahead=settings.partition_months_ahead,
             )
         finally:
             await services.close()
@@ -589,3 +591,146 @@ def db_restore(
         f" taken {summary.created_at}) into {_describe_database(settings)}"
         f" in {time.monotonic() - started:.1f} s; migrated to head."
     )
+
+
+@db_app.command("partitions")
+def db_partitions(
+    months_ahead: Annotated[
+        int | None,
+        typer.Option(min=1, help="Months to have ahead of this one (default PARTITION_MONTHS_AHEAD)."),
+    ] = None,
+    retention_months: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Months kept, this one included; older ones leave (default per table: the audit log's"
+            " AUDIT_LOG_RETENTION_MONTHS).",
+        ),
+    ] = None,
+    archive_dir: Annotated[
+        Path | None, typer.Option(help="Where expired months are archived first (default DATA_DIR/archive).")
+    ] = None,
+    no_archive: Annotated[
+        bool, typer.Option("--no-archive", help="Drop expired months without archiving their rows.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done, do nothing.")] = False,
+) -> None:
+    """Keep the monthly partitions (MariaDB): add the months ahead, archive and drop the months past
+    the retention. Safe while sales run; running it twice changes nothing. SQLite: nothing to do."""
+    from ticketera.kit.db import engine_for
+    from ticketera.kit.migrate import current_revision
+    from ticketera.kit.partitions import AUDIT_LOG_MONTHLY, PARTITIONED_TABLES, maintain_partitions
+
+    settings = _settings()
+    retention = {AUDIT_LOG_MONTHLY.name: settings.audit_log_retention_months}
+    folder = None if no_archive else (archive_dir or settings.data_dir / "archive")
+
+    async def run() -> list[str]:
+        engine = engine_for(settings, pool_size=1)
+        try:
+            revision = await current_revision(engine)
+            done: list[str] = []
+            for monthly in PARTITIONED_TABLES:
+                done += await maintain_partitions(
+                    engine,
+                    monthly,
+                    datetime.now(UTC),
+                    months_ahead=months_ahead or settings.partition_months_ahead,
+                    retention_months=retention_months or retention.get(monthly.name),
+                    archive_dir=folder,
+                    schema_revision=revision,
+                    dry_run=dry_run,
+                )
+            return done
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"Partitions of {_describe_database(settings)}{' (dry run)' if dry_run else ''}:")
+    for line in asyncio.run(run()):
+        typer.echo(f"  {line}")
+
+
+@db_app.command("archive")
+def db_archive(
+    event: Annotated[int, typer.Option("--event", min=1, help="The id of the finished event to archive.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where to write it (default DATA_DIR/archive/event-<id>-<time>.jsonl.gz)."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Archive an event that has not finished ARCHIVE_AFTER_DAYS ago."),
+    ] = False,
+) -> None:
+    """Move a finished event out of the database: every row of it (sections, seats, holds, orders,
+    payments, tickets, emails, its key, its audit trail) to a compressed, checksummed file, then
+    deleted in small batches while other sales go on. Prints the file's path last; `ticketera db
+    unarchive FILE` brings it back."""
+    from ticketera.kit.db import engine_for
+    from ticketera.kit.migrate import current_revision
+    from ticketera.ops.archive import ArchivedEvent, ArchiveRefused, archive_event
+
+    settings = _settings()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = output or settings.data_dir / "archive" / f"event-{event}-{stamp}.jsonl.gz"
+
+    async def run() -> ArchivedEvent:
+        engine = engine_for(settings, pool_size=1)
+        try:
+            return await archive_event(
+                engine,
+                event,
+                path,
+                datetime.now(UTC),
+                after_days=settings.archive_after_days,
+                force=force,
+                schema_revision=await current_revision(engine),
+            )
+        finally:
+            await engine.dispose()
+
+    started = time.monotonic()
+    try:
+        archived = asyncio.run(run())
+    except ArchiveRefused as exc:
+        typer.secho(f"Not archived: {exc}.", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    summary = archived.summary
+    typer.echo(
+        f"Archived event {event} ({archived.name}) from {_describe_database(settings)}:"
+        f" {summary.rows.get('orders', 0)} orders, {summary.rows.get('tickets', 0)} tickets,"
+        f" {summary.total_rows} rows in all, deleted in {time.monotonic() - started:.1f} s."
+    )
+    typer.echo(str(summary.path))
+
+
+@db_app.command("unarchive")
+def db_unarchive(
+    archive: Annotated[
+        Path, typer.Argument(help="A file made by `ticketera db archive` or `db partitions`.", exists=True)
+    ],
+) -> None:
+    """Bring an archived event (or an archived month of a partitioned table) back into the database
+    DATABASE_URL names, after checking the file is whole."""
+    from ticketera.kit.backup import BackupError
+    from ticketera.kit.db import engine_for
+    from ticketera.kit.migrate import current_revision
+    from ticketera.ops.archive import ArchiveRefused, unarchive
+
+    settings = _settings()
+
+    async def run() -> BackupSummary:
+        engine = engine_for(settings, pool_size=1)
+        try:
+            return await unarchive(engine, archive, schema_revision=await current_revision(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        summary = asyncio.run(run())
+    except (ArchiveRefused, BackupError) as exc:
+        typer.secho(f"Not restored: {exc}.", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    scope = summary.header.get("scope", {})
+    what = f"event {scope['event']}" if "event" in scope else f"{scope.get('table')} {scope.get('partition')}"
+    typer.echo(f"Restored {what}: {summary.total_rows} rows into {_describe_database(settings)}.")

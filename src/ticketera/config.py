@@ -154,6 +154,14 @@ class Settings(BaseSettings):
     # itself (default: on the embedded SQLite default, where no separate worker is expected).
     worker_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     worker_in_process: bool | None = None
+    # Monthly partitions on MariaDB (ticketera.kit.partitions): months kept ahead of today, which the
+    # worker adds once a day so the catch-all partition stays empty; and how many months of the audit
+    # log stay in the database before `ticketera db partitions` archives and drops them.
+    partition_months_ahead: int = Field(default=3, ge=1, le=24)
+    audit_log_retention_months: int = Field(default=24, ge=1, le=600)
+    # `ticketera db archive` refuses an event until this long after it started (or was cancelled): a
+    # card chargeback can arrive months after the payment, and must still find its order to undo.
+    archive_after_days: int = Field(default=180, ge=0, le=3650)
     log_dir: Path = Path("logs")
     log_level: str = "INFO"
 

@@ -1,6 +1,11 @@
 """The audit trail: one row per state change of a hold or an order (actor, time, from, to, reason).
 
 Written in the same transaction as the change it records, so the trail never disagrees with the data.
+
+On MariaDB the table is partitioned by month of `at` (`ticketera.kit.partitions`), and its primary key
+there is (id, at), as InnoDB requires of a partitioned table. The model keeps `id` alone: it is what
+rows are found by, and on SQLite only a lone INTEGER PRIMARY KEY numbers new rows. AUTO_INCREMENT
+still hands each id out once, so `id` stays unique on both.
 """
 
 from __future__ import annotations

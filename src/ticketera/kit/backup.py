@@ -12,6 +12,10 @@ A file is:
 - a header line: `{"format": "ticketera-backup", "version": 1, "schemaRevision", "backend", "createdAt"}`;
 - per table: `{"table": name, "columns": [...]}` and one JSON array per row, in primary-key order;
 - a trailer: `{"end": true, "rows": {table: count}, "sha256": <of every line before the trailer>}`.
+
+Archives (`ticketera db archive`, and the partitions `ticketera db partitions` drops) are the same file with
+`"format": "ticketera-archive"` and a `scope` saying what they hold: some rows of some tables rather than
+all of them, read back into a live database by `restore_rows`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 import base64
 import gzip
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -28,13 +32,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import MetaData, Table, func, select, text
+from sqlalchemy import MetaData, Select, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
 from ticketera.kit.migrate import upgrade
 
 FORMAT = "ticketera-backup"
+ARCHIVE_FORMAT = "ticketera-archive"
 VERSION = 1
 BATCH_ROWS = 1000
 
@@ -50,6 +55,8 @@ class BackupSummary:
     backend: str
     created_at: str
     rows: dict[str, int] = field(default_factory=dict)
+    # The whole header line, for what a kind of file adds to it (an archive's `scope`).
+    header: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -111,38 +118,69 @@ async def write_backup(
 ) -> BackupSummary:
     """Every table of `metadata` into `path`, from one snapshot, so a backup taken during an on-sale is
     a moment of it: no paid order without its tickets, no ticket without its order."""
+    selections = [
+        (table, select(*table.columns).order_by(*table.primary_key.columns))
+        for table in metadata.sorted_tables
+    ]
+    summary, _ = await write_rows_file(
+        engine, path, selections, file_format=FORMAT, schema_revision=schema_revision
+    )
+    return summary
+
+
+# The primary keys of the rows an archive wrote, per table: what must be deleted, and nothing more.
+WrittenKeys = dict[str, list[tuple[Any, ...]]]
+
+
+async def write_rows_file(
+    engine: AsyncEngine,
+    path: Path,
+    selections: Sequence[tuple[Table, Select[Any]]],
+    *,
+    file_format: str,
+    schema_revision: str | None,
+    scope: dict[str, Any] | None = None,
+) -> tuple[BackupSummary, WrittenKeys]:
+    """The rows each selection reads (all of a table's columns, in primary-key order), from one
+    snapshot, into `path` in the backup format; the selections come in the order foreign keys need.
+    Returns the summary and the primary keys of the rows written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     created_at = datetime.now(UTC).isoformat()
     summary = BackupSummary(path, schema_revision, engine.dialect.name, created_at)
+    header: dict[str, Any] = {
+        "format": file_format,
+        "version": VERSION,
+        "schemaRevision": schema_revision,
+        "backend": engine.dialect.name,
+        "createdAt": created_at,
+    }
+    if scope is not None:
+        header["scope"] = scope
+    summary.header = header
+    keys: WrittenKeys = {}
     async with engine.connect() as connection:
         await _consistent_snapshot(connection)
         with gzip.open(partial, "wb", compresslevel=6) as stream:
             writer = _Writer(stream)
-            writer.line(
-                {
-                    "format": FORMAT,
-                    "version": VERSION,
-                    "schemaRevision": schema_revision,
-                    "backend": engine.dialect.name,
-                    "createdAt": created_at,
-                }
-            )
-            for table in metadata.sorted_tables:
+            writer.line(header)
+            for table, statement in selections:
                 columns = [str(column.name) for column in table.columns]
+                key_at = [columns.index(str(column.name)) for column in table.primary_key.columns]
+                written = keys.setdefault(str(table.name), [])
                 writer.line({"table": str(table.name), "columns": columns})
-                statement = select(*table.columns).order_by(*table.primary_key.columns)
                 result = await connection.stream(statement)
                 count = 0
                 async for rows in result.partitions(BATCH_ROWS):
                     for row in rows:
                         writer.line(list(row))
+                        written.append(tuple(row[index] for index in key_at))
                     count += len(rows)
                 summary.rows[str(table.name)] = count
             writer.trailer(summary.rows)
         await connection.rollback()
     await asyncio.to_thread(_publish, partial, path)
-    return summary
+    return summary, keys
 
 
 def _publish(partial: Path, path: Path) -> None:
@@ -170,8 +208,9 @@ def _lines(path: Path) -> Iterator[bytes]:
         raise BackupError(f"{path} is not a readable backup: {exc}") from exc
 
 
-def read_backup_header(path: Path) -> BackupSummary:
-    """The header and row counts of a backup, after checking it is whole (its checksum)."""
+def read_backup_header(path: Path, *, file_format: str = FORMAT) -> BackupSummary:
+    """The header and row counts of a backup (or of an archive, with `file_format=ARCHIVE_FORMAT`),
+    after checking it is whole (its checksum)."""
     digest = hashlib.sha256()
     header: dict[str, Any] | None = None
     trailer: dict[str, Any] | None = None
@@ -181,8 +220,9 @@ def read_backup_header(path: Path) -> BackupSummary:
         parsed = orjson.loads(line)
         if header is None:
             header = parsed
-            if not isinstance(header, dict) or header.get("format") != FORMAT:
-                raise BackupError(f"{path} is not a Ticketera backup")
+            if not isinstance(header, dict) or header.get("format") != file_format:
+                kind = "archive" if file_format == ARCHIVE_FORMAT else "backup"
+                raise BackupError(f"{path} is not a Ticketera {kind}")
             if header.get("version") != VERSION:
                 raise BackupError(
                     f"{path} is a backup of format version {header.get('version')}, not {VERSION}"
@@ -201,6 +241,7 @@ def read_backup_header(path: Path) -> BackupSummary:
         str(header.get("backend")),
         str(header.get("createdAt")),
         trailer["rows"],
+        header,
     )
 
 
@@ -232,9 +273,10 @@ async def restore_backup(engine: AsyncEngine, metadata: MetaData, backup: Backup
 
 
 async def restore_rows(engine: AsyncEngine, metadata: MetaData, path: Path) -> None:
-    """The rows of `path`, already checked whole, into the empty tables of `engine` (migrated to the
-    backup's schema revision), in the file's order, which is the order foreign keys need; one
-    transaction."""
+    """The rows of `path`, already checked whole, into the tables of `engine` (migrated to the file's
+    schema revision), in the file's order, which is the order foreign keys need; one transaction.
+    A backup goes into empty tables; an archive beside the rows of other events, whose keys its own
+    rows never share (ids are not handed out twice)."""
     table: Table | None = None
     columns: list[str] = []
     decoders: list[Any] = []

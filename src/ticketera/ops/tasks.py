@@ -4,6 +4,11 @@ Correctness never waits for it (expired holds and orders are free by query); it 
 statuses and the audit trail up to date. Each batch is its own short transaction, and rows are
 claimed with SKIP LOCKED, so two workers never expire the same hold or order twice.
 `ticketera worker` runs it as its own process; the embedded default runs it inside the web process.
+
+Once a day it also adds the coming months' partitions (MariaDB, `kit.partitions`): cheap, idempotent,
+and what keeps the catch-all partition empty, so that adding a month stays a metadata change even where
+nobody schedules `ticketera db partitions`. Dropping old months loses rows from the database, so that
+stays the operator's command (cron), never the worker's.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ticketera.holds import service as holds_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.kit.errors import ServiceUnavailable
+from ticketera.kit.partitions import PARTITIONED_TABLES, maintain_partitions
 from ticketera.kit.resilience import OutageNotice
 from ticketera.orders import service as orders_service
 from ticketera.payments.tasks import PaymentProcessor
@@ -27,7 +33,8 @@ from ticketera.tickets.tasks import TicketMailer
 
 log = structlog.get_logger(__name__)
 # The steps of a pass, in order.
-STEPS = ("expiries", "payments", "emails")
+STEPS = ("expiries", "payments", "emails", "partitions")
+PARTITIONS_EVERY_SECONDS = 24 * 3600
 
 BATCH = 500
 
@@ -66,10 +73,11 @@ async def run_worker(
     interval: float,
     payments: PaymentProcessor | None = None,
     mailer: TicketMailer | None = None,
+    partition_months_ahead: int | None = None,
 ) -> None:
     """Every `interval` seconds until cancelled: expire overdue holds and orders, then the payment
     sweeps (unprocessed notifications, refunds not sent yet, reconciliation with MercadoPago), then
-    the tickets emails waiting in the outbox."""
+    the tickets emails waiting in the outbox; at start and once a day, the months ahead's partitions."""
     log.info("worker.started", interval=interval, payments=payments is not None)
 
     async def expiries() -> None:
@@ -87,10 +95,21 @@ async def run_worker(
         if sent:
             log.info("worker.emails_sent", emails=sent)
 
+    async def partitions(months_ahead: int) -> None:
+        for monthly in PARTITIONED_TABLES:
+            await maintain_partitions(
+                database.engine, monthly, clock(), months_ahead=months_ahead, archive_dir=None, expire=False
+            )
+
     # Each step meets an outage of its own dependencies (the database, MercadoPago, SMTP).
     outages = {step: OutageNotice(f"worker.{step}_waiting", f"worker.{step}_resumed") for step in STEPS}
+    partitions_due = time.monotonic()
     while True:
         started = time.monotonic()
+        if partition_months_ahead is not None and started >= partitions_due:
+            partitions_due = started + PARTITIONS_EVERY_SECONDS
+            step = partitions(partition_months_ahead)
+            await _survive("worker.partitions_failed", step, outages["partitions"])
         await _survive("worker.pass_failed", expiries(), outages["expiries"])
         if payments is not None:
             await _survive("worker.payments_pass_failed", payment_sweeps(payments), outages["payments"])

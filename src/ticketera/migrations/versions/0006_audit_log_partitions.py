@@ -1,0 +1,52 @@
+"""The audit log partitioned by month on MariaDB (see ticketera.kit.partitions for why only it).
+
+On MariaDB/MySQL the primary key widens to (id, at), since InnoDB wants the partitioning column in
+every unique key, and the table gets one partition per month from its oldest row's to
+PARTITION_MONTHS_AHEAD_AT_MIGRATION months ahead, then the catch-all `pmax`. The ALTER copies the table
+once, holding writes to it (and so sales, which write it) for as long as the copy takes: on a large
+audit log, migrate in a quiet hour. SQLite, the embedded default, has no partitions: nothing to do.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2027-01-05
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import op
+
+from ticketera.kit.partitions import add_months, month_of, months_between, partition_by
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Months created ahead here; `ticketera db partitions` and the worker keep adding them afterwards.
+PARTITION_MONTHS_AHEAD_AT_MIGRATION = 3
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "mysql":
+        return
+    now = datetime.now(UTC)
+    oldest = bind.execute(sa.text("SELECT MIN(`at`) FROM audit_log")).scalar()
+    first = month_of(oldest) if oldest is not None else month_of(now)
+    months = months_between(
+        min(first, month_of(now)), add_months(month_of(now), PARTITION_MONTHS_AHEAD_AT_MIGRATION)
+    )
+    op.execute(
+        "ALTER TABLE audit_log DROP PRIMARY KEY, ADD PRIMARY KEY (id, `at`) " + partition_by("at", months)
+    )
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "mysql":
+        return
+    op.execute("ALTER TABLE audit_log REMOVE PARTITIONING")
+    op.execute("ALTER TABLE audit_log DROP PRIMARY KEY, ADD PRIMARY KEY (id)")
