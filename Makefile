@@ -12,7 +12,7 @@ COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize backup restore db-partitions archive unarchive redis-flush test test-sqlite test-deploy \
-	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean
+	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -117,6 +117,9 @@ bench-faults: $(STAMP) ## The waiting room's answers while Redis is frozen, then
 
 bench-outages: $(STAMP) ## Buyers and webhooks while MariaDB is frozen, then killed, then MercadoPago fails; how fast it heals
 	$(BIN)/python benchmarks/outages.py
+
+bench-replicas: $(STAMP) ## Replica fallback time: a replica lagging, killed, frozen, until the primary serves its reads
+	$(BIN)/python benchmarks/replicas.py
 
 bench-backup: $(STAMP) ## db backup and db restore of 100,000 paid orders on MariaDB (--backend sqlite by hand)
 	$(BIN)/python benchmarks/backup.py

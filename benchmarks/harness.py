@@ -388,19 +388,26 @@ def private_redis(
 
 
 class PrivateMariaDB:
-    """A throwaway mariadbd of our own on a free loopback port, for benchmarks that stop, freeze or
-    kill the database (never the shared server): `start()` again after `kill()` is a restart on the
-    same data and port, as a crash and its recovery would be."""
+    """A throwaway mariadbd of our own on a free loopback port, for benchmarks and tests that stop,
+    freeze, kill or replicate the database (never the shared server): `start()` again after `kill()`
+    is a restart on the same data and port, as a crash and its recovery would be. `options` are
+    mariadbd's own (binlog off unless they ask for it)."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.folder = workdir / "mariadb"
+    def __init__(
+        self, workdir: Path, name: str = "mariadb", options: tuple[str, ...] = ("--skip-log-bin",)
+    ) -> None:
+        self.folder = workdir / name
         self.port = free_port()
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
-        self.output_path = workdir / "mariadb-output.log"
+        self.output_path = workdir / f"{name}-output.log"
 
     @property
     def url(self) -> str:
         return f"mysql://root@127.0.0.1:{self.port}/ticketera"
+
+    def url_for(self, user: str, password: str) -> str:
+        return f"mysql://{user}:{password}@127.0.0.1:{self.port}/ticketera"
 
     def install(self) -> None:
         installer, server = shutil.which("mariadb-install-db"), shutil.which("mariadbd")
@@ -434,8 +441,8 @@ class PrivateMariaDB:
                     "--bind-address=127.0.0.1",
                     f"--socket={self.folder / 'mariadb.sock'}",
                     f"--pid-file={self.folder / 'mariadb.pid'}",
-                    "--skip-log-bin",
                     "--innodb-buffer-pool-size=128M",
+                    *self.options,
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -452,6 +459,31 @@ class PrivateMariaDB:
 
         wait_answering(process, answers, "mariadbd", self.output_path, interval=0.2)
 
+    def sql(self, statements: str) -> str:
+        """Run `statements` as root with the mysql client; what they printed (tab-separated, no headers)."""
+        done = subprocess.run(  # our own statements, on our own server
+            [
+                "mysql",
+                "--protocol=tcp",
+                "-h127.0.0.1",
+                f"-P{self.port}",
+                "-uroot",
+                "-N",
+                "-B",
+                "-e",
+                statements,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        if done.returncode != 0:
+            raise BenchmarkError(
+                f"mariadb on port {self.port} refused {statements[:80]!r}: {done.stderr.strip()}"
+            )
+        return done.stdout.strip()
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
@@ -465,6 +497,14 @@ class PrivateMariaDB:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGCONT)
 
+    def stop(self) -> None:
+        if self.process is not None:
+            self.thaw()
+            stop(self.process)
+
+
+CREATE_TICKETERA_DATABASE = "CREATE DATABASE ticketera CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+
 
 @contextmanager
 def private_mariadb(workdir: Path) -> Iterator[PrivateMariaDB]:
@@ -473,24 +513,86 @@ def private_mariadb(workdir: Path) -> Iterator[PrivateMariaDB]:
     server.install()
     server.start()
     try:
-        subprocess.run(
-            [
-                "mysql",
-                "--protocol=tcp",
-                "-h127.0.0.1",
-                f"-P{server.port}",
-                "-uroot",
-                "-e",
-                "CREATE DATABASE ticketera CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        server.sql(CREATE_TICKETERA_DATABASE)
         yield server
     finally:
-        if server.process is not None:
-            server.thaw()
-            stop(server.process)
+        server.stop()
+
+
+# The guide's `readonly` user (deploy/mariadb/create-readonly-user.sh), whom replicas serve.
+READONLY_USER, READONLY_PASSWORD = "readonly", "readonly-secret"
+_REPLICATION_USER, _REPLICATION_PASSWORD = "replication", "replication-secret"
+REPLICATION_READY_SECONDS = 60.0
+
+
+@dataclass
+class ReplicatedMariaDB:
+    """A primary and its replica, each a `PrivateMariaDB`, replicating by GTID."""
+
+    primary: PrivateMariaDB
+    replica: PrivateMariaDB
+
+    @property
+    def replica_url(self) -> str:
+        """The replica as the app reads it: the `readonly` user, SELECT on ticketera only."""
+        return self.replica.url_for(READONLY_USER, READONLY_PASSWORD)
+
+    def follow(self) -> None:
+        """Point the replica at the primary (again, after a restart) and start replicating."""
+        self.replica.sql(
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={self.primary.port}, "
+            f"MASTER_USER='{_REPLICATION_USER}', MASTER_PASSWORD='{_REPLICATION_PASSWORD}', "
+            "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE"
+        )
+
+    def caught_up(self) -> bool:
+        """Whether the replica has applied everything the primary has written to its binlog."""
+        return self.primary.sql("SELECT @@gtid_binlog_pos") == self.replica.sql("SELECT @@gtid_slave_pos")
+
+    def wait_caught_up(self) -> None:
+        deadline = time.monotonic() + REPLICATION_READY_SECONDS
+        while not self.caught_up():
+            if time.monotonic() > deadline:
+                status = self.replica.sql("SHOW SLAVE STATUS\\G")
+                raise BenchmarkError(
+                    f"the replica did not catch up in {REPLICATION_READY_SECONDS:.0f} s:\n{status}"
+                )
+            time.sleep(0.1)
+
+
+@contextmanager
+def replicated_mariadb(workdir: Path) -> Iterator[ReplicatedMariaDB]:
+    """A primary and a replica of our own on free ports (row-based binlog, GTID replication), with
+    an empty `ticketera` database on both and the `readonly` user; both stopped after."""
+    primary = PrivateMariaDB(
+        workdir, "primary", options=("--log-bin=primary-bin", "--server-id=1", "--binlog-format=ROW")
+    )
+    replica = PrivateMariaDB(
+        workdir,
+        "replica",
+        options=("--server-id=2", "--read-only", "--relay-log=replica-relay", "--skip-log-bin"),
+    )
+    pair = ReplicatedMariaDB(primary, replica)
+    try:
+        for server in (primary, replica):
+            server.install()
+            server.start()
+        primary.sql(
+            f"CREATE USER '{_REPLICATION_USER}'@'127.0.0.1' IDENTIFIED BY '{_REPLICATION_PASSWORD}'; "
+            f"GRANT REPLICATION SLAVE ON *.* TO '{_REPLICATION_USER}'@'127.0.0.1'; "
+            f"{CREATE_TICKETERA_DATABASE}; "
+            # As deploy/mariadb/create-readonly-user.sh does on the primary; replication brings it over.
+            f"CREATE USER '{READONLY_USER}'@'%' IDENTIFIED BY '{READONLY_PASSWORD}'; "
+            f"GRANT SELECT ON ticketera.* TO '{READONLY_USER}'@'%'; "
+            # An anonymous ''@localhost would shadow `readonly`@'%' for a client on this machine.
+            "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES"
+        )
+        pair.follow()
+        pair.wait_caught_up()
+        yield pair
+    finally:
+        replica.stop()
+        primary.stop()
 
 
 # The running simulators' process ids by base URL, for the scripts that meter their CPU.

@@ -156,3 +156,29 @@ def test_an_aiomysql_url_without_the_extra_stops_start_up(
     with pytest.raises(ConfigError, match=r"ticketera\[aiomysql\]"):
         load_settings(_env_file=None, data_dir=tmp_path, database_url="mysql+aiomysql://u@db/t")
     assert load_settings(_env_file=None, data_dir=tmp_path, database_url="mysql://u@db/t")
+
+
+def test_replica_urls_are_one_or_several_and_their_passwords_are_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://ticketera:primary-pw@db/ticketera")
+    monkeypatch.setenv(
+        "DATABASE_REPLICA_URL",
+        "mysql://readonly:first-pw@replica1/ticketera, mysql://readonly:second-pw@replica2/ticketera",
+    )
+    settings = Settings(_env_file=None)
+    assert settings.async_replica_urls == [
+        "mysql+asyncmy://readonly:first-pw@replica1/ticketera?charset=utf8mb4",
+        "mysql+asyncmy://readonly:second-pw@replica2/ticketera?charset=utf8mb4",
+    ]
+    assert {"primary-pw", "first-pw", "second-pw"} <= set(settings.secret_values())
+    assert settings.db_replica_max_lag_seconds == 1.0
+    monkeypatch.delenv("DATABASE_REPLICA_URL")
+    assert Settings(_env_file=None).async_replica_urls == []
+
+
+def test_replicas_of_sqlite_are_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="SQLite has no replicas"):
+        Settings(_env_file=None, database_replica_url="mysql://readonly:pw@replica/ticketera")
+    with pytest.raises(ValueError, match="must name MariaDB/MySQL replicas"):
+        Settings(_env_file=None, database_url="mysql://u@db/t", database_replica_url="sqlite:///copy.db")

@@ -23,6 +23,7 @@ from ticketera.kit.clock import Clock
 from ticketera.kit.components import Component, Components
 from ticketera.kit.db import Database, engine_for
 from ticketera.kit.http import CLOCK, DATABASE, SETTINGS, SIGNER
+from ticketera.kit.replicas import replica_set_for
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service as orders_service
 from ticketera.orders.service import CHECKOUT
@@ -113,7 +114,10 @@ SERVICES = Component[Services]("services")
 
 
 def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -> Services:
-    database = Database(engine_for(settings, pool_size=None if role is Role.WEB else WORKER_POOL_SIZE))
+    engine = engine_for(settings, pool_size=None if role is Role.WEB else WORKER_POOL_SIZE)
+    # Replicas serve web requests only: the worker's reads decide its writes.
+    replicas = replica_set_for(settings, engine) if role is Role.WEB else None
+    database = Database(engine, replicas=replicas)
     redis_url = settings.effective_redis_url
     redis = RedisConnection(redis_url, cluster=settings.redis_cluster) if redis_url else None
     assert settings.secret_key, "secrets are filled in by load_settings()"
@@ -156,6 +160,7 @@ def build_services(settings: Settings, clock: Clock, *, role: Role = Role.WEB) -
         services.probe_open_breakers(settings.breaker_probe_seconds)
     if settings.db_unresponsive_seconds > 0:
         database.watch_for_freezes(settings.db_unresponsive_seconds)
+    database.check_replicas(settings.db_unresponsive_seconds)
     return services
 
 

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     # opens the breaker and cuts what waits on it, which answers 503 instead of hanging (kit.dbwatch).
     # 0: no watch.
     db_unresponsive_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Read replicas of the MariaDB primary, comma-separated URLs (the guide's `readonly` user): they
+    # serve the reads that tolerate a second of lag (event listing, detail, seat map, check-in
+    # figures), never one that decides a write or follows the caller's own (kit.replicas).
+    database_replica_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A replica further behind the primary than this is left for the primary until it catches up;
+    # each process checks its replicas four times per this period.
+    db_replica_max_lag_seconds: float = Field(default=1.0, ge=0.1, le=60)
     # An open circuit breaker asks its dependency this often (seconds) and closes as soon as it
     # answers; 0 leaves it to the first request after the open time (60 s database, 30 s Redis,
     # 2 min MercadoPago).
@@ -204,6 +211,14 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("database_replica_url", mode="before")
+    @classmethod
+    def _split_replica_urls(cls, value: Any) -> Any:
+        # Commas or whitespace between URLs; a comma inside a password is written %2C.
+        if isinstance(value, str):
+            return [url for url in value.replace(",", " ").split() if url]
+        return value
+
     @field_validator("app_env", mode="before")
     @classmethod
     def _normalise_env(cls, value: Any) -> Any:
@@ -221,6 +236,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_database_url(self) -> Settings:
         make_url(self.async_database_url)  # a malformed DATABASE_URL fails here, at start-up
+        if self.database_replica_url and self.is_sqlite:
+            raise ValueError(
+                "DATABASE_REPLICA_URL needs a MariaDB/MySQL DATABASE_URL: SQLite has no replicas "
+                "(one file, read by every process directly); unset DATABASE_REPLICA_URL"
+            )
+        for url in self.async_replica_urls:
+            if make_url(url).get_backend_name() != "mysql":
+                raise ValueError(
+                    "DATABASE_REPLICA_URL must name MariaDB/MySQL replicas (mysql://readonly:...@host/db), "
+                    f"not {make_url(url).get_backend_name()}"
+                )
         return self
 
     @property
@@ -256,6 +282,11 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{quote(str(self.data_dir / 'ticketera.db'))}"
 
     @property
+    def async_replica_urls(self) -> list[str]:
+        """DATABASE_REPLICA_URL's URLs, with the async driver."""
+        return [to_async_url(url) for url in self.database_replica_url]
+
+    @property
     def is_sqlite(self) -> bool:
         return make_url(self.async_database_url).get_backend_name() == "sqlite"
 
@@ -286,6 +317,7 @@ class Settings(BaseSettings):
         values = [getattr(self, name.lower()) for name in REQUIRED_SECRETS]
         values.append(self.user_assertion_secret)
         values.append(make_url(self.async_database_url).password)
+        values.extend(make_url(url).password for url in self.async_replica_urls)
         if self.effective_redis_url:
             values.append(make_url(self.effective_redis_url).password)
         return [str(value) for value in values if value]

@@ -77,8 +77,13 @@ async def test_the_scrape_parses_with_every_family_and_this_processs_figures(
         "ticketera_circuit_breaker_failures": "gauge",
         "ticketera_db_pool_connections": "gauge",
         "ticketera_db_pool_limit": "gauge",
+        "ticketera_db_replica_in_use": "gauge",
+        "ticketera_db_replica_lag_seconds": "gauge",
+        "ticketera_db_replica_reads": "gauge",
         "ticketera_process_resident_memory_bytes": "gauge",
     }
+    # No DATABASE_REPLICA_URL here: the replica families have no series (tests/kit/test_replicas.py has them).
+    assert not families["ticketera_db_replica_in_use"].samples
     assert value(families, "ticketera_metrics_source_up", source="database") == 1
     assert value(families, "ticketera_metrics_source_up", source="queue") == 1
     assert value(families, "ticketera_db_pool_limit") == 20

@@ -29,7 +29,14 @@ from ticketera.events.service import (
 from ticketera.infra.ratelimit import PublicRateLimit, RateLimited
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import InvalidInput
-from ticketera.kit.http import AdminOnly, AdminRequired, CurrentClock, IsAdmin, ReadSession, WriteSession
+from ticketera.kit.http import (
+    AdminOnly,
+    AdminRequired,
+    CurrentClock,
+    IsAdmin,
+    LagTolerantSession,
+    WriteSession,
+)
 from ticketera.kit.openapi import answers
 
 router = APIRouter(prefix="/api/events", tags=["events"])
@@ -51,7 +58,7 @@ async def create_event(body: EventCreate, session: WriteSession, clock: CurrentC
 @router.get("", response_model=EventPage, dependencies=[PublicRateLimit], responses=answers(RateLimited))
 async def list_events(
     is_admin: IsAdmin,
-    session: ReadSession,
+    session: LagTolerantSession,
     clock: CurrentClock,
     event_status: Annotated[EventStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -75,7 +82,7 @@ async def list_events(
     responses=answers(EventNotFound, RateLimited),
 )
 async def get_event(
-    event_id: EventId, is_admin: IsAdmin, session: ReadSession, clock: CurrentClock
+    event_id: EventId, is_admin: IsAdmin, session: LagTolerantSession, clock: CurrentClock
 ) -> EventOut:
     view = await service.get_event_view(session, event_id, include_drafts=is_admin, clock=clock)
     return EventOut.of(view)
@@ -114,7 +121,7 @@ async def add_section(event_id: EventId, body: SectionIn, session: WriteSession)
 async def get_seat_map(
     event_id: EventId,
     is_admin: IsAdmin,
-    session: ReadSession,
+    session: LagTolerantSession,
     clock: CurrentClock,
     section: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this section's seats")] = None,
     seat_status: Annotated[SeatStatus | None, Query(alias="status")] = None,

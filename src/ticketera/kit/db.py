@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar, TypeVarTuple, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, cast, overload
 
 import structlog
 from sqlalchemy import BigInteger, DateTime, Enum, Integer, MetaData, event, text
@@ -38,6 +38,9 @@ from ticketera.config import Settings
 from ticketera.kit.dbwatch import FreezeWatch, GivenUp, open_watched
 from ticketera.kit.errors import Conflict, ServiceUnavailable
 from ticketera.kit.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy, breaker_for
+
+if TYPE_CHECKING:
+    from ticketera.kit.replicas import ReplicaSet
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -190,11 +193,12 @@ def _mysql_code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-def engine_for(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
-    """The engine for the configured database, as every part of the program makes it (the app, the
-    worker, migrations, maintenance commands), so DB_SSL and the timeouts hold for every connection."""
+def engine_for(settings: Settings, *, pool_size: int | None = None, url: str | None = None) -> AsyncEngine:
+    """The engine for the configured database (or, given `url`, one of its replicas), as every part
+    of the program makes it (the app, the worker, migrations, maintenance commands), so DB_SSL and
+    the timeouts hold for every connection."""
     return create_engine(
-        settings.async_database_url,
+        url or settings.async_database_url,
         pool_size=pool_size or settings.db_pool_size,
         pool_recycle=settings.db_pool_recycle_seconds,
         connect_timeout=settings.db_connect_timeout_seconds,
@@ -425,8 +429,17 @@ async def insert_unless_present(
 class Database:
     """The engine, its session factories and its circuit breaker, shared by a process."""
 
-    def __init__(self, engine: AsyncEngine, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        breaker: CircuitBreaker | None = None,
+        *,
+        replicas: ReplicaSet | None = None,
+    ) -> None:
         self.engine = engine
+        # Read replicas (kit.replicas), for the reads that tolerate lag; their failures never
+        # reach this breaker, which is the primary's alone.
+        self.replicas = replicas
         self.breaker = breaker or breaker_for("database", counts_as_failure=is_database_outage)
         self._write_sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(
@@ -473,6 +486,23 @@ class Database:
         """A session for reads only; whatever it did is rolled back."""
         async with self._guarded(self._read_sessions) as session:
             yield session
+
+    @asynccontextmanager
+    async def replica_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for a read that tolerates DB_REPLICA_MAX_LAG_SECONDS of lag: on a replica that
+        answers and is that fresh, else (none configured, none fit, or the picked one cannot
+        connect) the primary's read session. Never for a read that decides a write or follows the
+        caller's own write: those use `read_session`."""
+        replica = self.replicas.pick() if self.replicas is not None else None
+        if replica is not None and self.replicas is not None:
+            async with self.replicas.session(replica) as session:
+                if session is not None:
+                    yield session
+                    return
+        if self.replicas is not None:
+            self.replicas.primary_reads += 1
+        async with self.read_session() as primary_session:
+            yield primary_session
 
     @asynccontextmanager
     async def _guarded(self, factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
@@ -551,7 +581,18 @@ class Database:
         )
         self._freeze_watch.start()
 
+    def check_replicas(self, unresponsive_after: float) -> None:
+        """Start checking the replicas (and watching them for freezes, unless 0). Needs a running loop."""
+        if self.replicas is None:
+            return
+        self.replicas.start()
+        if unresponsive_after > 0:
+            for replica in self.replicas.replicas:
+                replica.watch_for_freezes(unresponsive_after)
+
     async def dispose(self) -> None:
+        if self.replicas is not None:
+            await self.replicas.dispose()
         if self._freeze_watch is not None:
             await self._freeze_watch.stop()
         await self.engine.dispose()

@@ -82,6 +82,13 @@ async def admin_caller(request: Request, settings: CurrentSettings) -> bool:
 IsAdmin = Annotated[bool, Depends(admin_caller)]
 
 
+async def _lag_tolerant_session(database: Db, is_admin: IsAdmin) -> AsyncIterator[AsyncSession]:
+    # An admin reads back the events they have just created or changed: the primary, always.
+    sessions = database.read_session() if is_admin else database.replica_session()
+    async with sessions as session:
+        yield session
+
+
 class AdminRequired(Unauthorized):
     def __init__(self) -> None:
         super().__init__("This call needs Authorization: Bearer <ADMIN_API_KEY>.")
@@ -111,5 +118,9 @@ def client_ip(request: Request) -> str:
 
 WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
+# For the reads that tolerate DB_REPLICA_MAX_LAG_SECONDS of lag (the public listing, an event's
+# detail, its seat map, the door's figures): a read replica when one is fit (kit.replicas). Never for
+# a read that decides a write or follows the caller's own write: those take ReadSession.
+LagTolerantSession = Annotated[AsyncSession, Depends(_lag_tolerant_session, scope="function")]
 AdminOnly = Depends(require_admin)
 StaffOnly = Depends(require_staff)

@@ -38,6 +38,7 @@ from ticketera.kit.cache import TtlCache
 from ticketera.kit.components import Component, Components
 from ticketera.kit.db import Database
 from ticketera.kit.http import CLOCK, DATABASE, components_of
+from ticketera.kit.replicas import ReplicaSet, ReplicaStatus
 from ticketera.kit.resilience import BreakerState, CircuitBreaker
 from ticketera.ops.memory import rss_bytes
 from ticketera.orders import service as orders_service
@@ -219,6 +220,30 @@ class ProcessGauges:
             registry=registry,
             multiprocess_mode="liveall",
         )
+        self.replica_in_use = Gauge(
+            "ticketera_db_replica_in_use",
+            "1 while this process sends reads that tolerate lag to the read replica, 0 while it "
+            "leaves them to the primary (the replica is down, lagging or not checked yet).",
+            ["replica"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.replica_lag = Gauge(
+            "ticketera_db_replica_lag_seconds",
+            "How far behind the primary the read replica may be, at most (GTID positions compared "
+            "by this process's checker); absent until measured.",
+            ["replica"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.replica_reads = Gauge(
+            "ticketera_db_replica_reads",
+            "Reads that tolerate lag served since this process started, by server: a replica, or "
+            "'primary' when none was fit.",
+            ["server"],
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
         self.resident_memory = Gauge(
             "ticketera_process_resident_memory_bytes",
             "Resident memory (RSS) of the process.",
@@ -236,7 +261,19 @@ class ProcessGauges:
             self.pool_connections.labels("in_use").set(pool["totalConnections"] - pool["freeConnections"])
             self.pool_connections.labels("free").set(pool["freeConnections"])
             self.pool_limit.set(pool["connectionLimit"])
+            if database.replicas is not None:
+                self.refresh_replicas(database.replicas)
         self.resident_memory.set(rss_bytes())
+
+    def refresh_replicas(self, replicas: ReplicaSet) -> None:
+        for replica in replicas.replicas:
+            in_use = replicas.status_of(replica) is ReplicaStatus.IN_USE
+            self.replica_in_use.labels(replica.name).set(float(in_use))
+            lag = replicas.lag_seconds(replica)
+            if lag is not None:
+                self.replica_lag.labels(replica.name).set(lag)
+            self.replica_reads.labels(replica.name).set(replica.reads)
+        self.replica_reads.labels("primary").set(replicas.primary_reads)
 
 
 def breakers_of(components: Components) -> dict[str, CircuitBreaker]:

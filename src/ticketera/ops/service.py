@@ -74,6 +74,9 @@ async def health_report(
                 "backend": database.backend,
                 "pool": database.pool_status(),
                 "circuitBreaker": database.breaker.snapshot(),
+                # Each replica: in_use, lagging, down or unknown (not checked yet); a replica out of
+                # use leaves its reads to the primary, so it never makes the service unhealthy.
+                "replicas": database.replicas.report() if database.replicas is not None else [],
             },
             "queue": {"status": "enabled", "available": queue_available, "backend": queue_backend},
             "mercadopago": {

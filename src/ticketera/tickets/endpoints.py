@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse
 from ticketera.events.service import EventNotFound
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import NotFound
-from ticketera.kit.http import CurrentClock, Db, ReadSession, StaffOnly, StaffRequired, component
+from ticketera.kit.http import (
+    CurrentClock,
+    Db,
+    LagTolerantSession,
+    ReadSession,
+    StaffOnly,
+    StaffRequired,
+    component,
+)
 from ticketera.kit.openapi import Answers, answers
 from ticketera.tickets import service
 from ticketera.tickets.codes import MalformedCode, read_code
@@ -115,7 +123,7 @@ async def check_in_batch(body: CheckinBatchIn, database: Db, keys: TicketKeys) -
     dependencies=[StaffOnly],
     responses=answers(StaffRequired, EventNotFound),
 )
-async def checkin_figures(event_id: EventId, session: ReadSession) -> CheckinFiguresOut:
+async def checkin_figures(event_id: EventId, session: LagTolerantSession) -> CheckinFiguresOut:
     sections = await service.checkin_figures(session, event_id)
     return CheckinFiguresOut(
         event_id=event_id,
