@@ -521,6 +521,9 @@ def private_mariadb(workdir: Path) -> Iterator[PrivateMariaDB]:
 
 # The guide's `readonly` user (deploy/mariadb/create-readonly-user.sh), whom replicas serve.
 READONLY_USER, READONLY_PASSWORD = "readonly", "readonly-secret"
+READONLY_USER_SCRIPT = (
+    Path(__file__).resolve().parent.parent / "deploy" / "mariadb" / "create-readonly-user.sh"
+)
 _REPLICATION_USER, _REPLICATION_PASSWORD = "replication", "replication-secret"
 REPLICATION_READY_SECONDS = 60.0
 
@@ -581,11 +584,22 @@ def replicated_mariadb(workdir: Path) -> Iterator[ReplicatedMariaDB]:
             f"CREATE USER '{_REPLICATION_USER}'@'127.0.0.1' IDENTIFIED BY '{_REPLICATION_PASSWORD}'; "
             f"GRANT REPLICATION SLAVE ON *.* TO '{_REPLICATION_USER}'@'127.0.0.1'; "
             f"{CREATE_TICKETERA_DATABASE}; "
-            # As deploy/mariadb/create-readonly-user.sh does on the primary; replication brings it over.
-            f"CREATE USER '{READONLY_USER}'@'%' IDENTIFIED BY '{READONLY_PASSWORD}'; "
-            f"GRANT SELECT ON ticketera.* TO '{READONLY_USER}'@'%'; "
             # An anonymous ''@localhost would shadow `readonly`@'%' for a client on this machine.
             "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES"
+        )
+        # The shipped script makes the user on the primary, as an operator runs it; replication
+        # brings it over.
+        subprocess.run(  # our own script, against our own server
+            ["sh", str(READONLY_USER_SCRIPT)],
+            env={
+                **os.environ,
+                "READONLY_PASSWORD": READONLY_PASSWORD,
+                "MARIADB_HOST": "127.0.0.1",
+                "MARIADB_PORT": str(primary.port),
+                "MARIADB_ROOT_PASSWORD": "",
+            },
+            capture_output=True,
+            check=True,
         )
         pair.follow()
         pair.wait_caught_up()

@@ -207,9 +207,15 @@ def test_db_ssl_holds_for_migrations_and_maintenance(tmp_path: Path, command: tu
 
 @pytest.mark.mariadb
 def test_serve_warns_when_its_connections_could_exceed_the_database_limit(tmp_path: Path) -> None:
+    """For the primary and for each replica, which take as many connections each."""
     url = os.environ.get("TICKETERA_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/") + "mysql"
     env = cli_env(
-        tmp_path, DATABASE_URL=url, DB_POOL_SIZE="500", QUEUE_TICKER="false", WORKER_IN_PROCESS="false"
+        tmp_path,
+        DATABASE_URL=url,
+        DATABASE_REPLICA_URL=url,  # the same server stands for a replica: its limit is what is read
+        DB_POOL_SIZE="500",
+        QUEUE_TICKER="false",
+        WORKER_IN_PROCESS="false",
     )
     process = subprocess.Popen(
         [TICKETERA, "serve", "--no-migrate", "--host", "127.0.0.1", "--port", str(free_port())],
@@ -227,9 +233,11 @@ def test_serve_warns_when_its_connections_could_exceed_the_database_limit(tmp_pa
         process.kill()
         process.wait()
 
-    warning = next(line for line in said if "DB_POOL_SIZE" in line)
-    assert "1 workers x DB_POOL_SIZE 500 = 500 connections" in warning
-    assert "max_connections=" in warning
+    warnings = [line for line in said if "DB_POOL_SIZE" in line]
+    assert len(warnings) == 2
+    assert all("1 workers x DB_POOL_SIZE 500 = 500 connections" in line for line in warnings)
+    assert "the database allows max_connections=" in warnings[0]
+    assert "the replica at 127.0.0.1 allows max_connections=" in warnings[1]
 
 
 def test_db_optimize_recreates_a_missing_index_and_analyzes(tmp_path: Path) -> None:

@@ -119,20 +119,25 @@ def serve(
 
 
 def _warn_past_connection_limit(settings: Settings, workers: int) -> None:
-    """Say so when this server's connections (workers x DB_POOL_SIZE) could take more than MariaDB's
-    max_connections allows: the last of them would be refused under load, not at start-up."""
+    """Say so when this server's connections (workers x DB_POOL_SIZE, to the primary and to each
+    replica alike) could take more than a MariaDB's max_connections allows: the last of them would
+    be refused under load, not at start-up."""
+    from sqlalchemy.engine import make_url
+
     from ticketera.kit.db import connection_limit
 
-    limit = asyncio.run(connection_limit(settings))
     budget = workers * settings.db_pool_size
-    if limit is not None and budget > limit:
-        typer.secho(
-            f"Warning: {workers} workers x DB_POOL_SIZE {settings.db_pool_size} = {budget} connections, but"
-            f" the database allows max_connections={limit} for every client together (replicas, the worker,"
-            " operators): raise max_connections or lower DB_POOL_SIZE.",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
+    for url in [None, *settings.async_replica_urls]:
+        limit = asyncio.run(connection_limit(settings, url))
+        if limit is not None and budget > limit:
+            server = "the database" if url is None else f"the replica at {make_url(url).host}"
+            typer.secho(
+                f"Warning: {workers} workers x DB_POOL_SIZE {settings.db_pool_size} = {budget} connections,"
+                f" but {server} allows max_connections={limit} for every client together (other replicas of"
+                " this service, the worker, operators): raise max_connections or lower DB_POOL_SIZE.",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
 
 
 @app.command()
@@ -517,9 +522,17 @@ def db_backup(
             help="Where to write it (default DATA_DIR/backups/ticketera-<backend>-<time>.jsonl.gz)."
         ),
     ] = None,
+    redis: Annotated[
+        bool,
+        typer.Option(
+            "--redis/--no-redis",
+            help="Also save Redis' snapshot (waiting rooms) beside it, one file per master if configured.",
+        ),
+    ] = True,
 ) -> None:
     """Back up every table from one consistent snapshot, without stopping sales: compressed, with the
-    schema revision and a checksum (and FILE.sha256 beside it). Prints the file's path last."""
+    schema revision and a checksum (and FILE.sha256 beside it), and Redis' RDB snapshot beside it.
+    Prints the file's path last."""
     from ticketera.kit.backup import write_backup
     from ticketera.kit.db import engine_for
     from ticketera.kit.migrate import current_revision
@@ -544,6 +557,13 @@ def db_backup(
         f"Backed up {_describe_database(settings)}: {summary.total_rows} rows in {len(summary.rows)} tables,"
         f" schema {summary.schema_revision}, {time.monotonic() - started:.1f} s."
     )
+    redis_url = settings.effective_redis_url
+    if redis and redis_url:
+        from ticketera.infra.redis_snapshot import snapshot_beside
+
+        for snapshot in asyncio.run(snapshot_beside(summary.path, redis_url, cluster=settings.redis_cluster)):
+            where = f"{snapshot.server.host}:{snapshot.server.port}"
+            typer.echo(f"Redis {where}: {snapshot.size:,} bytes in {snapshot.path}")
     typer.echo(str(summary.path))
 
 

@@ -208,11 +208,12 @@ def engine_for(settings: Settings, *, pool_size: int | None = None, url: str | N
     )
 
 
-async def connection_limit(settings: Settings) -> int | None:
-    """MariaDB's max_connections, or None (SQLite, or the server could not say)."""
+async def connection_limit(settings: Settings, url: str | None = None) -> int | None:
+    """MariaDB's max_connections on the primary (or, given `url`, a replica), or None (SQLite, or
+    the server could not say)."""
     if settings.is_sqlite:
         return None
-    engine = engine_for(settings, pool_size=1)
+    engine = engine_for(settings, pool_size=1, url=url)
     try:
         async with engine.connect() as connection:
             return int(await connection.scalar(text("SELECT @@max_connections")) or 0) or None
