@@ -624,7 +624,7 @@ def db_partitions(
         typer.Option(
             min=1,
             help="Months kept, this one included; older ones leave (default per table: the audit log's"
-            " AUDIT_LOG_RETENTION_MONTHS).",
+            " AUDIT_LOG_RETENTION_MONTHS, the webhook inbox's PAYMENT_NOTIFICATION_RETENTION_MONTHS).",
         ),
     ] = None,
     archive_dir: Annotated[
@@ -636,10 +636,12 @@ def db_partitions(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done, do nothing.")] = False,
 ) -> None:
     """Keep the monthly partitions (MariaDB): add the months ahead, archive and drop the months past
-    the retention. Safe while sales run; running it twice changes nothing. SQLite: nothing to do."""
+    the retention; and archive and delete the webhook inbox's processed notifications past theirs
+    (either engine). Safe while sales run; running it twice changes nothing."""
     from ticketera.kit.db import engine_for
     from ticketera.kit.migrate import current_revision
     from ticketera.kit.partitions import AUDIT_LOG_MONTHLY, PARTITIONED_TABLES, maintain_partitions
+    from ticketera.ops.retention import prune_notifications
 
     settings = _settings()
     retention = {AUDIT_LOG_MONTHLY.name: settings.audit_log_retention_months}
@@ -661,6 +663,15 @@ def db_partitions(
                     schema_revision=revision,
                     dry_run=dry_run,
                 )
+            # The inbox cannot be partitioned (kit.partitions); it is pruned by rows (ops.retention).
+            done += await prune_notifications(
+                engine,
+                datetime.now(UTC),
+                retention_months=retention_months or settings.payment_notification_retention_months,
+                archive_dir=folder,
+                schema_revision=revision,
+                dry_run=dry_run,
+            )
             return done
         finally:
             await engine.dispose()

@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     # log stay in the database before `ticketera db partitions` archives and drops them.
     partition_months_ahead: int = Field(default=3, ge=1, le=24)
     audit_log_retention_months: int = Field(default=24, ge=1, le=600)
+    # Processed webhook notifications kept before `ticketera db partitions` archives and deletes them
+    # (ticketera.ops.retention): the table cannot be partitioned, so it is pruned by rows instead.
+    payment_notification_retention_months: int = Field(default=12, ge=1, le=600)
     # `ticketera db archive` refuses an event until this long after it started (or was cancelled): a
     # card chargeback can arrive months after the payment, and must still find its order to undo.
     archive_after_days: int = Field(default=180, ge=0, le=3650)
