@@ -146,7 +146,7 @@ class InventoryMachine(RuleBasedStateMachine):
     def _hold(self, user: str, request: HoldRequest) -> ModelHold | DomainError:
         async def take(session: AsyncSession) -> holds_service.HoldView:
             plan = await holds_service.plan_hold(
-                session, event_id=self.event_id, request=request, now=self.clock()
+                session, event_id=self.event_id, form=request.root, now=self.clock()
             )
             return await holds_service.hold_units(
                 session, plan=plan, user_id=user, now=self.clock(), hold_minutes=HOLD_MINUTES

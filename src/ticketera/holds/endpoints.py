@@ -6,30 +6,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Response, status
 
-from ticketera.events.service import EventCancelled, EventNotFound, SectionNotFound
 from ticketera.holds import service
 from ticketera.holds.schemas import HoldOut, HoldRequest
 from ticketera.holds.service import (
+    HOLD_REFUSALS,
     HoldAlreadyOrdered,
     HoldNotFound,
-    LimitExceeded,
-    SalesClosed,
-    SeatsUnavailable,
 )
 from ticketera.kit.db import MAX_ID
-from ticketera.kit.errors import Forbidden, InvalidInput
+from ticketera.kit.errors import InvalidInput
 from ticketera.kit.http import CurrentClock, CurrentSettings, Db, ReadSession, Signer, WriteSession
 from ticketera.kit.openapi import answers
-from ticketera.kit.tokens import InvalidToken
 
 router = APIRouter(tags=["holds"])
 
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 HoldId = Annotated[str, Path(min_length=3, max_length=32, pattern=r"^h_[A-Za-z0-9_-]+$")]
-
-
-class AccessRequired(Forbidden):
-    code = "access_required"
 
 
 async def admitted_shopper(
@@ -39,13 +31,7 @@ async def admitted_shopper(
     x_access_token: Annotated[str | None, Header()] = None,
 ) -> str:
     """The user named by a valid access token for this event (from the waiting room), or 403."""
-    try:
-        return str(signer.verify_access_token(x_access_token, event_id, now=clock()).user_id)
-    except InvalidToken as exc:
-        raise AccessRequired(
-            "Holding seats needs the X-Access-Token the waiting room gives when your turn comes.",
-            reason=exc.message,
-        ) from exc
+    return service.admitted_shopper(signer, x_access_token, event_id, clock()).user_id
 
 
 AdmittedShopper = Annotated[str, Depends(admitted_shopper)]
@@ -55,16 +41,7 @@ AdmittedShopper = Annotated[str, Depends(admitted_shopper)]
     "/api/events/{event_id}/holds",
     status_code=status.HTTP_201_CREATED,
     response_model=HoldOut,
-    responses=answers(
-        AccessRequired,
-        EventNotFound,
-        SectionNotFound,
-        EventCancelled,
-        SalesClosed,
-        SeatsUnavailable,
-        LimitExceeded,
-        InvalidInput,
-    ),
+    responses=answers(*HOLD_REFUSALS, InvalidInput),
 )
 async def hold_seats(
     event_id: EventId,

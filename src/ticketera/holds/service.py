@@ -20,17 +20,22 @@ from ticketera.events.service import EventCancelled, EventNotFound, SectionNotFo
 from ticketera.holds import repository
 from ticketera.holds.models import Hold, HoldStatus
 from ticketera.holds.repository import HeldUnit as HeldUnit  # what other domains know a unit as
-from ticketera.holds.schemas import HoldRequest, SeatHold
+from ticketera.holds.schemas import HoldRequest, QuantityHold, SeatHold
 from ticketera.kit.audit import SYSTEM_ACTOR, AuditRow, audit_row, record_changes
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
-from ticketera.kit.errors import Conflict, InvalidInput, NotFound
+from ticketera.kit.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from ticketera.kit.money import to_money
+from ticketera.kit.tokens import InvalidToken, TokenClaims, TokenSigner
 
 log = structlog.get_logger(__name__)
 
 AUDIT_ENTITY = "hold"
 EXPIRY_BATCH = 500
+
+
+class AccessRequired(Forbidden):
+    code = "access_required"
 
 
 class SeatsUnavailable(Conflict):
@@ -107,6 +112,32 @@ def ensure_on_sale(sale: repository.Sale | None, event_id: int, now: datetime) -
     return sale
 
 
+# Every refusal a hold can meet, in whichever request it is taken (a hold, an express purchase).
+HOLD_REFUSALS: tuple[type[DomainError], ...] = (
+    AccessRequired,
+    EventNotFound,
+    SectionNotFound,
+    EventCancelled,
+    SalesClosed,
+    SeatsUnavailable,
+    LimitExceeded,
+)
+
+
+def admitted_shopper(
+    signer: TokenSigner, access_token: str | None, event_id: int | None, now: datetime
+) -> TokenClaims:
+    """Who may hold seats: the user a live access token from the waiting room names, for its event
+    (`event_id`, or whichever it names); anyone else is refused."""
+    try:
+        return signer.verify_access_token(access_token, event_id, now=now)
+    except InvalidToken as exc:
+        raise AccessRequired(
+            "Holding seats needs the X-Access-Token the waiting room gives when your turn comes.",
+            reason=exc.message,
+        ) from exc
+
+
 @dataclass(frozen=True)
 class HoldPlan:
     """What a buyer asked for, checked against what looked free a moment ago."""
@@ -124,7 +155,7 @@ async def hold_seats(
     no lock either way."""
 
     async def plan(session: AsyncSession) -> HoldPlan:
-        return await plan_hold(session, event_id=event_id, request=request, now=clock())
+        return await plan_hold(session, event_id=event_id, form=request.root, now=clock())
 
     async def take(session: AsyncSession, planned: HoldPlan, *, look_again: bool) -> HoldView:
         return await hold_units(
@@ -148,7 +179,9 @@ async def hold_seats(
     return await database.transaction(plan_and_take)
 
 
-async def plan_hold(session: AsyncSession, *, event_id: int, request: HoldRequest, now: datetime) -> HoldPlan:
+async def plan_hold(
+    session: AsyncSession, *, event_id: int, form: SeatHold | QuantityHold, now: datetime
+) -> HoldPlan:
     """Refuse what is visibly gone, with two reads and no lock (in a read session on SQLite, at the
     start of the write transaction on MariaDB, whose reads take no locks either).
 
@@ -156,7 +189,6 @@ async def plan_hold(session: AsyncSession, *, event_id: int, request: HoldReques
     What looks free here is decided afterwards by `hold_units`' conditional write.
     """
     sale = ensure_on_sale(await repository.find_sale(session, event_id), event_id, now)
-    form = request.root
     if isinstance(form, SeatHold):
         return HoldPlan(sale, await _free_seats_or_refuse(session, sale, form.seat_ids, now), by_seat=True)
     wanted = await _free_places_or_refuse(session, sale, form.section_id, form.quantity, now)
@@ -365,6 +397,25 @@ async def release_hold(session: AsyncSession, public_id: str, *, actor: str, now
 
 
 # -- what an order does with a hold ----------------------------------------------------------------
+
+
+# What an order needs of its hold; the order takes it from `lock_for_order`, or from `just_taken`.
+LockedHold = repository.LockedHold
+
+
+def just_taken(view: HoldView, user_id: str) -> LockedHold:
+    """A hold this transaction took a moment ago, as an order takes it: nobody else can see it
+    before the commit, let alone lock it, so no lock is asked for (an express purchase)."""
+    return LockedHold(
+        view.id,
+        HoldStatus.ACTIVE,
+        view.expires_at,
+        view.event_id,
+        user_id,
+        view.quantity,
+        view.total,
+        view.currency,
+    )
 
 
 async def lock_for_order(session: AsyncSession, public_id: str) -> repository.LockedHold:

@@ -67,10 +67,13 @@ class TokenSigner:
     def verify_queue_token(self, token: str | None, event_id: int) -> TokenClaims:
         return self._verify(token, event_id, QUEUE_TOKEN, now=None)
 
-    def verify_access_token(self, token: str | None, event_id: int, *, now: datetime) -> TokenClaims:
+    def verify_access_token(self, token: str | None, event_id: int | None, *, now: datetime) -> TokenClaims:
+        """The claims of a live access token for `event_id` (None: for whichever event it names)."""
         return self._verify(token, event_id, ACCESS_TOKEN, now=now)
 
-    def _verify(self, token: str | None, event_id: int, kind: str, *, now: datetime | None) -> TokenClaims:
+    def _verify(
+        self, token: str | None, event_id: int | None, kind: str, *, now: datetime | None
+    ) -> TokenClaims:
         if not token:
             raise InvalidToken(f"A {kind} token is required.")
         try:
@@ -83,11 +86,18 @@ class TokenSigner:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"The {kind} token is not valid.") from exc
-        if claims["typ"] != kind or claims["eid"] != event_id or not isinstance(claims["sub"], str):
+        named = claims["eid"]
+        wrong_event = event_id is not None and named != event_id
+        if (
+            claims["typ"] != kind
+            or wrong_event
+            or not isinstance(named, int)
+            or not isinstance(claims["sub"], str)
+        ):
             raise InvalidToken(f"The {kind} token is not valid for this event.")
         expires_at = None
         if "exp" in claims:
             expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
         if now is not None and (expires_at is None or expires_at <= now):
             raise InvalidToken(f"The {kind} token has expired.")
-        return TokenClaims(event_id, claims["sub"], expires_at)
+        return TokenClaims(named, claims["sub"], expires_at)

@@ -7,7 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
-from ticketera.holds.service import HoldAlreadyOrdered, HoldExpired, HoldNotFound
+from ticketera.holds.service import (
+    HOLD_REFUSALS,
+    HoldAlreadyOrdered,
+    HoldExpired,
+    HoldNotFound,
+    admitted_shopper,
+)
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.http import (
     AdminOnly,
@@ -26,7 +32,14 @@ from ticketera.kit.security import bearer_token
 from ticketera.kit.tokens import InvalidToken
 from ticketera.orders import service
 from ticketera.orders.models import OrderReason, OrderStatus
-from ticketera.orders.schemas import EventOrdersOut, IdempotencyKey, OrderOut, OrderRequest, OrderSummaryOut
+from ticketera.orders.schemas import (
+    EventOrdersOut,
+    IdempotencyKey,
+    OrderOut,
+    OrderRequest,
+    OrderSummaryOut,
+    PlaceOrderRequest,
+)
 from ticketera.orders.service import (
     CHECKOUT,
     Checkout,
@@ -80,10 +93,16 @@ PDF: Answers = {200: {"content": {"application/pdf": {}}, "description": "The ti
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut,
-    responses=answers(HoldNotFound, HoldExpired, HoldAlreadyOrdered, IdempotencyMismatch),
+    responses=answers(
+        HoldNotFound,
+        HoldExpired,
+        HoldAlreadyOrdered,
+        IdempotencyMismatch,
+        *HOLD_REFUSALS,  # an express purchase answers as a hold would
+    ),
 )
 async def create_order(
-    body: OrderRequest,
+    body: PlaceOrderRequest,
     response: Response,
     database: Db,
     checkout: CheckoutProvider,
@@ -91,13 +110,25 @@ async def create_order(
     clock: CurrentClock,
     settings: CurrentSettings,
     idempotency_key: Annotated[IdempotencyKey, Header(description="the client's key for this purchase")],
+    x_access_token: Annotated[
+        str | None, Header(description="an express purchase's: the waiting room's token for this buyer")
+    ] = None,
 ) -> OrderOut:
+    """The order of a hold (`holdId`), or an express purchase: the hold's items and the waiting room's
+    X-Access-Token, held and ordered in one transaction (two requests on the hot path: join, order)."""
+    form = body.root
+    request: OrderRequest | service.ExpressPurchase
+    if isinstance(form, OrderRequest):
+        request = form
+    else:
+        shopper = admitted_shopper(signer, x_access_token, None, clock())
+        request = service.ExpressPurchase(shopper.event_id, shopper.user_id, items=form)
     placed = await service.place_order(
         database,
         checkout,
         signer,
         key=idempotency_key,
-        request=body,
+        request=request,
         clock=clock,
         payment_minutes=settings.hold_minutes,
     )

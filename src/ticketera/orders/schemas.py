@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BeforeValidator, EmailStr, Field, StringConstraints
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    EmailStr,
+    Field,
+    RootModel,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
-from ticketera.holds.schemas import HeldUnitOut
-from ticketera.kit.schemas import PRINTABLE_TEXT, ApiInput, ApiOutput, MoneyOut
+from ticketera.holds.schemas import HeldUnitOut, HoldRequest, QuantityHold, SeatHold
+from ticketera.kit.schemas import PRINTABLE_TEXT, ApiInput, ApiOutput, MoneyOut, form_tag
 from ticketera.orders.models import Order, OrderStatus
 from ticketera.tickets.schemas import TicketOut
 
@@ -33,8 +42,59 @@ class BuyerIn(ApiInput):
 
 
 class OrderRequest(ApiInput):
+    """An order of a hold taken before (the seat picker's path)."""
+
     hold_id: Annotated[str, StringConstraints(min_length=3, max_length=32, pattern=r"^h_[A-Za-z0-9_-]+$")]
     buyer: BuyerIn
+
+
+class ExpressSeats(SeatHold):
+    """Express purchase of reserved seats by id: held and ordered in one request (X-Access-Token)."""
+
+    buyer: BuyerIn
+
+
+class ExpressPlaces(QuantityHold):
+    """Express purchase of general-admission places: held and ordered in one request (X-Access-Token)."""
+
+    buyer: BuyerIn
+
+
+ExpressForm = ExpressSeats | ExpressPlaces
+HOLD_ORDER, EXPRESS_SEATS, EXPRESS_PLACES = (
+    form_tag("hold"),
+    form_tag("express-seats"),
+    form_tag("express-places"),
+)
+
+
+def _order_form(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    if "holdId" in body:
+        return HOLD_ORDER
+    return EXPRESS_SEATS if body.get("seatIds") is not None else EXPRESS_PLACES
+
+
+OrderForm = Annotated[
+    Annotated[OrderRequest, Tag(HOLD_ORDER)]
+    | Annotated[ExpressSeats, Tag(EXPRESS_SEATS)]
+    | Annotated[ExpressPlaces, Tag(EXPRESS_PLACES)],
+    Discriminator(_order_form),
+]
+
+
+class PlaceOrderRequest(RootModel[OrderForm]):
+    """A hold's order (`holdId`), or an express purchase: the items of a hold (`seatIds`, or
+    `sectionId` with `quantity`) with the waiting room's X-Access-Token, held and ordered at once."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_form(cls, body: Any) -> Any:
+        if isinstance(body, dict) and "holdId" not in body:
+            # The items follow a hold's rules, told the same way.
+            HoldRequest.model_validate({key: value for key, value in body.items() if key != "buyer"})
+        return body
 
 
 class BuyerOut(ApiOutput):

@@ -27,7 +27,7 @@ from ticketera.kit.errors import Conflict, DomainError, NotFound
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import repository
 from ticketera.orders.models import Order, OrderReason, OrderStatus
-from ticketera.orders.schemas import OrderRequest
+from ticketera.orders.schemas import BuyerIn, ExpressPlaces, ExpressSeats, OrderRequest
 from ticketera.tickets import service as tickets_service
 from ticketera.tickets.documents import PrintedOrder, PrintedTicket
 from ticketera.tickets.models import Ticket
@@ -93,18 +93,28 @@ class PlacedOrder:
     token: str
 
 
+@dataclass(frozen=True)
+class ExpressPurchase:
+    """An express purchase: what to hold (`items`), for whom (the access token's event and user)."""
+
+    event_id: int
+    user_id: str
+    items: ExpressSeats | ExpressPlaces
+
+
 async def place_order(
     database: Database,
     checkout: Checkout,
     signer: TokenSigner,
     *,
     key: str,
-    request: OrderRequest,
+    request: OrderRequest | ExpressPurchase,
     clock: Clock,
     payment_minutes: int,
 ) -> PlacedOrder:
     """A buyer's purchase: the order (or the one this Idempotency-Key already made), then its
-    checkout at MercadoPago, never inside the transaction.
+    checkout at MercadoPago, never inside the transaction. The order is of a hold taken before
+    (`OrderRequest`), or, in an express purchase, of a hold taken in the same transaction.
 
     The order never waits on MercadoPago: when the checkout cannot be made now (MercadoPago slow,
     down, or its breaker open), the order is answered as committed, without `checkoutUrl`, and the
@@ -112,17 +122,29 @@ async def place_order(
     the order page and `GET /api/orders/{id}` show it from then on. No buyer is told 503 for an
     order that exists.
     """
-
-    async def create(session: AsyncSession) -> OrderView:
-        return await create_order(
-            session, key=key, request=request, now=clock(), payment_minutes=payment_minutes
-        )
+    digest = request_digest(request)
 
     async def replay(session: AsyncSession) -> OrderView | None:
-        return await replay_of(session, key, request_digest(request), clock())
+        return await replay_of(session, key, digest, clock())
 
     try:
-        view = await database.transaction(create)
+        if isinstance(request, ExpressPurchase):
+            view = await _express_order(
+                database,
+                key=key,
+                digest=digest,
+                purchase=request,
+                clock=clock,
+                payment_minutes=payment_minutes,
+            )
+        else:
+
+            async def create(session: AsyncSession) -> OrderView:
+                return await create_order(
+                    session, key=key, request=request, now=clock(), payment_minutes=payment_minutes
+                )
+
+            view = await database.transaction(create)
     except ConflictingChange:
         # Two requests with one key raced and the other inserted first: answer with its order.
         replayed = await database.transaction(replay)
@@ -138,9 +160,74 @@ async def place_order(
     return PlacedOrder(view, token)
 
 
-def request_digest(request: OrderRequest) -> str:
-    """A fingerprint of what was asked, to tell a retry from a different request under one key."""
-    canonical = orjson.dumps(request.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+async def _express_order(
+    database: Database,
+    *,
+    key: str,
+    digest: str,
+    purchase: ExpressPurchase,
+    clock: Clock,
+    payment_minutes: int,
+) -> OrderView:
+    """Hold and order in one transaction, in the shape `holds_service.hold_seats` gives a hold (the
+    plan read without locks; on SQLite in a read session first, so a loser never queues for the
+    writer). The units are held straight away until the order must be paid."""
+
+    async def plan(session: AsyncSession) -> holds_service.HoldPlan:
+        return await holds_service.plan_hold(
+            session, event_id=purchase.event_id, form=purchase.items, now=clock()
+        )
+
+    async def hold_and_order(session: AsyncSession, planned: holds_service.HoldPlan | None) -> OrderView:
+        now = clock()
+        # A retry must get its order back, not race its own seats: asked before anything is taken.
+        replayed = await replay_of(session, key, digest, now)
+        if replayed is not None:
+            return replayed
+        held = await holds_service.hold_units(
+            session,
+            plan=planned or await plan(session),
+            user_id=purchase.user_id,
+            now=now,
+            hold_minutes=payment_minutes,
+            look_again=planned is not None,
+        )
+        hold = holds_service.just_taken(held, purchase.user_id)
+        return await _order_hold(
+            session,
+            hold,
+            key=key,
+            digest=digest,
+            buyer=purchase.items.buyer,
+            now=now,
+            expires_at=held.expires_at,
+        )
+
+    if database.backend == "sqlite":
+
+        async def replay_or_plan(session: AsyncSession) -> OrderView | holds_service.HoldPlan:
+            replayed = await replay_of(session, key, digest, clock())
+            return replayed if replayed is not None else await plan(session)
+
+        found = await database.read(replay_or_plan)
+        if isinstance(found, OrderView):
+            return found
+        return await database.transaction(lambda session: hold_and_order(session, found))
+    return await database.transaction(lambda session: hold_and_order(session, None))
+
+
+def request_digest(request: OrderRequest | ExpressPurchase) -> str:
+    """A fingerprint of what was asked, to tell a retry from a different request under one key (an
+    express purchase's includes whose token it came with: its event and user)."""
+    if isinstance(request, ExpressPurchase):
+        asked = {
+            "eventId": request.event_id,
+            "userId": request.user_id,
+            "items": request.items.model_dump(mode="json"),
+        }
+    else:
+        asked = request.model_dump(mode="json")
+    canonical = orjson.dumps(asked, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -178,12 +265,28 @@ async def create_order(
         raise holds_service.HoldAlreadyOrdered("This hold already became an order.")
     expires_at = now + timedelta(minutes=payment_minutes)
     await holds_service.keep_for_order(session, hold, now=now, until=expires_at)
+    return await _order_hold(
+        session, hold, key=key, digest=digest, buyer=request.buyer, now=now, expires_at=expires_at
+    )
+
+
+async def _order_hold(
+    session: AsyncSession,
+    hold: holds_service.LockedHold,
+    *,
+    key: str,
+    digest: str,
+    buyer: BuyerIn,
+    now: datetime,
+    expires_at: datetime,
+) -> OrderView:
+    """The order of a live hold whose units are kept until `expires_at`; the hold becomes ordered."""
     order = Order(
         event_id=hold.event_id,
         hold_id=hold.id,
         user_id=hold.user_id,
-        buyer_email=str(request.buyer.email),
-        buyer_name=request.buyer.name,
+        buyer_email=str(buyer.email),
+        buyer_name=buyer.name,
         status=OrderStatus.PENDING_PAYMENT,
         status_reason=None,
         total=hold.total,
