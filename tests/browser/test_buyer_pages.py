@@ -72,7 +72,7 @@ def test_a_fan_goes_from_the_list_through_the_line_to_two_qr_codes(live_app: Liv
     page.get_by_test_id("checkout").click()
 
     expect(page).to_have_url(re.compile(live_app.simulator_url))
-    page.get_by_label("APRO").check()
+    page.locator('input[name="outcome"][value="APRO"]').check()
     page.get_by_role("button", name="Pay").click()
 
     expect(page.get_by_test_id("order-status")).to_have_text("paid")
@@ -92,7 +92,9 @@ def test_a_fan_who_reloads_mid_line_keeps_the_place(live_app: LiveApp, fans: Any
 
     fan = fans()
     page = fan.tab()
-    page.goto(f"/events/{event['id']}/queue")
+    # The place comes live over server-sent events (polling is only the fallback).
+    with page.expect_request(re.compile(r"/api/queue/\d+/stream\?token=")):
+        page.goto(f"/events/{event['id']}/queue")
     expect(page.get_by_test_id("queue-position")).to_have_text("2")
     page.reload()
     expect(page.get_by_test_id("queue-position")).to_have_text("2")

@@ -45,7 +45,7 @@ def test_an_order_is_paid_in_the_simulator_and_shows_its_tickets(live_app: LiveA
     check_page(page, "order-pending")
 
     page.get_by_role("link", name="Pagar con MercadoPago").click()
-    page.get_by_label("APRO").check()
+    page.locator('input[name="outcome"][value="APRO"]').check()
     page.get_by_role("button", name="Pay").click()
 
     expect(page.get_by_test_id("order-status")).to_have_text("paid")
@@ -63,6 +63,30 @@ def test_an_order_is_paid_in_the_simulator_and_shows_its_tickets(live_app: LiveA
     # The choice is kept: the next page is in English too, whatever the browser prefers.
     page.goto("/orders/1?token=nope")
     expect(page).to_have_title(re.compile("Order not found"))
+
+
+def test_a_rejected_payment_can_be_paid_again_and_a_refund_shows(live_app: LiveApp, page: Page) -> None:
+    order = place_order(live_app, quantity=1)
+    page.goto(f"/orders/{order['id']}?token={order['orderToken']}")
+    page.get_by_role("link", name="Pagar con MercadoPago").click()
+    page.locator('input[name="outcome"][value="OTHE"]').check()
+    page.get_by_role("button", name="Pay").click()
+
+    expect(page).to_have_title(re.compile("Tu pago no fue aprobado"))
+    expect(page.get_by_test_id("order-status")).to_have_text("pending_payment")
+    check_page(page, "order-rejected")
+    page.get_by_role("link", name="Volver a pagar con MercadoPago").click()
+    page.locator('input[name="outcome"][value="APRO"]').check()
+    page.get_by_role("button", name="Pay").click()
+    expect(page.get_by_test_id("order-status")).to_have_text("paid")
+    expect(page.get_by_test_id("ticket-qr")).to_have_count(1)
+
+    refund = live_app.admin.post(f"/api/orders/{order['id']}/refund")
+    assert refund.status_code in (200, 202), refund.text
+    page.reload()
+    expect(page.get_by_test_id("order-status")).to_have_text("refunded")
+    expect(page.get_by_text("Anulada")).to_be_visible()
+    check_page(page, "order-refunded")
 
 
 def test_a_link_that_opens_no_order_says_so(live_app: LiveApp, page: Page) -> None:
