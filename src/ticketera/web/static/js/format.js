@@ -12,13 +12,16 @@ export function formatMoney(amount, money) {
   return `${sign}${money.symbol} ${grouped}${decimals}`;
 }
 
-/** "4:05" for a countdown; "1:02:03" past an hour. */
+/** "4:05" for a countdown; "1:02:03" past an hour; "2 d 03:04:05" past a day. */
 export function formatClock(totalSeconds) {
   const seconds = Math.max(0, Math.floor(totalSeconds));
-  const h = Math.floor(seconds / 3600);
+  const d = Math.floor(seconds / 86400);
+  const h = Math.floor((seconds % 86400) / 3600);
   const m = Math.floor((seconds % 3600) / 60);
   const s = String(seconds % 60).padStart(2, "0");
-  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+  const mm = String(m).padStart(2, "0");
+  if (d) return `${d} d ${String(h).padStart(2, "0")}:${mm}:${s}`;
+  return h ? `${h}:${mm}:${s}` : `${m}:${s}`;
 }
 
 /** Fills "%(name)s" placeholders of a translated message (the catalogs' Python-style format). */

@@ -18,6 +18,7 @@ const eta = document.querySelector('[data-testid="queue-eta"]');
 const progress = document.getElementById("queue-progress");
 const message = document.getElementById("queue-message");
 const actions = document.getElementById("queue-actions");
+const figures = document.getElementById("queue-figures");
 
 let firstPosition = null;
 let stream = null;
@@ -42,12 +43,17 @@ function stopFollowing() {
   clearTimeout(pollTimer);
 }
 
-function finish(words, { rejoin = false } = {}) {
+function finish(words, { rejoin = false, admitted = false } = {}) {
   finished = true;
   stopFollowing();
   clearInterval(watchTimer);
   say(words);
-  actions.hidden = !rejoin;
+  if (!admitted) {
+    // A place in a line that no longer leads anywhere: no figures, only where to go next.
+    figures.hidden = true;
+    document.getElementById("queue-rejoin").hidden = !rejoin;
+    actions.hidden = false;
+  }
 }
 
 function show(status) {
@@ -56,7 +62,7 @@ function show(status) {
     keepAccess(eventId, status.accessToken, status.accessExpiresAt);
     progress.value = 100;
     progress.textContent = "100%";
-    finish(text.admitted);
+    finish(text.admitted, { admitted: true });
     window.location.assign(data.buyUrl);
     return;
   }
