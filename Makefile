@@ -12,7 +12,7 @@ COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize backup restore db-partitions archive unarchive redis-flush test test-sqlite test-deploy \
-	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean
+	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean messages
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,16 @@ lint: $(STAMP) ## ruff (lint and format check), mypy, and the domain graph (impo
 format: $(STAMP) ## Format and autofix
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+LOCALE_DIR := src/ticketera/web/locale
+
+messages: $(STAMP) ## Extract the pages' messages, update the es/en catalogs, check they compile (then translate the .po)
+	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords _ --keywords gettext --keywords ngettext:1,2 \
+		--no-location --sort-output --omit-header --width 110 -o $(LOCALE_DIR)/messages.pot .
+	$(BIN)/pybabel update --input-file $(LOCALE_DIR)/messages.pot --output-dir $(LOCALE_DIR) --no-fuzzy-matching --width 110 --ignore-obsolete
+	@# The pages compile the catalogs in memory when they start (ticketera.web.i18n), so no .mo is kept:
+	@# this compiles a copy, to show each catalog compiles and how much of it is translated.
+	@tmp=$$(mktemp -d) && cp -r $(LOCALE_DIR)/. $$tmp && $(BIN)/pybabel compile --directory $$tmp --statistics; status=$$?; rm -rf $$tmp; exit $$status
 
 bench: $(STAMP) ## Venue creation and seat-map benchmarks (SQLite, and MariaDB if reachable)
 	$(BIN)/python benchmarks/create_venue.py

@@ -34,6 +34,7 @@ from ticketera.main import create_app
 from ticketera.models import metadata
 
 ADMIN_KEY = "test-admin-key"
+SECRET_KEY = "test-secret-key"
 ACCESS_TOKEN = "TEST-token"
 WEBHOOK_SECRET = "test-webhook-secret"
 USER_ASSERTION_SECRET = "test-user-assertion-secret"
@@ -67,7 +68,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "redis_host": None,
         "admin_api_key": ADMIN_KEY,
         "staff_api_key": STAFF_KEY,
-        "secret_key": "test-secret-key",
+        "secret_key": SECRET_KEY,
         "mp_access_token": ACCESS_TOKEN,
         "mp_webhook_secret": WEBHOOK_SECRET,
         "user_assertion_secret": USER_ASSERTION_SECRET,

@@ -39,11 +39,11 @@ from ticketera.ops.service import PROCESS_STARTED
 from ticketera.ops.tasks import run_worker
 from ticketera.orders.endpoints import events_router as event_orders_router
 from ticketera.orders.endpoints import router as orders_router
-from ticketera.orders.page import router as order_page_router
 from ticketera.payments.endpoints import router as payments_router
 from ticketera.queue.endpoints import router as queue_router
 from ticketera.queue.tasks import run_admission_ticker
 from ticketera.tickets.endpoints import router as tickets_router
+from ticketera.web.site import router as pages_router
 
 log = structlog.get_logger(__name__)
 
@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(event_orders_router)
     app.include_router(payments_router)
     app.include_router(tickets_router)
-    app.include_router(order_page_router)
+    app.include_router(pages_router)
     # Last, so its timing covers every other middleware too.
     install_metrics(app)
     _document_every_answer(app)

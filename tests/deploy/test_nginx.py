@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -24,7 +25,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from playwright.async_api import async_playwright
+from playwright.async_api import expect as async_expect
 
+from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import _missing as _browser_missing
 from tests.conftest import _backend_unavailable, fresh_database
 from tests.factories import event_body, ga_section
 from tests.queue.conftest import TEST_REDIS_URL, flush
@@ -367,3 +372,37 @@ def test_both_main_files_pass_nginx_own_check(tmp_path: Path) -> None:
             check=False,
         )
         assert checked.returncode == 0, checked.stderr
+
+
+async def test_the_pages_work_behind_nginx_its_headers_and_the_apps_policy(edge: Edge) -> None:
+    """A fan's pages through nginx in chromium: nginx's security headers and the app's
+    Content-Security-Policy together leave every script running (the line moves the fan on to the
+    seats), and the static files come with the app's one Cache-Control, past the rate limit."""
+    if not CHROMIUM.exists():
+        _browser_missing(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    event = await create_event(edge)
+    errors: list[str] = []
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        context = await browser.new_context(base_url=edge.base, ignore_https_errors=True, locale="es-AR")
+        page = await context.new_page()
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        answer = await page.goto(f"/events/{event['id']}")
+        assert answer is not None
+        headers = await answer.all_headers()
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        await page.get_by_test_id("join").click()
+        # The queue's script joined (the line is off for this event) and sent the fan on to choose.
+        await async_expect(page.get_by_test_id("quantity")).to_be_visible(timeout=30_000)
+        await browser.close()
+    assert not errors, errors
+
+    async with edge.client() as client:
+        css = next(
+            href for href in re.findall(r'href="([^"]+)"', (await client.get("/")).text) if ".css" in href
+        )
+        burst = await asyncio.gather(*(client.get(css) for _ in range(BURST * 2)))
+    assert {answer.status_code for answer in burst} == {200}
+    assert burst[0].headers.get_list("cache-control") == ["public, max-age=31536000, immutable"]

@@ -19,6 +19,9 @@ from tests.waiting import notifications_processed
 from ticketera.payments.models import PaymentNotification, Settlement
 from ticketera.payments.signature import manifest, sign
 
+# The order page speaks Spanish unless asked otherwise; these assertions read its English.
+ENGLISH = {"Accept-Language": "en"}
+
 
 async def test_a_buyer_pays_through_the_checkout_page_and_the_order_is_paid(
     shop: Shop, sim: Simulator
@@ -44,7 +47,7 @@ async def test_a_buyer_pays_through_the_checkout_page_and_the_order_is_paid(
     assert final["status"] == "paid"
     assert final["checkoutUrl"] is None
     async with httpx.AsyncClient(timeout=30) as browser:
-        page = await browser.get(str(back_url))
+        page = await browser.get(str(back_url), headers=ENGLISH)
         assert page.status_code == 200
         assert "Paid: here are your tickets" in page.text
         assert page.text.count("/qr.svg") == 2
@@ -250,7 +253,7 @@ async def test_mercadopago_down_never_costs_an_order_its_checkout_follows_when_i
     # The worker leaves a MercadoPago that is known to be down alone.
     assert await shop.payments.make_missing_checkouts() == 0
     page_url = f"/orders/{placed.json()['id']}?token={placed.json()['orderToken']}"
-    waiting = (await shop.http.get(page_url)).text
+    waiting = (await shop.http.get(page_url, headers=ENGLISH)).text
     assert "payment link is being prepared" in waiting
     assert 'http-equiv="refresh"' in waiting
 
@@ -260,7 +263,7 @@ async def test_mercadopago_down_never_costs_an_order_its_checkout_follows_when_i
     for order in (placed.json(), fast.json()):
         shown = await shop.get_order(order["id"])
         assert shown["checkoutUrl"], shown
-    ready = (await shop.http.get(page_url)).text
+    ready = (await shop.http.get(page_url, headers=ENGLISH)).text
     assert "Pay with MercadoPago" in ready
     assert 'http-equiv="refresh"' not in ready
     assert (await shop.http.get("/health")).json()["services"]["mercadopago"]["circuitBreaker"][

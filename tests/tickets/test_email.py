@@ -278,7 +278,7 @@ async def test_the_emails_link_opens_the_buyers_order_page(shop: Shop, sim: Simu
     message = parse(next((shop.settings.data_dir / "outbox").glob("*.eml")).read_bytes())
     text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     (link,) = [word for word in text.split() if "/orders/" in word]
-    page = await shop.http.get(link)
+    page = await shop.http.get(link, headers={"Accept-Language": "en"})
     assert page.status_code == 200
     assert "Paid: here are your tickets" in page.text
     # Fixed by the outbox row, so a resent copy is recognisably the same message.

@@ -1,0 +1,10 @@
+"""The pages people use (buyers now; the organizer's /admin and the door's /door next), served by the
+same process as the API.
+
+One layer above every domain and just under `ticketera.main`: a page reads what several domains
+know (an event's sections from `events`, a buyer's order and tickets from `orders` and `tickets`),
+so it sits where it may call all of their services, as `main` composes all of their routers.
+Everything a page author needs is here once: the base layout (`templates/base.html`), the style
+sheet (`static/site.css`), the message catalogs and money/date formats (`i18n`), the versioned
+static route (`static`), and the rendering helper with the security headers (`rendering`).
+"""
