@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,8 @@ from tests.conftest import ADMIN, ADMIN_KEY, make_settings, serving
 from tests.factories import ga_section, open_sale, place_order, take_hold
 from ticketera.config import Settings
 from ticketera.kit.csvexport import csv_line, safe_cell
+from ticketera.orders.service import SaleMoment
+from ticketera.web.admin.dashboard import MAX_CHART_POINTS, sales_series
 from ticketera.web.admin.session import LOGIN_COOKIE, SESSION_COOKIE
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
@@ -252,3 +256,17 @@ async def test_the_exports_stream_every_order_and_attendee_escaped(client: httpx
     assert attendees.content.decode("utf-8-sig").splitlines() == [
         "ticket_id,section,seat,buyer_name,buyer_email,order_id,checked_in_at"
     ]
+
+
+def test_the_sales_chart_keeps_its_totals_and_a_bounded_number_of_points() -> None:
+    opened = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
+    sales = [SaleMoment(opened + timedelta(seconds=index), 2, Decimal("15000.00")) for index in range(1000)]
+    now = opened + timedelta(hours=1)
+    series = sales_series(sales, now, since=opened - timedelta(minutes=5))
+    assert len(series) <= MAX_CHART_POINTS + 3
+    assert series[0] == {"t": (opened - timedelta(minutes=5)).isoformat(), "tickets": 0, "revenue": "0"}
+    assert series[-1] == {"t": now.isoformat(), "tickets": 2000, "revenue": "15000000.00"}
+    counts = [point["tickets"] for point in series]
+    assert counts == sorted(counts)  # a running total never goes down
+    few = sales_series(sales[:3], now, since=opened)
+    assert [point["tickets"] for point in few] == [0, 2, 4, 6, 6]

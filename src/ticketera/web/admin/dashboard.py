@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.events import service as events
+from ticketera.events.models import EventStatus
 from ticketera.events.schemas import QueueSettingsIn
 from ticketera.kit.errors import DomainError
 from ticketera.kit.http import CurrentClock, CurrentSettings, Db, Signer, component
@@ -36,6 +37,7 @@ from ticketera.web.admin.events import (
     status_actions,
     status_label,
 )
+from ticketera.web.admin.orders import payment_status_label
 from ticketera.web.admin.session import CurrentAdmin, CurrentForm, session_of
 from ticketera.web.rendering import Page, current_page, problem_page
 
@@ -51,12 +53,13 @@ MAX_CHART_POINTS = 240
 UNKNOWN = "\u2013"
 
 
-def sales_series(sales: list[orders.SaleMoment], now: datetime) -> list[dict[str, Any]]:
+def sales_series(sales: list[orders.SaleMoment], now: datetime, *, since: datetime) -> list[dict[str, Any]]:
     """Cumulative tickets and revenue at each sale (or, for many sales, at the end of each of
-    `MAX_CHART_POINTS` equal stretches of time), from zero before the first one to now."""
+    `MAX_CHART_POINTS` equal stretches of time), from zero when the sale opened (`since`, or the
+    first sale if earlier) to now."""
     if not sales:
         return []
-    start = sales[0].paid_at
+    start = min(since, sales[0].paid_at)
     points: list[tuple[datetime, int, Decimal]] = []
     tickets_total, revenue = 0, Decimal(0)
     if len(sales) <= MAX_CHART_POINTS:
@@ -115,15 +118,18 @@ async def live_figures(
     currency = view.event.currency
     sold = sum(section.sold for section in view.sections)
     revenue = sum((sale.total for sale in found["sales"]), Decimal(0))
-    try:
-        line: dict[str, Any] | None = QueueStatsOut.of(await room.stats(event_id)).model_dump()
-    except QueueUnavailable:
-        line = None
+    draft = view.event.status == EventStatus.DRAFT
+    line: dict[str, Any] | None = None
+    if not draft:  # the waiting room knows no drafts: nobody can line up for one
+        try:
+            line = QueueStatsOut.of(await room.stats(event_id)).model_dump()
+        except QueueUnavailable:
+            line = None
     order_labels = {
         OrderStatus.PENDING_PAYMENT: _("Awaiting payment"),
         OrderStatus.PAID: _("Paid"),
         OrderStatus.EXPIRED: _("Expired"),
-        OrderStatus.CANCELLED: _("Cancelled"),
+        OrderStatus.CANCELLED: _("Cancelled before payment"),
         OrderStatus.REFUNDED: _("Refunded"),
     }
     checked_in = sum(figure.checked_in for figure in found["checkins"])
@@ -146,7 +152,9 @@ async def live_figures(
             "rate": str(line["admit_per_minute"]) if line else UNKNOWN,
             "measuredRate": str(line["measured_admit_per_minute"]) if line else UNKNOWN,
             "lineState": (
-                _("Line unavailable")
+                _("The line opens once the event is published")
+                if draft
+                else _("Line unavailable")
                 if line is None
                 else _("Line off: buyers go straight in")
                 if not line["enabled"]
@@ -156,19 +164,21 @@ async def live_figures(
             ),
             "updated": locale.time_of_day(now),
         },
+        "lineOpen": line is not None,
         "linePaused": bool(line and line["paused"]),
         "admitPerMinute": line["admit_per_minute"] if line else "",
         "orders": [
             {"label": order_labels[status], "value": str(count)} for status, count in found["orders"].items()
         ],
         "payments": [
-            {"label": status, "value": str(count)} for status, count in sorted(found["payments"].items())
+            {"label": payment_status_label(_, status), "value": str(count)}
+            for status, count in sorted(found["payments"].items())
         ],
         "checkins": [
             {"label": figure.section_name, "value": f"{figure.checked_in} / {figure.sold}"}
             for figure in found["checkins"]
         ],
-        "series": sales_series(found["sales"], now),
+        "series": sales_series(found["sales"], now, since=view.event.on_sale_at or view.event.created_at),
         "view": view,
     }
 

@@ -4,6 +4,7 @@ with its payments, and the refund (asked to confirm first; the same path as the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import structlog
@@ -15,7 +16,7 @@ from ticketera.events import service as events
 from ticketera.kit.errors import DomainError
 from ticketera.kit.http import CurrentClock, Db, component
 from ticketera.orders import service as orders
-from ticketera.orders.models import OrderStatus
+from ticketera.orders.models import OrderReason, OrderStatus
 from ticketera.payments import service as payments
 from ticketera.payments.tasks import PAYMENTS, PaymentProcessor
 from ticketera.web.admin.events import event_id_of, notice_text
@@ -34,9 +35,40 @@ def order_status_label(admin: AdminPage, status: OrderStatus) -> str:
         OrderStatus.PENDING_PAYMENT: _("Awaiting payment"),
         OrderStatus.PAID: _("Paid"),
         OrderStatus.EXPIRED: _("Expired"),
-        OrderStatus.CANCELLED: _("Cancelled"),
+        OrderStatus.CANCELLED: _("Cancelled before payment"),
         OrderStatus.REFUNDED: _("Refunded"),
     }[status]
+
+
+def payment_status_label(_: Callable[[str], str], status: str) -> str:
+    """MercadoPago's status of a payment, in the page's language (an unknown one as it came)."""
+    return {
+        "approved": _("Approved"),
+        "pending": _("Pending"),
+        "authorized": _("Authorized"),
+        "in_process": _("Being reviewed"),
+        "in_mediation": _("In dispute"),
+        "rejected": _("Rejected"),
+        "cancelled": _("Cancelled"),
+        "refunded": _("Refunded"),
+        "charged_back": _("Charged back"),
+    }.get(status, status)
+
+
+def reason_label(admin: AdminPage, reason: str | None) -> str:
+    _ = admin._
+    return (
+        {
+            OrderReason.ADMIN: _("By the organizer"),
+            OrderReason.PAID_AFTER_EXPIRY: _("Paid after it expired, seats still free"),
+            OrderReason.SEATS_LOST: _("Paid after it expired, seats already taken: refunded"),
+            OrderReason.LIMIT_EXCEEDED: _("Paid after it expired, over the tickets per person: refunded"),
+            OrderReason.CHARGED_BACK: _("The buyer's bank took the money back"),
+            OrderReason.REFUNDED_AT_PROVIDER: _("Refunded from MercadoPago"),
+        }.get(OrderReason(reason), reason)
+        if reason
+        else ""
+    )
 
 
 def settlement_label(admin: AdminPage, settlement: str) -> str:
@@ -130,9 +162,14 @@ async def _detail(
         return None
     view: orders.OrderView = found["view"]
     found["status_label"] = order_status_label(admin, view.status)
+    found["reason"] = reason_label(admin, view.order.status_reason)
     found["refundable"] = view.status is OrderStatus.PAID
     found["payment_rows"] = [
-        {"payment": payment, "settlement": settlement_label(admin, payment.settlement)}
+        {
+            "payment": payment,
+            "status": payment_status_label(admin._, payment.status),
+            "settlement": settlement_label(admin, payment.settlement),
+        }
         for payment in found["payments"]
     ]
     return found

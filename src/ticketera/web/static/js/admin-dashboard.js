@@ -12,7 +12,7 @@ const PAD = { left: 8, right: 8, top: 12, bottom: 24 };
 
 const data = pageData();
 const timeFormat = new Intl.DateTimeFormat(data.language === "es" ? "es-AR" : "en", {
-  hour: "2-digit", minute: "2-digit", timeZone: data.zone,
+  hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: data.zone,
 });
 
 function element(name, attributes = {}, text = "") {
