@@ -58,7 +58,7 @@ def test_an_organizer_builds_an_event_watches_a_sale_and_refunds_it(live_app: Li
     expect(page.get_by_test_id("login-problem")).to_have_text("Esa no es la clave de administración.")
     log_in(page)
     expect(page).to_have_title(re.compile("^Eventos · Ticketera$"))
-    check_page(page, "admin-events")
+    check_page(page, "admin-events-empty")
 
     # The builder: a section of numbered seats, then "add a section" for general admission.
     page.get_by_test_id("new-event").click()
@@ -103,6 +103,11 @@ def test_an_organizer_builds_an_event_watches_a_sale_and_refunds_it(live_app: Li
     expect(page.get_by_test_id("dash-sold")).to_have_text("0")
     expect(page.get_by_test_id("dash-waiting")).to_have_text("0")
     check_page(page, "admin-dashboard")
+    page.get_by_role("link", name="Eventos", exact=True).click()
+    row = page.locator(f'[data-testid="event-row"][data-event-id="{event_id}"]')
+    expect(row.get_by_test_id("event-status")).to_have_text("Publicado")
+    check_page(page, "admin-events")
+    row.get_by_role("link", name=name, exact=True).click()
 
     # A sale: the dashboard counts it by itself, with no reload of the page.
     page.evaluate("() => { window.stillTheSamePage = true; }")

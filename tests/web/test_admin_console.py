@@ -38,7 +38,13 @@ async def log_in(client: httpx.AsyncClient, key: str = ADMIN_KEY) -> httpx.Respo
 
 
 async def test_a_visitor_without_a_session_is_sent_to_the_login(client: httpx.AsyncClient) -> None:
-    for path in ("/admin", "/admin/orders?email=a%40b.c", "/admin/events/1", "/admin/events/1/orders.csv"):
+    for path in (
+        "/admin",
+        "/admin/orders?email=a%40b.c",
+        "/admin/events/1",
+        "/admin/events/1/orders.csv",
+        "/admin/no/such/page",
+    ):
         response = await client.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/admin/login?next=/admin")
@@ -71,6 +77,7 @@ async def test_the_key_opens_a_strict_httponly_session_that_expires(client: http
     home = await client.get("/admin")
     assert home.status_code == 200
     assert "<title>" in home.text
+    assert (await client.get("/admin/no/such/page")).status_code == 404
 
 
 async def test_the_session_cookie_is_secure_over_https(settings: Settings) -> None:
