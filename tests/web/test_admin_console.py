@@ -277,3 +277,23 @@ def test_the_sales_chart_keeps_its_totals_and_a_bounded_number_of_points() -> No
     assert counts == sorted(counts)  # a running total never goes down
     few = sales_series(sales[:3], now, since=opened)
     assert [point["tickets"] for point in few] == [0, 2, 4, 6, 6]
+
+
+async def test_a_drafts_dashboard_has_no_line_to_control(client: httpx.AsyncClient) -> None:
+    draft = (
+        await client.post(
+            "/api/events",
+            headers=ADMIN,
+            json={"name": "Borrador", "startsAt": "2030-12-14T00:00:00Z", "status": "draft"},
+        )
+    ).json()
+    await log_in(client)
+    page = await client.get(f"/admin/events/{draft['id']}")
+    assert page.status_code == 200
+    assert "La fila se abre cuando el evento se publica" in page.text
+    assert 'data-testid="admit-rate"' not in page.text
+    assert 'data-testid="status-published"' in page.text
+    live = (await client.get(f"/admin/events/{draft['id']}/live.json")).json()
+    assert live["lineOpen"] is False
+    assert live["figures"]["sold"] == "0"
+    assert live["series"] == []

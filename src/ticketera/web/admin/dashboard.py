@@ -224,6 +224,7 @@ async def dashboard(
                 "noSales": _("No sales yet."),
                 "chart": _("%(what)s over time: %(value)s at %(time)s"),
                 "stale": _("Could not refresh; showing figures from %(time)s. Retrying…"),
+                "updated": _("Figures refresh by themselves; last at %(time)s."),
             },
         },
     )

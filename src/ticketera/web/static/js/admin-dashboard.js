@@ -117,6 +117,8 @@ function show(live) {
 let lastGood = null;
 
 async function refresh() {
+  // A dashboard in a background tab asks nothing; it catches up as soon as it is shown again.
+  if (document.hidden) return;
   try {
     const response = await fetch(data.liveUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
     if (response.status === 401) {
@@ -128,17 +130,26 @@ async function refresh() {
     lastGood = live.figures.updated;
     show(live);
     const note = document.querySelector("[data-live-status]");
-    if (note) note.dataset.stale = "false";
+    if (note) {
+      note.textContent = fill(data.messages.updated, { time: lastGood });
+      note.dataset.stale = "false";
+    }
   } catch {
     const note = document.querySelector("[data-live-status]");
     if (note && lastGood) {
       note.textContent = fill(data.messages.stale, { time: lastGood });
       note.dataset.stale = "true";
     }
-  } finally {
-    window.setTimeout(refresh, data.refreshSeconds * 1000);
   }
 }
 
+async function loop() {
+  await refresh();
+  window.setTimeout(loop, data.refreshSeconds * 1000);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) refresh();
+});
 drawCharts(data.series);
-window.setTimeout(refresh, data.refreshSeconds * 1000);
+window.setTimeout(loop, data.refreshSeconds * 1000);
