@@ -297,3 +297,63 @@ async def test_a_drafts_dashboard_has_no_line_to_control(client: httpx.AsyncClie
     assert live["lineOpen"] is False
     assert live["figures"]["sold"] == "0"
     assert live["series"] == []
+
+
+async def test_editing_changes_the_event_and_adds_sections(client: httpx.AsyncClient) -> None:
+    event = await open_sale(client)
+    await log_in(client)
+    form = await client.get(f"/admin/events/{event['id']}/edit")
+    assert 'value="Noche de Rock"' in form.text
+    fields = dict(
+        re.findall(
+            r'name="(name|starts_at|max_tickets|admit_per_minute|max_active|access_minutes)" value="([^"]*)"',
+            form.text,
+        )
+    )
+    answer = await client.post(
+        f"/admin/events/{event['id']}/edit",
+        data={
+            **fields,
+            "csrf": csrf_of(form.text),
+            "name": "Noche de Rock (2da fecha)",
+            "venue": "Luna Park",
+            "section_count": "1",
+            "s0-name": "Pullman",
+            "s0-kind": "reserved",
+            "s0-price": "20000.50",
+            "s0-rows": "28",
+            "s0-seats": "2",
+            "step": "save",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    changed = (await client.get(f"/api/events/{event['id']}", headers=ADMIN)).json()
+    assert (changed["name"], changed["venue"], changed["startsAt"]) == (
+        "Noche de Rock (2da fecha)",
+        "Luna Park",
+        event["startsAt"],
+    )
+    pullman = changed["sections"][-1]
+    assert (pullman["name"], pullman["capacity"], pullman["price"]) == ("Pullman", 56, "20000.50")
+    seats = (await client.get(f"/api/events/{event['id']}/seats?section={pullman['id']}")).json()["seats"]
+    assert {seat["row"] for seat in seats} == {*"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "AA", "AB"}
+
+
+async def test_an_unpaid_order_cannot_be_refunded_and_the_page_says_why(client: httpx.AsyncClient) -> None:
+    event = await open_sale(client, sections=[ga_section(capacity=10)])
+    hold = await take_hold(client, event, "user-1", {"sectionId": event["sections"][0]["id"], "quantity": 1})
+    order = (await place_order(client, hold)).json()
+    await log_in(client)
+    detail = await client.get(f"/admin/orders/{order['id']}")
+    assert 'data-status="pending_payment"' in detail.text
+    assert 'data-testid="refund"' not in detail.text
+    refused = await client.post(
+        f"/admin/orders/{order['id']}/refund", data={"csrf": csrf_of(detail.text), "confirmed": "yes"}
+    )
+    assert refused.status_code == 409
+    assert "Only a paid order can be refunded" in refused.text
+    # Without the confirmation, the refund asks first.
+    unconfirmed = await client.post(
+        f"/admin/orders/{order['id']}/refund", data={"csrf": csrf_of(detail.text)}
+    )
+    assert unconfirmed.headers["location"] == f"/admin/orders/{order['id']}/refund"

@@ -19,7 +19,7 @@ from ticketera.events.schemas import EventCreate, EventPatch, SectionIn
 from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import DomainError, InvalidInput
 from ticketera.kit.http import CurrentClock, CurrentSettings, Db
-from ticketera.web.admin.builder import EventDraft, SectionDraft
+from ticketera.web.admin.builder import EventDraft, SectionDraft, local_moment
 from ticketera.web.admin.session import AdminPage, CurrentAdmin, CurrentForm
 from ticketera.web.rendering import problem_page
 
@@ -256,9 +256,14 @@ async def update_event(
     if _builder_step(draft, form.get("step")):
         return again(200)
     body = draft.event_body(settings.zone)
-    # The start is sent only when moved: an event that has begun keeps its date without refusal.
-    if body["startsAt"] == view.event.starts_at.astimezone(settings.zone).isoformat():
-        del body["startsAt"]
+    # Dates are sent only when moved, as the field shows them (to the minute): an event that has
+    # begun keeps its date without refusal, and one set to the second through the API keeps it.
+    if draft.starts_at.strip() == local_moment(view.event.starts_at, settings.zone):
+        body.pop("startsAt", None)
+    if view.event.on_sale_at and draft.on_sale_at.strip() == local_moment(
+        view.event.on_sale_at, settings.zone
+    ):
+        body.pop("onSaleAt", None)
     patch: EventPatch | None = None
     try:
         patch = EventPatch.model_validate(body)
