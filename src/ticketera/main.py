@@ -43,6 +43,7 @@ from ticketera.payments.endpoints import router as payments_router
 from ticketera.queue.endpoints import router as queue_router
 from ticketera.queue.tasks import run_admission_ticker
 from ticketera.tickets.endpoints import router as tickets_router
+from ticketera.web.rendering import PageAnswer, answer_early
 from ticketera.web.site import router as pages_router
 
 log = structlog.get_logger(__name__)
@@ -222,6 +223,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+
+    app.add_exception_handler(PageAnswer, answer_early)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

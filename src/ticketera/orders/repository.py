@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import Table, bindparam, case, func, insert, or_, select, update
@@ -12,6 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ticketera.kit.db import execute_core, inserted_id
 from ticketera.orders.models import Order, OrderReason, OrderStatus
+from ticketera.tickets.models import Ticket, TicketStatus
 
 ORDERS = cast(Table, Order.__table__)
 
@@ -186,3 +188,71 @@ async def count_by_status(session: AsyncSession, now: datetime) -> dict[OrderSta
         counts[OrderStatus.EXPIRED] += int(overdue_count or 0)
         counts[status] += int(total) - int(overdue_count or 0)
     return counts
+
+
+async def search_orders(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    email: str | None,
+    order_id: int | None,
+    event_id: int | None,
+    status: OrderStatus | None,
+    limit: int,
+) -> list[Order]:
+    """The organizer's order search, newest first: each filter given narrows it; the email is matched
+    whole, letter case aside (addresses are written both ways by the same person)."""
+    statement = select(Order)
+    if order_id is not None:
+        statement = statement.where(Order.id == order_id)
+    if event_id is not None:
+        statement = statement.where(Order.event_id == event_id)
+    if email:
+        statement = statement.where(func.lower(Order.buyer_email) == email.lower())
+    if status is OrderStatus.PENDING_PAYMENT:
+        statement = statement.where(Order.status == OrderStatus.PENDING_PAYMENT, ~lapsed(now))
+    elif status is OrderStatus.EXPIRED:
+        statement = statement.where(or_(Order.status == OrderStatus.EXPIRED, lapsed(now)))
+    elif status is not None:
+        statement = statement.where(Order.status == status)
+    return list((await session.execute(statement.order_by(Order.id.desc()).limit(limit))).scalars())
+
+
+async def paid_sales(session: AsyncSession, event_id: int) -> list[tuple[datetime, int, Decimal]]:
+    """When each paid order of the event was paid, with its tickets and total, oldest first."""
+    statement = (
+        select(Order.paid_at, Order.quantity, Order.total)
+        .where(Order.event_id == event_id, Order.status == OrderStatus.PAID, Order.paid_at.is_not(None))
+        .order_by(Order.paid_at, Order.id)
+    )
+    rows = (await session.execute(statement)).all()
+    return [(paid_at, quantity, total) for paid_at, quantity, total in rows if paid_at is not None]
+
+
+async def event_counts_by_status(
+    session: AsyncSession, event_id: int, now: datetime
+) -> dict[OrderStatus, int]:
+    """One event's orders per status as the API shows them (lapsed unpaid orders count as expired)."""
+    overdue = func.sum(case((lapsed(now), 1), else_=0))
+    statement = (
+        select(Order.status, func.count(), overdue).where(Order.event_id == event_id).group_by(Order.status)
+    )
+    counts = dict.fromkeys(OrderStatus, 0)
+    for stored, total, overdue_count in (await session.execute(statement)).all():
+        counts[OrderStatus.EXPIRED] += int(overdue_count or 0)
+        counts[OrderStatus(stored)] += int(total) - int(overdue_count or 0)
+    return counts
+
+
+async def attendees_of_event(
+    session: AsyncSession, event_id: int, *, after: int, limit: int
+) -> list[tuple[Ticket, Order]]:
+    """An event's valid tickets with the order each came in, by ticket id; keyset pages after `after`."""
+    statement = (
+        select(Ticket, Order)
+        .join(Order, Order.id == Ticket.order_id)
+        .where(Ticket.event_id == event_id, Ticket.status == TicketStatus.VALID, Ticket.id > after)
+        .order_by(Ticket.id)
+        .limit(limit)
+    )
+    return [(ticket, order) for ticket, order in (await session.execute(statement)).all()]

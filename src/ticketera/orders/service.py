@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
@@ -345,6 +346,53 @@ async def orders_of_event(
     page = found[:limit]
     next_after = page[-1].id if len(found) > limit else None
     return [(order, effective_status(order, now)) for order in page], next_after
+
+
+@dataclass(frozen=True)
+class SaleMoment:
+    """A paid order as the sales chart counts it."""
+
+    paid_at: datetime
+    tickets: int
+    total: Decimal
+
+
+# The search answers at most this many orders; a narrower filter finds the rest.
+SEARCH_LIMIT = 200
+
+
+async def search_orders(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    email: str | None = None,
+    order_id: int | None = None,
+    event_id: int | None = None,
+    status: OrderStatus | None = None,
+    limit: int = SEARCH_LIMIT,
+) -> list[tuple[Order, OrderStatus]]:
+    """Orders an organizer looks for (by buyer email, id, event, status), newest first, each with
+    the status the API shows."""
+    found = await repository.search_orders(
+        session, now=now, email=email, order_id=order_id, event_id=event_id, status=status, limit=limit
+    )
+    return [(order, effective_status(order, now)) for order in found]
+
+
+async def sales_of_event(session: AsyncSession, event_id: int) -> list[SaleMoment]:
+    """The event's paid orders in the order they were paid: what the sales-over-time chart draws."""
+    return [SaleMoment(*row) for row in await repository.paid_sales(session, event_id)]
+
+
+async def event_order_counts(session: AsyncSession, event_id: int, now: datetime) -> dict[OrderStatus, int]:
+    return await repository.event_counts_by_status(session, event_id, now)
+
+
+async def attendees_of_event(
+    session: AsyncSession, event_id: int, *, after: int = 0, limit: int = 500
+) -> list[tuple[Ticket, Order]]:
+    """A page of the event's valid tickets with their orders (the attendee list), by ticket id."""
+    return await repository.attendees_of_event(session, event_id, after=after, limit=limit)
 
 
 async def cancel_order(

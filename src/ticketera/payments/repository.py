@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.kit.db import insert_unless_present
+from ticketera.orders.models import Order
 from ticketera.payments.models import Payment, PaymentNotification, Settlement
 
 
@@ -76,3 +77,14 @@ async def claimed_notification(session: AsyncSession, notification_id: int) -> C
         )
     ).one()
     return ClaimedNotification(notification_id, row.source, row.topic, row.resource_id, row.attempts)
+
+
+async def payment_counts_of_event(session: AsyncSession, event_id: int) -> dict[str, int]:
+    """An event's payments per MercadoPago status (approved, rejected, refunded, ...)."""
+    statement = (
+        select(Payment.status, func.count())
+        .join(Order, Order.id == Payment.order_id)
+        .where(Order.event_id == event_id)
+        .group_by(Payment.status)
+    )
+    return {str(status): int(count) for status, count in (await session.execute(statement)).all()}

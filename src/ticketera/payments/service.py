@@ -446,6 +446,16 @@ async def request_refund(session: AsyncSession, order_id: int, *, actor: str, no
     return RefundToSend(record.provider_payment_id)
 
 
+async def payments_of_order(session: AsyncSession, order_id: int) -> list[Payment]:
+    """Every payment MercadoPago told us of for this order, with what we did about each (the refund's
+    state among them), oldest first."""
+    return await repository.payments_of_order(session, order_id)
+
+
+async def payment_counts_of_event(session: AsyncSession, event_id: int) -> dict[str, int]:
+    return await repository.payment_counts_of_event(session, event_id)
+
+
 def _is_stale(record: Payment, payment: ProviderPayment) -> bool:
     """A read older than what is stored (two processors raced, or the API lagged): ignore it."""
     if record.provider_updated_at is None or payment.last_updated is None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup
@@ -156,6 +156,21 @@ async def current_page(request: Request, settings: CurrentSettings) -> Page:
 
 
 CurrentPage = Annotated[Page, Depends(current_page)]
+
+
+class PageAnswer(Exception):
+    """An answer a page's dependency gives before the handler runs (the login page for a visitor
+    without a session, a refused form): raised, so every handler that names the dependency is
+    covered without checking for it; `create_app` installs `answer_early` to send it."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def answer_early(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageAnswer)
+    return exc.response
 
 
 def problem_page(page: Page, error: DomainError, *, back_url: str = "/") -> HTMLResponse:
