@@ -1,5 +1,5 @@
 """Every page route, gathered for `create_app`: the static files, the language switch, the buyer's
-pages. The organizer's and the door's pages join here as `include_router` lines."""
+pages, the door's. The organizer's pages join here as an `include_router` line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import RedirectResponse
 
-from ticketera.web import buyer, orders, static
+from ticketera.web import buyer, door, orders, static
 from ticketera.web.i18n import LANGUAGE_COOKIE, LOCALES
 
 # A year: the switch is a preference, not a session.
@@ -38,3 +38,4 @@ router.include_router(static.router)
 router.include_router(language_router)
 router.include_router(buyer.router)
 router.include_router(orders.router)
+router.include_router(door.router)
