@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from ticketera.events import service as events
 from ticketera.events.models import EventStatus
+from ticketera.infra.ratelimit import PublicRateLimit
 from ticketera.kit.errors import DomainError, Forbidden, Unauthorized
 from ticketera.kit.http import CurrentClock, CurrentSettings, Db, component
 from ticketera.kit.security import secrets_match
@@ -124,7 +125,8 @@ async def door_page(
     )
 
 
-@router.post("/door/login", response_class=HTMLResponse)
+# The app's per-IP limit (APP_RATE_LIMIT): guessing the key costs time, on top of its length.
+@router.post("/door/login", response_class=HTMLResponse, dependencies=[PublicRateLimit])
 async def log_in(
     request: Request,
     page: CurrentPage,

@@ -125,8 +125,8 @@ async function post(url, body) {
   return { status: response.status, body: parsed };
 }
 
-async function checkOffline(code, claim) {
-  setOffline(true);
+async function checkOffline(code, claim, { networkDown = true } = {}) {
+  if (networkDown) setOffline(true);
   if (!claim) return show({ result: "invalid" }, claim);
   if (String(claim.eventId) !== eventId()) return show({ result: "invalid" }, claim);
   const key = store.key(eventId());
@@ -168,7 +168,7 @@ async function check(raw) {
   if (answered.status === 401 || answered.status === 403) {
     // The door does not stop because the session ended: the code is checked here and kept.
     say(text.sessionEnded);
-    return checkOffline(code, claim);
+    return checkOffline(code, claim, { networkDown: false });
   }
   if (answered.status === 422) return show({ result: "invalid" }, claim);
   // A server in trouble is no reason to stop the line either.
@@ -278,7 +278,7 @@ async function setUpCamera() {
       // One answer per ticket held up to the camera, not one per frame.
       if (code && code !== lastCode && answer.hidden) {
         lastCode = code;
-        await check(code);
+        await enqueue(code);
       }
     } catch {
       // A frame that could not be read; the next one may.
@@ -312,9 +312,18 @@ async function setUpCamera() {
 
 // -- wiring -----------------------------------------------------------------------------------
 
+// One scan at a time, in the order they were made: a fast scanner never sees answers swap places.
+let line = Promise.resolve();
+function enqueue(code) {
+  line = line.then(() => check(code)).catch(() => say(text.failed));
+  return line;
+}
+
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  check(codeField.value);
+  const code = codeField.value;
+  codeField.value = "";
+  enqueue(code);
 });
 // The next scan starts with a keystroke in the field: the answer gets out of the way.
 codeField.addEventListener("keydown", (event) => {
