@@ -13,6 +13,7 @@ const data = pageData();
 const text = data.messages;
 // A retry while scans wait and the browser thinks it is online (a fetch failed behind a captive portal).
 const SYNC_RETRY_MS = 15000;
+const BATCH_SIZE = 1000;
 
 const eventChoice = document.getElementById("door-event");
 const keyState = document.getElementById("door-key-state");
@@ -203,9 +204,16 @@ async function sync() {
   say(text.syncing);
   try {
     const byEvent = new Map();
-    for (const scan of waiting) byEvent.set(scan.eventId, [...(byEvent.get(scan.eventId) || []), scan]);
+    // By event (a batch names one) and at most BATCH_SIZE at a time (the API takes up to 5000).
+    for (const scan of waiting) {
+      const key = scan.eventId;
+      const batches = byEvent.get(key) || [[]];
+      if (batches[batches.length - 1].length >= BATCH_SIZE) batches.push([]);
+      batches[batches.length - 1].push(scan);
+      byEvent.set(key, batches);
+    }
     let sentCount = 0;
-    for (const [event, scans] of byEvent) {
+    for (const [event, scans] of [...byEvent].flatMap(([key, batches]) => batches.map((b) => [key, b]))) {
       const answered = await post(data.batchUrl, {
         eventId: Number(event),
         scans: scans.map(({ code, scannedAt, deviceId: device }) => ({ code, scannedAt, deviceId: device })),
