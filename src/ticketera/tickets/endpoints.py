@@ -31,6 +31,7 @@ from ticketera.tickets.schemas import (
     CheckinKeyOut,
     ScanOut,
     SectionCheckinOut,
+    batch_body,
     scan_body,
 )
 from ticketera.tickets.service import SCAN_STATUS, TICKET_KEYS, EventKeyNotFound, PublicKeys
@@ -109,12 +110,7 @@ async def check_in_batch(body: CheckinBatchIn, database: Db, keys: TicketKeys) -
         for scan in body.scans
     ]
     results = await service.scan_offline_batch(database, keys, scans, door_event_id=body.event_id)
-    bodies = [{"index": index, **scan_body(result)} for index, result in enumerate(results)]
-    counts: dict[str, int] = {}
-    for result in results:
-        counts[result.result.value] = counts.get(result.result.value, 0) + 1
-    conflicts = [item for item in bodies if item["result"] != service.ScanResult.OK.value]
-    return {"applied": len(results), "counts": counts, "results": bodies, "conflicts": conflicts}
+    return batch_body(results)
 
 
 @router.get(

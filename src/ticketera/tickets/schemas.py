@@ -143,3 +143,14 @@ def scan_body(scan: Scan) -> dict[str, Any]:
     if scan.reason:
         body["reason"] = scan.reason
     return body
+
+
+def batch_body(scans: list[Scan]) -> dict[str, Any]:
+    """A batch of offline scans answered (`CheckinBatchOut`): every result, the counts, and the
+    conflicts apart, which is what a door shows after syncing."""
+    bodies = [{"index": index, **scan_body(scan)} for index, scan in enumerate(scans)]
+    counts: dict[str, int] = {}
+    for scan in scans:
+        counts[scan.result.value] = counts.get(scan.result.value, 0) + 1
+    conflicts = [item for item in bodies if item["result"] != "ok"]
+    return {"applied": len(scans), "counts": counts, "results": bodies, "conflicts": conflicts}

@@ -1,5 +1,5 @@
 """Every page route, gathered for `create_app`: the static files, the language switch, the buyer's
-pages, the organizer's console. The door's pages join here as an `include_router` line."""
+pages, the organizer's console and the door's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import RedirectResponse
 
-from ticketera.web import admin, buyer, orders, static
+from ticketera.web import admin, buyer, door, orders, static
 from ticketera.web.i18n import LANGUAGE_COOKIE, LOCALES
 
 # A year: the switch is a preference, not a session.
@@ -39,3 +39,4 @@ router.include_router(language_router)
 router.include_router(buyer.router)
 router.include_router(orders.router)
 router.include_router(admin.router)
+router.include_router(door.router)

@@ -1,0 +1,161 @@
+"""Staff logins for the pages: a key typed once, then a signed, expiring, HttpOnly session cookie,
+and CSRF tokens on every form and every call the page's scripts make.
+
+One `StaffSessions` per staff area (`door` now; `/admin` can take its own with `area="admin"`):
+each area signs with a key of its own derived from SECRET_KEY, so a door cookie never opens the
+admin console, and neither can be confused with the buyers' queue, access and order tokens.
+
+The session is stateless (an HS256 JWT in the cookie: area, a random session id, expiry): nothing
+to store or clean up, and every replica reads it. The price is that logging out deletes the
+cookie but cannot revoke a copy of it before it expires; the cookie is HttpOnly and SameSite=Strict
+and lives one shift, so a copy is hard to get and short-lived.
+
+CSRF: a session's token is HMAC(session id); forms carry it in a hidden field and scripts in the
+`X-CSRF-Token` header. Before login there is no session, so the login form is tied to a random
+nonce in a short-lived cookie (double submit, signed): another site cannot log a phone into its
+own session.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs
+
+import jwt
+from fastapi import Request, Response
+
+from ticketera.kit.security import secrets_match
+from ticketera.kit.tokens import ALGORITHM
+
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf"
+LOGIN_NONCE_SECONDS = 3600
+# A form is a key and a token: anything much longer is not one of ours.
+MAX_FORM_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class StaffSession:
+    session_id: str
+    expires_at: datetime
+
+
+class StaffSessions:
+    """Issues and reads the session cookies of one staff area, and its CSRF tokens."""
+
+    def __init__(self, secret_key: str, *, area: str, path: str, lifetime: timedelta) -> None:
+        self.area = area
+        self.path = path
+        self.lifetime = lifetime
+        self.cookie = f"{area}_session"
+        self.login_cookie = f"{area}_login"
+        label = f"ticketera.web.sessions:{area}".encode()
+        self._key = hmac.new(secret_key.encode(), label, hashlib.sha256).digest()
+
+    # -- the session --------------------------------------------------------------------------
+
+    def issue(self, now: datetime) -> tuple[str, StaffSession]:
+        session = StaffSession(secrets.token_urlsafe(18), now + self.lifetime)
+        claims = {"typ": self.area, "sid": session.session_id, "exp": int(session.expires_at.timestamp())}
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM), session
+
+    def read(self, request: Request, now: datetime) -> StaffSession | None:
+        """The request's session, or None when there is none, it expired or it was not ours."""
+        token = request.cookies.get(self.cookie)
+        if not token or len(token) > 1000:
+            return None
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                options={"require": ["typ", "sid", "exp"], "verify_exp": False},
+            )
+        except jwt.PyJWTError:
+            return None
+        # Expiry against the app's clock, not the machine's: tests move time instead of waiting.
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
+        if claims["typ"] != self.area or not isinstance(claims["sid"], str) or expires_at <= now:
+            return None
+        return StaffSession(claims["sid"], expires_at)
+
+    def start(self, request: Request, response: Response, now: datetime) -> StaffSession:
+        token, session = self.issue(now)
+        response.set_cookie(
+            self.cookie,
+            token,
+            max_age=int(self.lifetime.total_seconds()),
+            path=self.path,
+            httponly=True,
+            samesite="strict",
+            secure=_secure(request),
+        )
+        response.delete_cookie(self.login_cookie, path=self.path)
+        return session
+
+    def end(self, response: Response) -> None:
+        response.delete_cookie(self.cookie, path=self.path, httponly=True, samesite="strict")
+
+    # -- CSRF ---------------------------------------------------------------------------------
+
+    def csrf_token(self, session: StaffSession) -> str:
+        return self._mac(f"csrf:{session.session_id}")
+
+    def csrf_ok(self, session: StaffSession, given: str | None) -> bool:
+        return secrets_match(given, self.csrf_token(session))
+
+    def login_nonce(self, request: Request) -> str:
+        """The login form's nonce: the browser's own if it has one (two open login tabs both work)."""
+        nonce = request.cookies.get(self.login_cookie)
+        return nonce if nonce and len(nonce) <= 64 else secrets.token_urlsafe(18)
+
+    def login_token(self, nonce: str) -> str:
+        return self._mac(f"login:{nonce}")
+
+    def keep_login_nonce(self, request: Request, response: Response, nonce: str) -> None:
+        response.set_cookie(
+            self.login_cookie,
+            nonce,
+            max_age=LOGIN_NONCE_SECONDS,
+            path=self.path,
+            httponly=True,
+            samesite="strict",
+            secure=_secure(request),
+        )
+
+    def login_token_ok(self, request: Request, given: str | None) -> bool:
+        nonce = request.cookies.get(self.login_cookie)
+        return bool(nonce) and secrets_match(given, self._mac(f"login:{nonce}"))
+
+    def _mac(self, message: str) -> str:
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+
+
+@functools.cache
+def staff_sessions(secret_key: str, area: str, path: str, lifetime_seconds: int) -> StaffSessions:
+    """One per process and area: the derived key is computed once."""
+    return StaffSessions(secret_key, area=area, path=path, lifetime=timedelta(seconds=lifetime_seconds))
+
+
+def _secure(request: Request) -> bool:
+    # Behind nginx the proxy headers have already made the scheme the client's.
+    return request.url.scheme == "https"
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (the login and logout forms): the first value of each field.
+
+    Parsed here rather than with FastAPI's `Form`, which needs python-multipart for two fields.
+    """
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return {}
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    fields = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=20)
+    return {name: values[0] for name, values in fields.items() if values}

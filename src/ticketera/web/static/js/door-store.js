@@ -1,0 +1,43 @@
+// What the door keeps on the phone, in localStorage: writes are synchronous, so a scan is stored
+// before its green answer is shown, and a reload or a crashed tab loses nothing. Nothing here is a
+// credential (the session is an HttpOnly cookie): public keys, the codes scanned and when.
+
+const PREFIX = "ticketera.door.";
+
+function read(name, fallback) {
+  try {
+    const text = localStorage.getItem(PREFIX + name);
+    return text === null ? fallback : JSON.parse(text);
+  } catch {
+    return fallback;
+  }
+}
+
+function write(name, value) {
+  localStorage.setItem(PREFIX + name, JSON.stringify(value));
+}
+
+export const store = {
+  chosenEvent: () => read("event", ""),
+  chooseEvent: (eventId) => write("event", String(eventId)),
+  doorName: () => read("door", ""),
+  nameDoor: (name) => write("door", name),
+  key: (eventId) => read(`key.${eventId}`, null),
+  keepKey: (eventId, key) => write(`key.${eventId}`, key),
+  count: (eventId) => read(`count.${eventId}`, 0),
+  addCount: (eventId) => write(`count.${eventId}`, read(`count.${eventId}`, 0) + 1),
+  /** When this phone let `code` in, or null: a second scan of it offline is refused here. */
+  seen: (eventId, code) => read(`seen.${eventId}`, {})[code] || null,
+  remember(eventId, code, at) {
+    const seen = read(`seen.${eventId}`, {});
+    seen[code] = at;
+    write(`seen.${eventId}`, seen);
+  },
+  pending: () => read("pending", []),
+  addPending: (scan) => write("pending", [...read("pending", []), scan]),
+  /** Drops the scans the server has answered (by code and moment: the same code may be here twice). */
+  dropPending(sent) {
+    const done = new Set(sent.map((scan) => `${scan.code}@${scan.scannedAt}`));
+    write("pending", read("pending", []).filter((scan) => !done.has(`${scan.code}@${scan.scannedAt}`)));
+  },
+};
