@@ -172,7 +172,8 @@ def dev(
     if simulator is not None:
         settings = settings.model_copy(update={"mp_base_url": simulator.base_url})
     typer.secho("\nTicketera (development)", bold=True)
-    typer.echo(f"  API          {base}   docs {base}/docs")
+    typer.echo(f"  Shop         {base}/   console {base}/admin (admin key)   door {base}/door (staff key)")
+    typer.echo(f"  API          {base}/api   docs {base}/docs")
     typer.echo(f"  Database     {_describe_database(settings)}")
     typer.echo(
         f"  Redis        {settings.effective_redis_url or 'not configured: in-process queue and caches'}"

@@ -1,4 +1,4 @@
-"""The pages people use (buyers now; the organizer's /admin and the door's /door next), served by the
+"""The pages people use (the shop, the organizer's /admin, the door's /door), served by the
 same process as the API.
 
 One layer above every domain and just under `ticketera.main`: a page reads what several domains
