@@ -99,6 +99,8 @@ def test_general_admission_left_follows_holds_and_sales_without_a_reload(
     expect(event_page.get_by_test_id("join")).to_be_visible()
     expect(shopper.get_by_test_id("section-left")).to_contain_text("Agotado por ahora")
     check_page(event_page, "event-sold-out-for-now")
+    event_page.set_viewport_size(PHONE)
+    assert event_page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
 
     # Let go: on sale again, on both pages, without a reload by the fan.
     assert live_app.admin.delete(f"/api/holds/{held['holdId']}").status_code == 204

@@ -151,8 +151,16 @@ async def test_the_login_form_itself_needs_its_token(client: httpx.AsyncClient) 
 async def test_the_login_is_rate_limited_like_the_admin_api(settings: Settings) -> None:
     limited = settings.model_copy(update={"app_rate_limit": "3/minute"})
     async with serving(limited) as client:
-        statuses = [(await log_in(client, key="guess")).status_code for _ in range(4)]
-    assert statuses == [401, 401, 401, 429]
+        answers = [await log_in(client, key="guess") for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
+    # A page for the person at the form, not the API's JSON: how long to wait, said and in the header.
+    refused = answers[-1]
+    wait = int(refused.headers["Retry-After"])
+    assert 1 <= wait <= 60
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "<title>" in refused.text
+    assert re.search(r"Demasiados intentos\. Probá de nuevo en \d+ segundos?\.", refused.text)
+    assert 'data-testid="login-key"' in refused.text
 
 
 async def test_the_builder_shows_the_apis_rules_next_to_the_fields(client: httpx.AsyncClient) -> None:

@@ -7,7 +7,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, bindparam, case, func, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import cast as cast_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql._typing import ColumnExpressionArgument
@@ -205,20 +217,33 @@ async def search_orders(
 ) -> list[Order]:
     """The organizer's order search, newest first: each filter given narrows it; the email is matched
     whole, letter case aside (addresses are written both ways by the same person)."""
+    statement = search_statement(now=now, email=email, order_id=order_id, event_id=event_id, status=status)
+    return list((await session.execute(statement.limit(limit))).scalars())
+
+
+def search_statement(
+    *,
+    now: datetime,
+    email: str | None,
+    order_id: int | None,
+    event_id: int | None,
+    status: OrderStatus | None,
+) -> Select[Order]:
     statement = select(Order)
     if order_id is not None:
         statement = statement.where(Order.id == order_id)
     if event_id is not None:
         statement = statement.where(Order.event_id == event_id)
     if email:
-        statement = statement.where(func.lower(Order.buyer_email) == email.lower())
+        # The stored lowercase copy, compared as is: its index answers (ix_orders_buyer_email_lower).
+        statement = statement.where(Order.buyer_email_lower == email.lower())
     if status is OrderStatus.PENDING_PAYMENT:
         statement = statement.where(Order.status == OrderStatus.PENDING_PAYMENT, ~lapsed(now))
     elif status is OrderStatus.EXPIRED:
         statement = statement.where(or_(Order.status == OrderStatus.EXPIRED, lapsed(now)))
     elif status is not None:
         statement = statement.where(Order.status == status)
-    return list((await session.execute(statement.order_by(Order.id.desc()).limit(limit))).scalars())
+    return statement.order_by(Order.id.desc())
 
 
 def _seconds_since(

@@ -29,9 +29,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from ticketera.events import service as events
 from ticketera.events.models import EventStatus
-from ticketera.infra.ratelimit import PublicRateLimit
+from ticketera.infra.ratelimit import Limiter, RateLimited
 from ticketera.kit.errors import DomainError, Forbidden, Unauthorized
-from ticketera.kit.http import CurrentClock, CurrentSettings, Db, component
+from ticketera.kit.http import CurrentClock, CurrentSettings, Db, client_ip, component
 from ticketera.kit.security import secrets_match
 from ticketera.tickets import service as tickets
 from ticketera.tickets.schemas import CheckinBatchIn, CheckinIn, batch_body, scan_body
@@ -42,7 +42,9 @@ from ticketera.web.sessions import (
     StaffSession,
     StaffSessions,
     read_form,
+    retry_after_seconds,
     staff_sessions,
+    too_many_attempts,
 )
 
 log = structlog.get_logger(__name__)
@@ -125,15 +127,26 @@ async def door_page(
     )
 
 
-# The app's per-IP limit (APP_RATE_LIMIT): guessing the key costs time, on top of its length.
-@router.post("/door/login", response_class=HTMLResponse, dependencies=[PublicRateLimit])
+@router.post("/door/login", response_class=HTMLResponse)
 async def log_in(
     request: Request,
     page: CurrentPage,
     sessions: DoorSessions,
     settings: CurrentSettings,
     clock: CurrentClock,
+    limiter: Limiter,
 ) -> Response:
+    # The app's per-IP limit (APP_RATE_LIMIT): guessing the key costs time, on top of its length.
+    # Counted here rather than as the API's dependency so that the refusal is a page saying how long
+    # to wait (with Retry-After), not the API's JSON.
+    try:
+        await limiter.limit_public_call(client_ip(request), request.headers.get("authorization"))
+    except RateLimited as exc:
+        wait = retry_after_seconds(exc.retry_after)
+        log.warning("door.login_rate_limited")
+        refused = _login_page(page, sessions, error=too_many_attempts(page, wait), status=429)
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     form = await read_form(request)
     if not sessions.login_token_ok(request, form.get(CSRF_FIELD)):
         log.info("door.login_refused", reason="csrf")

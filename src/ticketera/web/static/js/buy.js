@@ -205,6 +205,8 @@ function setUpZoom(container, svg, width) {
     }
   };
   apply(scale);
+  // From the first seats, with the row letters in view; the fan scrolls (or zooms out) from there.
+  container.scrollLeft = 0;
   if (!tools) return;
   tools.hidden = false;
   tools.addEventListener("click", (event) => {
