@@ -159,3 +159,22 @@ async def test_too_many_attempts_get_a_page_that_says_how_long_to_wait(settings:
     assert 'data-testid="login-key"' in refused.text
     assert english.status_code == 429
     assert re.search(r"Too many attempts\. Try again in \d+ seconds?\.", english.text)
+
+
+async def test_what_the_door_knows_for_offline_needs_the_session(client: httpx.AsyncClient) -> None:
+    refused = await client.get("/door/events/1/known")
+    await log_in(client)
+    page = await client.get("/door")
+    csrf = re.search(r'"csrf": "([^"]+)"', page.text)
+    assert csrf
+    missing = await client.get("/door/events/999999/known", headers={"X-CSRF-Token": csrf.group(1)})
+    worker = await client.get("/door/sw.js")
+
+    assert refused.status_code == 401
+    assert missing.status_code == 404
+    assert page.headers["X-Door-Page"] == "scan"
+    assert "worker-src 'self'" in page.headers["Content-Security-Policy"]
+    assert worker.headers["Service-Worker-Allowed"] == "/door"
+    assert worker.headers["content-type"].startswith("text/javascript")
+    assert "__FILES__" not in worker.text
+    assert "/js/door.js" in worker.text
