@@ -165,7 +165,7 @@ async def test_what_the_door_knows_for_offline_needs_the_session(client: httpx.A
     refused = await client.get("/door/events/1/known")
     await log_in(client)
     page = await client.get("/door")
-    csrf = re.search(r'"csrf": "([^"]+)"', page.text)
+    csrf = re.search(r'"csrf":"([^"]+)"', page.text)
     assert csrf
     missing = await client.get("/door/events/999999/known", headers={"X-CSRF-Token": csrf.group(1)})
     worker = await client.get("/door/sw.js")

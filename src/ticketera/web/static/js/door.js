@@ -285,6 +285,7 @@ function showKnown() {
 
 async function refreshKnown() {
   const event = eventId();
+  showKnown(); // what was learnt before, also offline
   if (!event || !navigator.onLine) return;
   const asOf = store.known(event).asOf;
   const query = asOf
