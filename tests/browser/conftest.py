@@ -200,10 +200,12 @@ class Fan:
     base_url: str
     language: str = "es-AR"
     errors: list[str] = field(default_factory=list)
+    # More of Playwright's context options: a phone's viewport, has_touch=True...
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.context = self.browser.new_context(
-            base_url=self.base_url, locale=self.language, viewport=DESKTOP
+            **{"base_url": self.base_url, "locale": self.language, "viewport": DESKTOP, **self.options}
         )
         self.context.set_default_timeout(TIMEOUT_MS)
 
@@ -232,11 +234,12 @@ class Fan:
 
 @pytest.fixture
 def fans(browser: Browser, live_app: LiveApp) -> Iterator[Any]:
-    """`fans()` opens a new person's browser; each is closed (and checked for errors) after the test."""
+    """`fans()` opens a new person's browser (`fans(has_touch=True, viewport=PHONE)`: a phone's); each
+    is closed (and checked for errors) after the test."""
     opened: list[Fan] = []
 
-    def open_fan(language: str = "es-AR") -> Fan:
-        fan = Fan(browser, live_app.base_url, language)
+    def open_fan(language: str = "es-AR", **options: Any) -> Fan:
+        fan = Fan(browser, live_app.base_url, language, options=options)
         opened.append(fan)
         return fan
 

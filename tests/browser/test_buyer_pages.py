@@ -11,6 +11,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import LiveApp, check_page
+from tests.browser.sales import pay
 from tests.conftest import SECRET_KEY
 from ticketera.kit.tokens import TokenSigner
 
@@ -124,6 +125,10 @@ def test_the_line_tells_at_once_when_the_event_sells_out_or_is_cancelled(
         json={"sectionId": section, "quantity": 1},
     )
     assert taken.status_code == 201, taken.text
+    # Only held, the place may come back: the fan keeps waiting, told why nothing moves.
+    expect(page.get_by_role("status")).to_contain_text("Agotado por ahora")
+    expect(page.get_by_test_id("queue-position")).to_have_text("1")
+    pay(live_app, taken.json()["holdId"])
     expect(page.get_by_role("status")).to_have_text("Agotado: no quedan entradas para este evento.")
     expect(page.get_by_test_id("queue-position")).to_be_hidden()
     expect(page.get_by_role("link", name="Volver al evento")).to_be_visible()

@@ -458,3 +458,30 @@ async def test_the_stream_pushes_the_status_as_server_sent_events(
     assert "event: status" in response.text
     assert '"status":"admitted"' in response.text
     assert refused.status_code == 401
+
+
+async def test_a_paused_line_says_so_in_the_status_and_gives_no_estimate(
+    room_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    event_id = await make_event(room_client, clock)
+    await join(room_client, event_id, "ana")
+    beto = (await join(room_client, event_id, "beto")).json()["queueToken"]
+    before = await status_of(room_client, event_id, beto)
+
+    await room_client.patch(f"/api/queue/{event_id}", json={"paused": True}, headers=ADMIN)
+    clock.advance(5)  # past the settings' cache
+    while_paused = await status_of(room_client, event_id, beto)
+    await room_client.patch(f"/api/queue/{event_id}", json={"paused": False}, headers=ADMIN)
+    clock.advance(5)
+    resumed = await status_of(room_client, event_id, beto)
+    schema = (await room_client.get("/openapi.json")).json()["components"]["schemas"]["QueueStatusOut"]
+
+    assert before["paused"] is False
+    assert (while_paused["status"], while_paused["paused"], while_paused["etaSeconds"]) == (
+        "waiting",
+        True,
+        None,
+    )
+    assert while_paused["position"] == before["position"]
+    assert resumed["paused"] is False
+    assert "paused" in schema["properties"]["paused"]["description"]

@@ -19,7 +19,7 @@ from tests.factories import ga_section, open_sale, place_order, take_hold
 from ticketera.config import Settings
 from ticketera.kit.csvexport import csv_line, safe_cell
 from ticketera.orders.service import SaleMoment
-from ticketera.web.admin.dashboard import MAX_CHART_POINTS, sales_series
+from ticketera.web.admin.dashboard import sales_series
 from ticketera.web.admin.session import LOGIN_COOKIE, SESSION_COOKIE
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
@@ -151,8 +151,16 @@ async def test_the_login_form_itself_needs_its_token(client: httpx.AsyncClient) 
 async def test_the_login_is_rate_limited_like_the_admin_api(settings: Settings) -> None:
     limited = settings.model_copy(update={"app_rate_limit": "3/minute"})
     async with serving(limited) as client:
-        statuses = [(await log_in(client, key="guess")).status_code for _ in range(4)]
-    assert statuses == [401, 401, 401, 429]
+        answers = [await log_in(client, key="guess") for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
+    # A page for the person at the form, not the API's JSON: how long to wait, said and in the header.
+    refused = answers[-1]
+    wait = int(refused.headers["Retry-After"])
+    assert 1 <= wait <= 60
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "<title>" in refused.text
+    assert re.search(r"Demasiados intentos\. Probá de nuevo en \d+ segundos?\.", refused.text)
+    assert 'data-testid="login-key"' in refused.text
 
 
 async def test_the_builder_shows_the_apis_rules_next_to_the_fields(client: httpx.AsyncClient) -> None:
@@ -265,18 +273,19 @@ async def test_the_exports_stream_every_order_and_attendee_escaped(client: httpx
     ]
 
 
-def test_the_sales_chart_keeps_its_totals_and_a_bounded_number_of_points() -> None:
+def test_the_sales_chart_runs_from_the_opening_through_each_stretch_to_now() -> None:
     opened = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
-    sales = [SaleMoment(opened + timedelta(seconds=index), 2, Decimal("15000.00")) for index in range(1000)]
     now = opened + timedelta(hours=1)
-    series = sales_series(sales, now, since=opened - timedelta(minutes=5))
-    assert len(series) <= MAX_CHART_POINTS + 3
-    assert series[0] == {"t": (opened - timedelta(minutes=5)).isoformat(), "tickets": 0, "revenue": "0"}
-    assert series[-1] == {"t": now.isoformat(), "tickets": 2000, "revenue": "15000000.00"}
-    counts = [point["tickets"] for point in series]
-    assert counts == sorted(counts)  # a running total never goes down
-    few = sales_series(sales[:3], now, since=opened)
-    assert [point["tickets"] for point in few] == [0, 2, 4, 6, 6]
+    stretches = [
+        SaleMoment(opened + timedelta(seconds=index), 2, Decimal("15000.00"), opened) for index in range(3)
+    ]
+    series = sales_series(stretches, now, since=opened)
+    assert [point["tickets"] for point in series] == [0, 2, 4, 6, 6]
+    assert series[0] == {"t": opened.isoformat(), "tickets": 0, "revenue": "0"}
+    assert series[-1] == {"t": now.isoformat(), "tickets": 6, "revenue": "45000.00"}
+    # A sale paid before the opening (onSaleAt moved later) starts the chart at its first payment.
+    early = SaleMoment(opened - timedelta(minutes=3), 1, Decimal("9000.00"), opened - timedelta(minutes=5))
+    assert sales_series([early], now, since=opened)[0]["t"] == (opened - timedelta(minutes=5)).isoformat()
 
 
 async def test_a_drafts_dashboard_has_no_line_to_control(client: httpx.AsyncClient) -> None:

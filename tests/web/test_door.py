@@ -10,8 +10,9 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from tests.conftest import ADMIN_KEY, SECRET_KEY, STAFF_KEY
+from tests.conftest import ADMIN_KEY, SECRET_KEY, STAFF_KEY, serving
 from tests.fakes import FakeClock
+from ticketera.config import Settings
 from ticketera.web.door import SESSION_LIFETIME
 from ticketera.web.sessions import StaffSessions
 
@@ -139,3 +140,41 @@ def test_a_session_of_another_area_or_secret_opens_nothing() -> None:
     assert door.read(with_cookie("door_session", token[:-2] + "xx"), now) is None
     assert door.csrf_ok(session, door.csrf_token(session))
     assert not admin.csrf_ok(session, door.csrf_token(session))
+
+
+async def test_too_many_attempts_get_a_page_that_says_how_long_to_wait(settings: Settings) -> None:
+    limited = settings.model_copy(update={"app_rate_limit": "3/minute"})
+    async with serving(limited) as client:
+        answers = [await log_in(client, key="guess") for _ in range(4)]
+        english = await client.post(
+            "/door/login", data={"key": "guess", "csrf": "x"}, headers={**FORM, "Accept-Language": "en"}
+        )
+    assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
+    refused = answers[-1]
+    wait = int(refused.headers["Retry-After"])
+    assert 1 <= wait <= 60
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "<title>" in refused.text
+    assert re.search(r"Demasiados intentos\. Probá de nuevo en \d+ segundos?\.", refused.text)
+    assert 'data-testid="login-key"' in refused.text
+    assert english.status_code == 429
+    assert re.search(r"Too many attempts\. Try again in \d+ seconds?\.", english.text)
+
+
+async def test_what_the_door_knows_for_offline_needs_the_session(client: httpx.AsyncClient) -> None:
+    refused = await client.get("/door/events/1/known")
+    await log_in(client)
+    page = await client.get("/door")
+    csrf = re.search(r'"csrf":"([^"]+)"', page.text)
+    assert csrf
+    missing = await client.get("/door/events/999999/known", headers={"X-CSRF-Token": csrf.group(1)})
+    worker = await client.get("/door/sw.js")
+
+    assert refused.status_code == 401
+    assert missing.status_code == 404
+    assert page.headers["X-Door-Page"] == "scan"
+    assert "worker-src 'self'" in page.headers["Content-Security-Policy"]
+    assert worker.headers["Service-Worker-Allowed"] == "/door"
+    assert worker.headers["content-type"].startswith("text/javascript")
+    assert "__FILES__" not in worker.text
+    assert "/js/door.js" in worker.text

@@ -5,17 +5,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import cast as cast_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql._typing import ColumnExpressionArgument
 from sqlalchemy.sql.elements import ColumnElement
 
-from ticketera.kit.db import execute_core, inserted_id
+from ticketera.kit.db import UTCDateTime, execute_core, inserted_id
 from ticketera.orders.models import Order, OrderReason, OrderStatus
 from ticketera.tickets.models import Ticket, TicketStatus
 
 ORDERS = cast(Table, Order.__table__)
+CENT = Decimal("0.01")
 
 
 def lapsed(now: datetime) -> ColumnElement[bool]:
@@ -202,31 +217,81 @@ async def search_orders(
 ) -> list[Order]:
     """The organizer's order search, newest first: each filter given narrows it; the email is matched
     whole, letter case aside (addresses are written both ways by the same person)."""
+    statement = search_statement(now=now, email=email, order_id=order_id, event_id=event_id, status=status)
+    return list((await session.execute(statement.limit(limit))).scalars())
+
+
+def search_statement(
+    *,
+    now: datetime,
+    email: str | None,
+    order_id: int | None,
+    event_id: int | None,
+    status: OrderStatus | None,
+) -> Select[Order]:
     statement = select(Order)
     if order_id is not None:
         statement = statement.where(Order.id == order_id)
     if event_id is not None:
         statement = statement.where(Order.event_id == event_id)
     if email:
-        statement = statement.where(func.lower(Order.buyer_email) == email.lower())
+        # The stored lowercase copy, compared as is: its index answers (ix_orders_buyer_email_lower).
+        statement = statement.where(Order.buyer_email_lower == email.lower())
     if status is OrderStatus.PENDING_PAYMENT:
         statement = statement.where(Order.status == OrderStatus.PENDING_PAYMENT, ~lapsed(now))
     elif status is OrderStatus.EXPIRED:
         statement = statement.where(or_(Order.status == OrderStatus.EXPIRED, lapsed(now)))
     elif status is not None:
         statement = statement.where(Order.status == status)
-    return list((await session.execute(statement.order_by(Order.id.desc()).limit(limit))).scalars())
+    return statement.order_by(Order.id.desc())
 
 
-async def paid_sales(session: AsyncSession, event_id: int) -> list[tuple[datetime, int, Decimal]]:
-    """When each paid order of the event was paid, with its tickets and total, oldest first."""
-    statement = (
-        select(Order.paid_at, Order.quantity, Order.total)
-        .where(Order.event_id == event_id, Order.status == OrderStatus.PAID, Order.paid_at.is_not(None))
-        .order_by(Order.paid_at, Order.id)
+def _seconds_since(
+    dialect: str, start: datetime, moment: ColumnExpressionArgument[Any]
+) -> ColumnElement[Any]:
+    """`moment - start` in seconds, in SQL. The engines share no function for it: SQLite keeps
+    datetimes as text that julianday() reads (in days); MariaDB has TIMESTAMPDIFF, which works on the
+    stored naive UTC values without the session's time zone (UNIX_TIMESTAMP would apply it)."""
+    at = bindparam("chart_start", start, type_=UTCDateTime())
+    if dialect == "sqlite":
+        return (func.julianday(moment) - func.julianday(at)) * 86400.0
+    return func.timestampdiff(literal_column("MICROSECOND"), at, moment) / 1_000_000.0
+
+
+async def paid_sales_by_bucket(
+    session: AsyncSession, event_id: int, *, start: datetime, step_seconds: float, buckets: int
+) -> list[tuple[int, datetime, datetime, int, Decimal]]:
+    """The event's paid orders grouped by when they were paid, in `buckets` stretches of
+    `step_seconds` from `start` (those paid before `start` in bucket -1, after the last stretch in the
+    last one): (bucket, first and last payment, tickets, total), oldest first. One query that answers
+    at most `buckets + 1` rows however many orders were sold: the dashboard asks every few seconds."""
+    dialect = session.get_bind().dialect.name
+    seconds = _seconds_since(dialect, start, Order.paid_at)
+    # SQLite's CAST truncates (and here the value is >= 0); MariaDB's CAST rounds, so FLOOR there.
+    stretch = (
+        cast_(seconds / step_seconds, Integer) if dialect == "sqlite" else func.floor(seconds / step_seconds)
     )
-    rows = (await session.execute(statement)).all()
-    return [(paid_at, quantity, total) for paid_at, quantity, total in rows if paid_at is not None]
+    bucket = case((seconds < 0, -1), (seconds >= step_seconds * buckets, buckets - 1), else_=stretch)
+    paid = (
+        select(bucket.label("bucket"), Order.paid_at, Order.quantity, Order.total)
+        .where(Order.event_id == event_id, Order.status == OrderStatus.PAID, Order.paid_at.is_not(None))
+        .subquery()
+    )
+    statement = (
+        select(
+            paid.c.bucket,
+            func.min(paid.c.paid_at),
+            func.max(paid.c.paid_at),
+            func.sum(paid.c.quantity),
+            func.sum(paid.c.total),
+        )
+        .group_by(paid.c.bucket)
+        .order_by(paid.c.bucket)
+    )
+    return [
+        (int(index), first, last, int(tickets), Decimal(str(total)).quantize(CENT))
+        for index, first, last, tickets, total in (await session.execute(statement)).all()
+    ]
 
 
 async def event_counts_by_status(

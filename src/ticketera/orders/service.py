@@ -350,11 +350,13 @@ async def orders_of_event(
 
 @dataclass(frozen=True)
 class SaleMoment:
-    """A paid order as the sales chart counts it."""
+    """Paid orders as the sales chart counts them: those of one stretch of time (`paid_at` the last
+    payment in it, `first_paid_at` the first), or one order."""
 
     paid_at: datetime
     tickets: int
     total: Decimal
+    first_paid_at: datetime | None = None
 
 
 # The search answers at most this many orders; a narrower filter finds the rest.
@@ -379,9 +381,19 @@ async def search_orders(
     return [(order, effective_status(order, now)) for order in found]
 
 
-async def sales_of_event(session: AsyncSession, event_id: int) -> list[SaleMoment]:
-    """The event's paid orders in the order they were paid: what the sales-over-time chart draws."""
-    return [SaleMoment(*row) for row in await repository.paid_sales(session, event_id)]
+async def sales_of_event(
+    session: AsyncSession, event_id: int, *, since: datetime, until: datetime, buckets: int
+) -> list[SaleMoment]:
+    """What the sales-over-time chart draws: the event's paid orders summed over `buckets` equal
+    stretches from `since` to `until` (sales before `since` in one more, first), oldest first."""
+    step = max((until - since).total_seconds(), 1.0) / buckets
+    rows = await repository.paid_sales_by_bucket(
+        session, event_id, start=since, step_seconds=step, buckets=buckets
+    )
+    return [
+        SaleMoment(paid_at=last, tickets=tickets, total=total, first_paid_at=first)
+        for _bucket, first, last, tickets, total in rows
+    ]
 
 
 async def event_order_counts(session: AsyncSession, event_id: int, now: datetime) -> dict[OrderStatus, int]:

@@ -43,10 +43,18 @@ class QueueStatusOut(ApiOutput):
     status: str
     position: int | None
     ahead: int | None
-    eta_seconds: int | None
+    eta_seconds: int | None = Field(
+        description="Seconds until the user's turn, estimated from the admission rate; null while the"
+        " line is paused (no estimate holds) and after admission"
+    )
     pre_queue: bool = False
     access_token: str | None = None
     access_expires_at: datetime | None = None
+    paused: bool = Field(
+        default=False,
+        description="The organizer paused admission to this line: the place is kept, nobody is let in"
+        " until it resumes, and etaSeconds is null",
+    )
 
     @classmethod
     def of(cls, queue_status: QueueStatus) -> QueueStatusOut:
@@ -58,6 +66,7 @@ class QueueStatusOut(ApiOutput):
             pre_queue=queue_status.pre_queue,
             access_token=queue_status.access_token,
             access_expires_at=queue_status.access_expires_at,
+            paused=queue_status.paused,
         )
 
 

@@ -92,6 +92,8 @@ class QueueStatus:
     pre_queue: bool = False
     access_token: str | None = None
     access_expires_at: datetime | None = None
+    # The organizer paused admission (PATCH /api/queue/{id}): the place is kept, nobody moves.
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -247,12 +249,18 @@ class WaitingRoom:
             return QueueStatus("admitted", None, 0, 0, access_token=token, access_expires_at=expires_at)
         if state is UserState.PREQUEUE:
             until_sale = (settings.on_sale_at - now).total_seconds() if settings.on_sale_at else 0
-            return QueueStatus("waiting", None, None, max(0, int(until_sale)), pre_queue=True)
+            return QueueStatus(
+                "waiting", None, None, max(0, int(until_sale)), pre_queue=True, paused=settings.paused
+            )
         if state is UserState.WAITING:
             if ahead is None:
                 view = await self.backend.view(settings.event_id, user_id, now_ms=to_ms(now))
                 ahead = view.ahead if view is not None else None
             ahead = ahead or 0
+            if settings.paused:
+                # Nobody is let in until the organizer resumes: any estimate would be a promise we
+                # cannot keep, so none is given.
+                return QueueStatus("waiting", ahead + 1, ahead, None, paused=True)
             rate = (await self._cached_figures(settings.event_id, now)).admission_rate_per_second(
                 settings.admit_per_minute
             )
@@ -326,7 +334,11 @@ async def change_queue_settings(
     stored on the event, and this process stops using the settings it had cached."""
     view = await events_service.update_event(session, event_id, EventPatch(queue=change), clock=clock)
     room.forget_settings(event_id)
-    return QueueStats(EventQueueSettings.of(view.event), await room.figures(event_id), room.backend.name)
+    # The backend's figures, not room.figures(): that loads the settings through another session,
+    # which cannot see this uncommitted change and would cache the old ones (a pause unseen by the
+    # line's status for SETTINGS_TTL_SECONDS).
+    figures = await room.backend.figures(event_id, now_ms=to_ms(clock()))
+    return QueueStats(EventQueueSettings.of(view.event), figures, room.backend.name)
 
 
 WAITING_ROOM = Component[WaitingRoom]("waiting_room")

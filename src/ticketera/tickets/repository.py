@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.kit.db import execute_core, insert_unless_present
@@ -113,3 +113,18 @@ async def enqueue_email(session: AsyncSession, values: dict[str, Any]) -> None:
 
 async def find_email(session: AsyncSession, email_id: int) -> OutboxEmail | None:
     return (await session.execute(select(OutboxEmail).where(OutboxEmail.id == email_id))).scalar_one_or_none()
+
+
+async def void_and_checked_in(
+    session: AsyncSession, event_id: int, *, since: datetime | None
+) -> list[tuple[int, TicketStatus, datetime | None, str | None]]:
+    """The event's tickets a door must refuse (void, or already let in): serial, status, when and
+    where checked in; with `since`, only those voided or checked in from then on."""
+    statement = select(Ticket.serial, Ticket.status, Ticket.checked_in_at, Ticket.checked_in_device).where(
+        Ticket.event_id == event_id,
+        or_(Ticket.status == TicketStatus.VOID, Ticket.checked_in_at.is_not(None)),
+    )
+    if since is not None:
+        statement = statement.where(or_(Ticket.voided_at >= since, Ticket.checked_in_at >= since))
+    rows = (await session.execute(statement.order_by(Ticket.id))).all()
+    return [(serial, TicketStatus(status), at, device) for serial, status, at, device in rows]

@@ -289,6 +289,29 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class DoorKnowledge:
+    """What a door keeps to answer offline what the signature alone cannot tell: tickets voided, and
+    tickets let in (when, by which door), by serial."""
+
+    void: list[int]
+    checked_in: list[tuple[int, datetime, str | None]]
+
+
+async def door_knowledge(session: AsyncSession, event_id: int, *, since: datetime | None) -> DoorKnowledge:
+    """The event's void and checked-in tickets (changed since `since`, when given; 404 for no event)."""
+    await events_service.require_event(session, event_id)
+    rows = await repository.void_and_checked_in(session, event_id, since=since)
+    return DoorKnowledge(
+        void=[serial for serial, status, _at, _device in rows if status is TicketStatus.VOID],
+        checked_in=[
+            (serial, at, device)
+            for serial, status, at, device in rows
+            if status is not TicketStatus.VOID and at is not None
+        ],
+    )
+
+
 async def checkin_figures(session: AsyncSession, event_id: int) -> list[repository.SectionFigures]:
     """Sold and checked-in tickets per section of an event (404 when there is no such event)."""
     await events_service.require_event(session, event_id)

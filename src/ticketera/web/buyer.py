@@ -34,6 +34,8 @@ class SaleState(StrEnum):
     NOT_YET = "not_yet"
     ON_SALE = "on_sale"
     PAUSED = "paused"
+    # Nothing on sale, but places are held by buyers who have not paid: they may come back.
+    SOLD_OUT_FOR_NOW = "sold_out_for_now"
     SOLD_OUT = "sold_out"
     CANCELLED = "cancelled"
 
@@ -47,7 +49,10 @@ def sale_state(view: events.EventView, now: datetime) -> SaleState:
     if event.status == EventStatus.PAUSED:
         return SaleState.PAUSED
     if view.available == 0:
-        return SaleState.SOLD_OUT
+        # A hold that runs out or an order left unpaid puts its places back on sale: only what is
+        # sold is gone for good.
+        held = sum(section.held for section in view.sections)
+        return SaleState.SOLD_OUT_FOR_NOW if held else SaleState.SOLD_OUT
     if event.on_sale_at is not None and now < event.on_sale_at:
         return SaleState.NOT_YET
     return SaleState.ON_SALE
@@ -59,6 +64,7 @@ def state_label(page: Page, state: SaleState) -> str:
         SaleState.NOT_YET: _("Not on sale yet"),
         SaleState.ON_SALE: _("On sale"),
         SaleState.PAUSED: _("Sales paused"),
+        SaleState.SOLD_OUT_FOR_NOW: _("Sold out for now"),
         SaleState.SOLD_OUT: _("Sold out"),
         SaleState.CANCELLED: _("Cancelled"),
     }[state]
@@ -102,6 +108,18 @@ def _event_not_found(page: Page) -> HTMLResponse:
     return page.error(404, _("Event not found"), _("This event does not exist or is not published."))
 
 
+def _stock_messages(page: Page, *, short: bool) -> dict[str, str]:
+    """What a section has left, in words, as the pages' scripts write it when they read it again."""
+    _ = page._
+    return {
+        "left": "%(count)s" if short else _("%(count)s left"),
+        "soldOut": _("Sold out"),
+        "soldOutForNow": _("Sold out for now, tickets may be released")
+        if short
+        else _("Sold out for now: tickets may be released (some are held by buyers who have not paid yet)."),
+    }
+
+
 def _sections(page: Page, view: events.EventView) -> list[dict[str, Any]]:
     return [
         {
@@ -112,6 +130,7 @@ def _sections(page: Page, view: events.EventView) -> list[dict[str, Any]]:
             "price": str(section.section.price),
             "priceText": page.locale.money(section.section.price, view.event.currency),
             "available": section.available,
+            "held": section.held,
             "capacity": section.section.capacity,
         }
         for section in view.sections
@@ -136,8 +155,11 @@ async def event_page(event_id: str, page: CurrentPage, database: Db, clock: Curr
         state_label=state_label(page, state),
         sections=_sections(page, view),
         page_data={
+            "eventId": view.event.id,
+            "state": state.value,
             "onSaleAt": view.event.on_sale_at.isoformat() if view.event.on_sale_at else None,
             "now": now.isoformat(),
+            "messages": _stock_messages(page, short=True),
         },
     )
 
@@ -176,7 +198,16 @@ async def waiting_room_page(
                 "expired": _("Your turn passed without a purchase. You can join the line again."),
                 "full": _("The line is full right now. We will try again by ourselves in a few seconds."),
                 "soldOut": _("Sold out: there are no tickets left for this event."),
+                "soldOutForNow": _(
+                    "Sold out for now, but tickets may be released: some are held by buyers who have"
+                    " not paid yet. You keep your place in line."
+                ),
                 "paused": _("Sales are paused. You keep your place in line."),
+                "linePaused": _(
+                    "The line is paused by the organizer. Nobody is let in for now; you keep your place"
+                    " and it moves again as soon as it resumes."
+                ),
+                "etaPaused": _("paused"),
                 "cancelled": _("This event was cancelled."),
                 "offline": _("Connection lost. Retrying… you keep your place."),
                 "error": _("Something went wrong. Retrying…"),
@@ -238,6 +269,7 @@ async def buy_page(event_id: str, page: CurrentPage, database: Db, clock: Curren
                 "error": _("Something went wrong. Try again."),
                 "released": _("We let those seats go. Choose again."),
                 "invalidBuyer": _("Check your email and name."),
+                **_stock_messages(page, short=False),
             },
         },
     )

@@ -15,23 +15,30 @@ which is public (`GET /api/events/{id}/checkin-key`), and keeps its scans until 
 
 Content-Security-Policy: the page keeps the site's strict one. The camera needs none of it
 (`getUserMedia` into a `<video>` through `srcObject` is not a fetched URL), BarcodeDetector and
-WebCrypto run in the page, and nothing here uses a worker.
+WebCrypto run in the page. The service worker (`/door/sw.js`, scope `/door`) needs `worker-src
+'self'`, which the site's policy has.
+
+What a phone knows offline beyond the signature: the event's void tickets and those already let in
+at any door (`GET /door/events/{id}/known`, read every half minute while online and kept in
+localStorage), so a refunded ticket or one used at another door is refused without the server.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ticketera.events import service as events
 from ticketera.events.models import EventStatus
-from ticketera.infra.ratelimit import PublicRateLimit
+from ticketera.infra.ratelimit import Limiter, RateLimited
+from ticketera.kit.db import MAX_ID
 from ticketera.kit.errors import DomainError, Forbidden, Unauthorized
-from ticketera.kit.http import CurrentClock, CurrentSettings, Db, component
+from ticketera.kit.http import CurrentClock, CurrentSettings, Db, client_ip, component
 from ticketera.kit.security import secrets_match
 from ticketera.tickets import service as tickets
 from ticketera.tickets.schemas import CheckinBatchIn, CheckinIn, batch_body, scan_body
@@ -42,8 +49,11 @@ from ticketera.web.sessions import (
     StaffSession,
     StaffSessions,
     read_form,
+    retry_after_seconds,
     staff_sessions,
+    too_many_attempts,
 )
+from ticketera.web.static import STATIC_DIR, VERSION, static_url
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +65,19 @@ SESSION_LIFETIME = timedelta(hours=12)
 # Events that started up to this long ago are still on the list: the doors stay open during the show.
 STILL_AT_THE_DOOR = timedelta(hours=12)
 EVENTS_LIMIT = 200
+
+# What the page needs to open offline (js/door-sw.js keeps them once the page was seen online).
+DOOR_FILES = (
+    "site.css",
+    "door.css",
+    "favicon.svg",
+    "js/door.js",
+    "js/door-store.js",
+    "js/format.js",
+    "js/page-data.js",
+    "js/ticket-code.js",
+)
+SERVICE_WORKER = (STATIC_DIR / "js" / "door-sw.js").read_text(encoding="utf-8")
 
 TicketKeys = Annotated[tickets.PublicKeys, Depends(component(tickets.TICKET_KEYS))]
 
@@ -122,18 +145,31 @@ async def door_page(
         events=at_the_door,
         csrf=sessions.csrf_token(session),
         page_data=_page_data(page, sessions.csrf_token(session), settings.display_timezone),
+        # What the service worker keeps for offline visits (never the login form).
+        headers={"X-Door-Page": "scan"},
     )
 
 
-# The app's per-IP limit (APP_RATE_LIMIT): guessing the key costs time, on top of its length.
-@router.post("/door/login", response_class=HTMLResponse, dependencies=[PublicRateLimit])
+@router.post("/door/login", response_class=HTMLResponse)
 async def log_in(
     request: Request,
     page: CurrentPage,
     sessions: DoorSessions,
     settings: CurrentSettings,
     clock: CurrentClock,
+    limiter: Limiter,
 ) -> Response:
+    # The app's per-IP limit (APP_RATE_LIMIT): guessing the key costs time, on top of its length.
+    # Counted here rather than as the API's dependency so that the refusal is a page saying how long
+    # to wait (with Retry-After), not the API's JSON.
+    try:
+        await limiter.limit_public_call(client_ip(request), request.headers.get("authorization"))
+    except RateLimited as exc:
+        wait = retry_after_seconds(exc.retry_after)
+        log.warning("door.login_rate_limited")
+        refused = _login_page(page, sessions, error=too_many_attempts(page, wait), status=429)
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     form = await read_form(request)
     if not sessions.login_token_ok(request, form.get(CSRF_FIELD)):
         log.info("door.login_refused", reason="csrf")
@@ -185,6 +221,63 @@ async def batch(body: CheckinBatchIn, staff: DoorStaff, database: Db, keys: Tick
     return batch_body(results)
 
 
+@router.get("/door/events/{event_id}/known")
+async def known(
+    event_id: str,
+    staff: DoorStaff,
+    database: Db,
+    clock: CurrentClock,
+    since: Annotated[datetime | None, Query(description="only what changed from then on")] = None,
+) -> JSONResponse:
+    """What the signature cannot tell offline: the event's void tickets, and those let in (when, by
+    which door), by serial. The page asks every KNOWN_REFRESH_SECONDS while online and keeps the
+    answer in localStorage. Serials are 64-bit: sent as strings, which JavaScript numbers cannot
+    hold exactly."""
+    if not event_id.isdecimal() or not 1 <= int(event_id) <= MAX_ID:
+        return JSONResponse({"error": "event_not_found", "message": "No such event."}, status_code=404)
+    as_of = clock()
+    try:
+        async with database.read_session() as session:
+            found = await tickets.door_knowledge(session, int(event_id), since=since)
+    except DomainError as error:
+        return JSONResponse({"error": error.code, "message": str(error)}, status_code=error.status_code)
+    return JSONResponse(
+        {
+            "eventId": int(event_id),
+            # The next ask's `since`, less a margin (KNOWN_MARGIN_SECONDS in js/door.js) for scans
+            # written a moment before this read but committed after it.
+            "asOf": as_of.isoformat(),
+            "void": [str(serial) for serial in found.void],
+            "checkedIn": [
+                {"serial": str(serial), "at": at.isoformat(), "door": device}
+                for serial, at, device in found.checked_in
+            ],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/door/sw.js")
+async def service_worker() -> Response:
+    """The door's service worker: the page and its files open offline after one online visit. It
+    names the static files of this build (their addresses carry its hash), so a new build is a new
+    worker that fetches the new files and drops the old ones."""
+    body = SERVICE_WORKER.replace("__VERSION__", json.dumps(VERSION)).replace(
+        "__FILES__", json.dumps([static_url(name) for name in DOOR_FILES])
+    )
+    return Response(
+        body,
+        media_type="text/javascript",
+        headers={
+            # Served under /door/ but controlling /door itself (the page's address has no slash).
+            "Service-Worker-Allowed": DOOR_PATH,
+            # Browsers check for a new worker on each visit; it must not come from a cache.
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 def _login_page(
     page: Page, sessions: StaffSessions, *, error: str | None = None, status: int = 200
 ) -> HTMLResponse:
@@ -209,6 +302,9 @@ def _page_data(page: Page, csrf: str, zone: str) -> dict[str, Any]:
         "scanUrl": "/door/scan",
         "batchUrl": "/door/batch",
         "keyUrl": "/api/events/{id}/checkin-key",
+        "knownUrl": "/door/events/{id}/known",
+        "workerUrl": "/door/sw.js",
+        "workerScope": DOOR_PATH,
         "messages": {
             "okTitle": _("Valid ticket"),
             "okOffline": _("Checked offline: it syncs when the network returns."),
@@ -234,5 +330,6 @@ def _page_data(page: Page, csrf: str, zone: str) -> dict[str, Any]:
             "cameraDenied": _("The camera could not be opened."),
             "cameraStart": _("Scan with the camera"),
             "cameraStop": _("Stop the camera"),
+            "known": _("Known offline: %(void)s void, %(used)s already used (as of %(time)s)."),
         },
     }

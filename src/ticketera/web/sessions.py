@@ -31,6 +31,23 @@ from fastapi import Request, Response
 
 from ticketera.kit.security import secrets_match
 from ticketera.kit.tokens import ALGORITHM
+from ticketera.web.rendering import Page
+
+
+def retry_after_seconds(waited: float | None) -> int:
+    """A rate limit's wait as the Retry-After header and the login pages say it: whole seconds, at
+    least one."""
+    return max(1, round(waited or 1))
+
+
+def too_many_attempts(page: Page, wait: int) -> str:
+    """What a login page says past the rate limit (the admin's and the door's)."""
+    return page.locale.ngettext(
+        "Too many attempts. Try again in %(num)d second.",
+        "Too many attempts. Try again in %(num)d seconds.",
+        wait,
+    ) % {"num": wait}
+
 
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf"

@@ -54,32 +54,18 @@ UNKNOWN = "\u2013"
 
 
 def sales_series(sales: list[orders.SaleMoment], now: datetime, *, since: datetime) -> list[dict[str, Any]]:
-    """Cumulative tickets and revenue at each sale (or, for many sales, at the end of each of
-    `MAX_CHART_POINTS` equal stretches of time), from zero when the sale opened (`since`, or the
-    first sale if earlier) to now."""
+    """Cumulative tickets and revenue at the end of each stretch of time the database summed
+    (`orders.sales_of_event`: at most MAX_CHART_POINTS of them, plus one for sales before `since`),
+    from zero when the sale opened (`since`, or the first sale if earlier) to now."""
     if not sales:
         return []
-    start = min(since, sales[0].paid_at)
+    start = min(since, sales[0].first_paid_at or sales[0].paid_at)
     points: list[tuple[datetime, int, Decimal]] = []
     tickets_total, revenue = 0, Decimal(0)
-    if len(sales) <= MAX_CHART_POINTS:
-        for sale in sales:
-            tickets_total += sale.tickets
-            revenue += sale.total
-            points.append((sale.paid_at, tickets_total, revenue))
-    else:
-        span = max((now - start).total_seconds(), 1.0)
-        step = span / MAX_CHART_POINTS
-        bucket_end = 1
-        for sale in sales:
-            while (sale.paid_at - start).total_seconds() > bucket_end * step:
-                points.append(
-                    (start + (now - start) * (bucket_end / MAX_CHART_POINTS), tickets_total, revenue)
-                )
-                bucket_end += 1
-            tickets_total += sale.tickets
-            revenue += sale.total
-        points.append((sales[-1].paid_at, tickets_total, revenue))
+    for sale in sales:
+        tickets_total += sale.tickets
+        revenue += sale.total
+        points.append((sale.paid_at, tickets_total, revenue))
     series = [{"t": start.isoformat(), "tickets": 0, "revenue": "0"}]
     series += [
         {"t": moment.isoformat(), "tickets": count, "revenue": str(money)} for moment, count, money in points
@@ -88,6 +74,11 @@ def sales_series(sales: list[orders.SaleMoment], now: datetime, *, since: dateti
         {"t": max(now, points[-1][0]).isoformat(), "tickets": tickets_total, "revenue": str(revenue)}
     )
     return series
+
+
+def sale_opened(view: events.EventView) -> datetime:
+    """Where the sales chart starts: when the sale opened (or the event was made, without onSaleAt)."""
+    return view.event.on_sale_at or view.event.created_at
 
 
 async def live_figures(
@@ -105,7 +96,9 @@ async def live_figures(
             return None
         return {
             "view": view,
-            "sales": await orders.sales_of_event(session, event_id),
+            "sales": await orders.sales_of_event(
+                session, event_id, since=sale_opened(view), until=now, buckets=MAX_CHART_POINTS
+            ),
             "orders": await orders.event_order_counts(session, event_id, now),
             "payments": await payments.payment_counts_of_event(session, event_id),
             "checkins": await tickets.checkin_figures(session, event_id),
@@ -178,7 +171,7 @@ async def live_figures(
             {"label": figure.section_name, "value": f"{figure.checked_in} / {figure.sold}"}
             for figure in found["checkins"]
         ],
-        "series": sales_series(found["sales"], now, since=view.event.on_sale_at or view.event.created_at),
+        "series": sales_series(found["sales"], now, since=sale_opened(view)),
         "view": view,
     }
 

@@ -30,6 +30,7 @@ from ticketera.kit.http import CurrentClock, CurrentSettings, Signer, client_ip
 from ticketera.kit.security import secrets_match
 from ticketera.kit.tokens import AdminSession, InvalidToken, TokenSigner
 from ticketera.web.rendering import CurrentPage, Page, PageAnswer
+from ticketera.web.sessions import retry_after_seconds, too_many_attempts
 
 log = structlog.get_logger(__name__)
 
@@ -241,15 +242,17 @@ async def log_in(
         await limiter.limit_public_call(client_ip(request), f"Bearer {key}")
     except RateLimited as exc:
         log.warning("admin.login_rate_limited", ip=client_ip(request))
+        wait = retry_after_seconds(exc.retry_after)
+        # A page, not the API's JSON answer: a person typed the key, and is told how long to wait.
         refused = _login_page(
             page,
             signer,
             nonce,
             target,
             status_code=429,
-            problem=_("Too many attempts. Wait a moment and try again."),
+            problem=too_many_attempts(page, wait),
         )
-        refused.headers["Retry-After"] = str(max(1, round(exc.retry_after or 1)))
+        refused.headers["Retry-After"] = str(wait)
         return refused
     if not secrets_match(key, settings.admin_api_key):
         log.warning("admin.login_refused", ip=client_ip(request))

@@ -7,6 +7,7 @@ import { countdown } from "./countdown.js";
 import { fill, formatMoney } from "./format.js";
 import { access, keepAccess } from "./line.js";
 import { pageData } from "./page-data.js";
+import { showLeft, watchStock } from "./stock.js";
 
 const data = pageData();
 const eventId = data.eventId;
@@ -14,7 +15,15 @@ const text = data.messages;
 const SVG = "http://www.w3.org/2000/svg";
 const REFRESH_SECONDS = 5; // the seat map is micro-cached by nginx for a second: cheap to read again
 const GAP = 26; // seat pitch in the drawing's units
+// A seat is 24 units across with its 2-unit outline, a seat every 26: at scale 1, the 24-px minimum
+// target of WCAG 2.5.8 with room between seats.
+const SEAT_RADIUS = 11;
 const MARGIN = 34; // room for the row labels
+// Drawing units per CSS pixel the +/- buttons step through. 1: seats 24 px across (the minimum for a
+// finger); PHONE_SCALE: a 44-px seat pitch, the comfortable size for a thumb, where a phone starts.
+const SCALES = [1, 1.35, 1.7, 2.2];
+const PHONE_SCALE = 1.7;
+const NARROW_PX = 600; // a map card narrower than this is a phone's: start at PHONE_SCALE
 
 const $ = (selector) => document.querySelector(selector);
 const alertBox = $("#buy-alert");
@@ -85,8 +94,6 @@ function drawSection(container, sectionSeats) {
   svg.setAttribute("role", "group");
   svg.setAttribute("aria-label", fill(text.seatMap, { section: section.name }));
   svg.setAttribute("aria-describedby", `map-help-${section.id}`);
-  // Never smaller than about 20 px a seat, so a thumb can hit one: wider maps scroll sideways.
-  svg.style.minWidth = `${Math.round(width * 0.75)}px`;
 
   const stage = document.createElementNS(SVG, "rect");
   stage.setAttribute("class", "stage");
@@ -123,7 +130,7 @@ function drawSection(container, sectionSeats) {
         const circle = document.createElementNS(SVG, "circle");
         circle.setAttribute("cx", String(MARGIN + offset + i * GAP + GAP / 2 - 2));
         circle.setAttribute("cy", String(y));
-        circle.setAttribute("r", "10");
+        circle.setAttribute("r", String(SEAT_RADIUS));
         circle.setAttribute("class", "seat");
         circle.setAttribute("role", "button");
         circle.setAttribute("tabindex", "-1");
@@ -174,6 +181,41 @@ function drawSection(container, sectionSeats) {
     }
   });
   container.replaceChildren(svg);
+  setUpZoom(container, svg, width);
+}
+
+// -- Zoom: seats big enough for a thumb, the map scrolling sideways inside its card ------------
+
+function setUpZoom(container, svg, width) {
+  const tools = document.querySelector(`[data-zoom-for="${container.dataset.seatMap}"]`);
+  const coarse = window.matchMedia("(pointer: coarse)").matches;
+  const fits = container.clientWidth / width; // the scale that shows the whole row in the card
+  let scale = coarse || container.clientWidth < NARROW_PX ? PHONE_SCALE : Math.max(1, Math.min(fits, PHONE_SCALE));
+  const apply = (next) => {
+    // Keep the middle of what was in view in the middle.
+    const middle = (container.scrollLeft + container.clientWidth / 2) / (container.scrollWidth || 1);
+    scale = next;
+    // Never narrower than the card (CSS min-width): a small section fills it rather than floating.
+    svg.style.width = `${Math.round(width * scale)}px`;
+    container.scrollLeft = middle * container.scrollWidth - container.clientWidth / 2;
+    container.dataset.scale = String(scale);
+    if (tools) {
+      tools.querySelector('[data-zoom="-1"]').disabled = scale <= SCALES[0];
+      tools.querySelector('[data-zoom="1"]').disabled = scale >= SCALES[SCALES.length - 1];
+    }
+  };
+  apply(scale);
+  // From the first seats, with the row letters in view; the fan scrolls (or zooms out) from there.
+  container.scrollLeft = 0;
+  if (!tools) return;
+  tools.hidden = false;
+  tools.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-zoom]");
+    if (!button) return;
+    const step = Number(button.dataset.zoom);
+    const next = step > 0 ? SCALES.find((s) => s > scale) : [...SCALES].reverse().find((s) => s < scale);
+    if (next !== undefined) apply(next);
+  });
 }
 
 function focusSeat(grid, seat) {
@@ -430,12 +472,25 @@ function explain(error) {
   }
 }
 
+/** General admission: what is left, read again while choosing (held places may come back). */
+function watchGeneralAdmission() {
+  if (!quantities.length) return;
+  watchStock(eventId, (event) => {
+    showLeft(event, text);
+    for (const section of event.sections) {
+      const input = quantities.find((field) => Number(field.dataset.sectionId) === section.id);
+      if (input) input.max = String(Math.min(section.available, data.maxTickets));
+    }
+  });
+}
+
 // -- Start ------------------------------------------------------------------------------------
 
 if (!access(eventId)) {
   noAccess();
 } else {
   summarize();
+  watchGeneralAdmission();
   drawSeatMaps()
     .then(refreshSeats)
     .catch(() => warn(text.error));

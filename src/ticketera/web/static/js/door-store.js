@@ -17,6 +17,8 @@ function write(name, value) {
   localStorage.setItem(PREFIX + name, JSON.stringify(value));
 }
 
+const NOTHING_KNOWN = { asOf: null, void: {}, used: {} };
+
 export const store = {
   chosenEvent: () => read("event", ""),
   chooseEvent: (eventId) => write("event", String(eventId)),
@@ -32,6 +34,20 @@ export const store = {
     const seen = read(`seen.${eventId}`, {});
     seen[code] = at;
     write(`seen.${eventId}`, seen);
+  },
+  /** What the server said of the event's tickets: void serials, and those let in (when, which door). */
+  known: (eventId) => read(`known.${eventId}`, NOTHING_KNOWN),
+  /** Adds an answer of /door/events/{id}/known (everything, or what changed since the last one). */
+  learn(eventId, answer) {
+    const known = read(`known.${eventId}`, NOTHING_KNOWN);
+    for (const serial of answer.void) known.void[serial] = true;
+    for (const entry of answer.checkedIn) known.used[entry.serial] = { at: entry.at, door: entry.door };
+    known.asOf = answer.asOf;
+    try {
+      write(`known.${eventId}`, known);
+    } catch {
+      // Storage full: the signature and this phone's own scans still answer offline.
+    }
   },
   pending: () => read("pending", []),
   addPending: (scan) => write("pending", [...read("pending", []), scan]),

@@ -14,6 +14,10 @@ const text = data.messages;
 // A retry while scans wait and the browser thinks it is online (a fetch failed behind a captive portal).
 const SYNC_RETRY_MS = 15000;
 const BATCH_SIZE = 1000;
+// How often, online, the event's void and already-used tickets are read again for offline use; the
+// next read asks only for what changed since the last one, less a margin for scans being written.
+const KNOWN_REFRESH_MS = 30000;
+const KNOWN_MARGIN_SECONDS = 60;
 
 const eventChoice = document.getElementById("door-event");
 const keyState = document.getElementById("door-key-state");
@@ -133,8 +137,14 @@ async function checkOffline(code, claim, { networkDown = true } = {}) {
   const key = store.key(eventId());
   if (!key) return show({ result: "invalid", words: text.noKey }, claim);
   if (!(await verifyClaim(claim, key))) return show({ result: "invalid" }, claim);
+  // What the server said before the network went: refunded, or let in at another door.
+  const known = store.known(eventId());
+  const serial = String(claim.serial);
+  if (known.void[serial]) return show({ result: "void" }, claim);
   const before = store.seen(eventId(), code);
   if (before) return show({ result: "already_checked_in", at: before, here: true }, claim);
+  const used = known.used[serial];
+  if (used) return show({ result: "already_checked_in", at: used.at, device: used.door }, claim);
   const scannedAt = new Date().toISOString();
   // Kept before the green is shown: whatever happens to the tab next, the entry is on record.
   store.remember(eventId(), code, scannedAt);
@@ -258,6 +268,41 @@ async function loadKey() {
   keyState.textContent = store.key(event) ? text.keyKept : text.noKey;
 }
 
+// -- what the other doors and the refunds said, for offline ------------------------------------
+
+function showKnown() {
+  const element = document.getElementById("door-known");
+  const known = eventId() ? store.known(eventId()) : null;
+  element.textContent =
+    known && known.asOf
+      ? fill(text.known, {
+          void: Object.keys(known.void).length,
+          used: Object.keys(known.used).length,
+          time: timeOf(known.asOf),
+        })
+      : "";
+}
+
+async function refreshKnown() {
+  const event = eventId();
+  showKnown(); // what was learnt before, also offline
+  if (!event || !navigator.onLine) return;
+  const asOf = store.known(event).asOf;
+  const query = asOf
+    ? `?since=${encodeURIComponent(new Date(Date.parse(asOf) - KNOWN_MARGIN_SECONDS * 1000).toISOString())}`
+    : "";
+  try {
+    const response = await fetch(data.knownUrl.replace("{id}", event) + query, {
+      headers: { Accept: "application/json", "X-CSRF-Token": data.csrf },
+      credentials: "same-origin",
+    });
+    if (response.ok && event === eventId()) store.learn(event, await response.json());
+  } catch {
+    // Offline: what was learnt before is what answers.
+  }
+  showKnown();
+}
+
 // -- the camera, where the browser can read QR codes ------------------------------------------
 
 async function setUpCamera() {
@@ -345,17 +390,20 @@ eventChoice.addEventListener("change", () => {
   store.chooseEvent(eventId());
   showFigures();
   loadKey();
+  refreshKnown();
   codeField.focus();
 });
 doorName.addEventListener("change", () => store.nameDoor(doorName.value.trim()));
 window.addEventListener("online", () => {
   setOffline(false);
   sync();
+  refreshKnown();
 });
 window.addEventListener("offline", () => setOffline(true));
 setInterval(() => {
   if (store.pending().length) sync();
 }, SYNC_RETRY_MS);
+setInterval(refreshKnown, KNOWN_REFRESH_MS);
 
 if (!store.doorName()) store.nameDoor(`door-${Math.random().toString(36).slice(2, 6)}`);
 doorName.value = store.doorName();
@@ -364,6 +412,12 @@ if (chosen && [...eventChoice.options].some((option) => option.value === chosen)
 setOffline(offline);
 showFigures();
 loadKey();
+refreshKnown();
 sync();
 setUpCamera();
 codeField.focus();
+// Opens offline after this visit (js/door-sw.js); a browser without service workers simply needs
+// the network to open the page, and still scans offline once it is open.
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register(data.workerUrl, { scope: data.workerScope }).catch(() => {});
+}

@@ -26,9 +26,19 @@ let pollTimer = null;
 let watchTimer = null;
 let finished = false;
 let lastStatus = null;
+let eventNote = null; // what the event itself says now (sales paused, sold out for now), if anything
 
 function say(words) {
   if (message.textContent !== words) message.textContent = words;
+  // A line that does not move for a reason the fan should know about stands out.
+  message.classList.toggle("queue-note", [text.linePaused, text.paused, text.soldOutForNow].includes(words));
+}
+
+/** The line's own words: paused by the organizer, before the sale, or waiting; the event's come first. */
+function lineWords() {
+  if (eventNote) return eventNote;
+  if (lastStatus && lastStatus.paused) return text.linePaused;
+  return lastStatus && lastStatus.preQueue ? text.preQueue : text.waiting;
 }
 
 function etaText(seconds) {
@@ -73,14 +83,16 @@ function show(status) {
   }
   position.textContent = status.position ?? "–";
   ahead.textContent = status.ahead ?? "–";
-  eta.textContent = etaText(status.etaSeconds);
+  // Paused, the API gives no estimate: say why instead of "calculating".
+  eta.textContent = status.paused ? text.etaPaused : etaText(status.etaSeconds);
+  figures.dataset.paused = String(Boolean(status.paused));
   if (typeof status.position === "number") {
     if (firstPosition === null || status.position > firstPosition) firstPosition = status.position;
     const done = Math.round((100 * (firstPosition - status.position)) / firstPosition);
     progress.value = done;
     progress.textContent = `${done}%`;
   }
-  if (!finished) say(status.preQueue ? text.preQueue : text.waiting);
+  if (!finished) say(lineWords());
 }
 
 function retryLater(seconds, words, again) {
@@ -149,11 +161,13 @@ async function watchEvent() {
   try {
     const { body } = await api(`/api/events/${eventId}`);
     if (body.status === "cancelled") return finish(text.cancelled);
-    if (body.sections.length && body.sections.every((section) => section.available === 0)) {
-      return finish(text.soldOut);
-    }
-    if (body.status === "paused") say(text.paused);
-    else if (lastStatus && !finished) say(lastStatus.preQueue ? text.preQueue : text.waiting);
+    const gone = body.sections.length && body.sections.every((section) => section.available === 0);
+    // Sold out for good only when nothing is held either: a hold that runs out, or an order that is
+    // not paid, puts its places back on sale, so the line is worth keeping until then.
+    if (gone && body.sections.every((section) => section.held === 0)) return finish(text.soldOut);
+    eventNote = body.status === "paused" ? text.paused : gone ? text.soldOutForNow : null;
+    if (lastStatus && !finished) say(lineWords());
+    else if (eventNote) say(eventNote);
   } catch {
     // The next look will tell; the line itself goes on.
   }

@@ -1,0 +1,89 @@
+"""The door offline, beyond the signature: it knows the tickets voided and those let in at other
+doors before the network went (read every half minute while online, kept on the phone), and the
+page itself opens with no network after one visit (its service worker)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import LiveApp, check_page
+from tests.browser.test_door_pages import (
+    STAFF,
+    expect_answer,
+    ga_section,
+    log_in,
+    scan,
+    sold_tickets,
+    wait_until,
+)
+
+
+def test_offline_the_door_refuses_tickets_voided_or_used_elsewhere_before(
+    live_app: LiveApp, page: Page
+) -> None:
+    event = live_app.create_event(name="Divididos en Obras", queue={"enabled": False})
+    _, (used_elsewhere, fresh) = sold_tickets(live_app, event, sectionId=ga_section(event), quantity=2)
+    refunded, (voided,) = sold_tickets(live_app, event, sectionId=ga_section(event), quantity=1)
+    other_door = httpx.post(
+        f"{live_app.base_url}/api/checkin",
+        json={"code": used_elsewhere["code"], "deviceId": "Puerta 2"},
+        headers=STAFF,
+        timeout=30,
+    )
+    assert other_door.status_code == 200, other_door.text
+    assert live_app.admin.post(f"/api/orders/{refunded['id']}/refund").status_code in (200, 202)
+    wait_until(
+        lambda: live_app.admin.get(f"/api/orders/{refunded['id']}").json()["status"] == "refunded",
+        "the refund",
+    )
+
+    log_in(page)
+    page.get_by_test_id("door-event").select_option(str(event["id"]))
+    expect(page.get_by_test_id("door-known")).to_contain_text("1 anuladas, 1 ya usadas")
+    page.get_by_test_id("door-code").focus()
+    check_page(page, "door-known")
+
+    # No network: the phone alone answers as the server would have.
+    page.context.set_offline(True)
+    expect(page.get_by_test_id("door-offline")).to_be_visible()
+    scan(page, used_elsewhere["code"])
+    expect_answer(page, "already_checked_in", re.compile(r"Ya usada a las \d\d:\d\d por Puerta 2"))
+    scan(page, voided["code"])
+    expect_answer(page, "void", "Anulada")
+    expect(page.get_by_test_id("door-pending")).to_have_text("0")
+    scan(page, fresh["code"])
+    expect_answer(page, "ok", "sin conexión")
+    expect(page.get_by_test_id("door-pending")).to_have_text("1")
+    page.context.set_offline(False)
+    expect(page.get_by_test_id("door-pending")).to_have_text("0")
+
+
+def test_the_door_page_opens_offline_after_one_visit(live_app: LiveApp, page: Page) -> None:
+    event = live_app.create_event(name="Babasónicos en el Gran Rex", queue={"enabled": False})
+    _, (ticket,) = sold_tickets(live_app, event, sectionId=ga_section(event), quantity=1)
+    log_in(page)
+    page.get_by_test_id("door-event").select_option(str(event["id"]))
+    expect(page.locator("#door-key-state")).to_have_text(re.compile("sin conexión"))
+    # The worker has taken the page over (and so has kept it and its files).
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+
+    page.context.set_offline(True)
+    # The worker's own requests are cut off too: what opens next comes from what it kept.
+    probe = "fetch('/health').then(() => 'network').catch(() => 'offline')"
+    assert page.context.service_workers[0].evaluate(probe) == "offline"
+    reloaded = page.reload()
+    assert reloaded is not None
+    assert reloaded.from_service_worker
+    expect(page).to_have_title(re.compile("Ingreso en puerta"))
+    expect(page.get_by_test_id("door-offline")).to_be_visible()
+    expect(page.get_by_test_id("door-event")).to_have_value(str(event["id"]))
+    check_page(page, "door-offline-reloaded")
+    scan(page, ticket["code"])
+    expect_answer(page, "ok", "sin conexión")
+    expect(page.get_by_test_id("door-pending")).to_have_text("1")
+
+    page.context.set_offline(False)
+    expect(page.get_by_test_id("door-pending")).to_have_text("0")
