@@ -20,9 +20,11 @@ from ticketera.config import Settings
 from ticketera.kit.csvexport import csv_line, safe_cell
 from ticketera.orders.service import SaleMoment
 from ticketera.web.admin.dashboard import sales_series
-from ticketera.web.admin.session import LOGIN_COOKIE, SESSION_COOKIE
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+
+# The staff areas' cookies (web.sessions), of the area "admin".
+SESSION_COOKIE, LOGIN_COOKIE = "admin_session", "admin_login"
 
 
 def csrf_of(html: str) -> str:

@@ -25,17 +25,10 @@ ALGORITHM = "HS256"
 QUEUE_TOKEN = "queue"  # noqa: S105 - a token kind, not a secret
 ACCESS_TOKEN = "access"  # noqa: S105 - a token kind, not a secret
 ORDER_TOKEN = "order"  # noqa: S105 - a token kind, not a secret
-ADMIN_SESSION = "admin_session"
 
 
 class InvalidToken(Unauthorized):
     code = "invalid_token"
-
-
-@dataclass(frozen=True)
-class AdminSession:
-    session_id: str
-    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -73,45 +66,6 @@ class TokenSigner:
             raise InvalidToken("The order token is not valid.") from exc
         if claims["typ"] != ORDER_TOKEN or claims["oid"] != order_id:
             raise InvalidToken("The order token is not valid for this order.")
-
-    def key_tag(self, secret: str) -> str:
-        """A short keyed digest of a secret (the admin key): it says which key opened a session
-        without the token ever carrying the key, and cannot be reversed without SECRET_KEY."""
-        return hmac.new(self._key, b"key-tag:" + secret.encode(), hashlib.sha256).hexdigest()[:32]
-
-    def admin_session(self, session_id: str, key_tag: str, expires_at: datetime) -> str:
-        claims = {"typ": ADMIN_SESSION, "sid": session_id, "akt": key_tag, "exp": int(expires_at.timestamp())}
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
-
-    def verify_admin_session(self, token: str | None, *, key_tag: str, now: datetime) -> AdminSession:
-        if not token:
-            raise InvalidToken("An admin session is required.")
-        try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=[ALGORITHM],
-                # Expiry is checked below against the app's clock, as for access tokens.
-                options={"verify_exp": False, "require": ["typ", "sid", "akt", "exp"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise InvalidToken("The admin session is not valid.") from exc
-        if claims["typ"] != ADMIN_SESSION or not isinstance(claims["sid"], str):
-            raise InvalidToken("The admin session is not valid.")
-        if not hmac.compare_digest(str(claims["akt"]), key_tag):
-            raise InvalidToken("The admin session was opened with another admin key.")
-        expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
-        if expires_at <= now:
-            raise InvalidToken("The admin session has expired.")
-        return AdminSession(claims["sid"], expires_at)
-
-    def csrf_token(self, session_id: str) -> str:
-        """The form token of one session: derived, so nothing is stored, and useless with any other
-        session's cookie."""
-        return hmac.new(self._key, b"csrf:" + session_id.encode(), hashlib.sha256).hexdigest()
-
-    def csrf_matches(self, session_id: str, given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(self.csrf_token(session_id), given or "")
 
     def verify_queue_token(self, token: str | None, event_id: int) -> TokenClaims:
         return self._verify(token, event_id, QUEUE_TOKEN, now=None)

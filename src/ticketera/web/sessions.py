@@ -1,9 +1,11 @@
 """Staff logins for the pages: a key typed once, then a signed, expiring, HttpOnly session cookie,
 and CSRF tokens on every form and every call the page's scripts make.
 
-One `StaffSessions` per staff area (`door` now; `/admin` can take its own with `area="admin"`):
-each area signs with a key of its own derived from SECRET_KEY, so a door cookie never opens the
-admin console, and neither can be confused with the buyers' queue, access and order tokens.
+One `StaffSessions` per staff area (`door`, `admin`): each area signs with a key of its own
+derived from SECRET_KEY, so a door cookie never opens the admin console, and neither can be
+confused with the buyers' queue, access and order tokens. A session may carry a tag of the key it
+was opened with (`key_tag`, a keyed digest, never the key): the console's does, so changing
+ADMIN_API_KEY closes every console session at once.
 
 The session is stateless (an HS256 JWT in the cookie: area, a random session id, expiry): nothing
 to store or clean up, and every replica reads it. The price is that logging out deletes the
@@ -31,7 +33,7 @@ from fastapi import Request, Response
 
 from ticketera.kit.security import secrets_match
 from ticketera.kit.tokens import ALGORITHM
-from ticketera.web.rendering import Page
+from ticketera.web.rendering import Page, PageAnswer
 
 
 def retry_after_seconds(waited: float | None) -> int:
@@ -76,13 +78,24 @@ class StaffSessions:
 
     # -- the session --------------------------------------------------------------------------
 
-    def issue(self, now: datetime) -> tuple[str, StaffSession]:
+    def key_tag(self, key: str) -> str:
+        """A short keyed digest of the key a session is opened with: it tells which key opened it
+        without the cookie ever carrying the key, and cannot be reversed without SECRET_KEY."""
+        return self._mac(f"key:{key}")[:32]
+
+    def issue(self, now: datetime, key_tag: str = "") -> tuple[str, StaffSession]:
         session = StaffSession(secrets.token_urlsafe(18), now + self.lifetime)
-        claims = {"typ": self.area, "sid": session.session_id, "exp": int(session.expires_at.timestamp())}
+        claims = {
+            "typ": self.area,
+            "sid": session.session_id,
+            "kt": key_tag,
+            "exp": int(session.expires_at.timestamp()),
+        }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), session
 
-    def read(self, request: Request, now: datetime) -> StaffSession | None:
-        """The request's session, or None when there is none, it expired or it was not ours."""
+    def read(self, request: Request, now: datetime, key_tag: str = "") -> StaffSession | None:
+        """The request's session, or None when there is none, it expired, it was not ours, or it
+        was opened with another key than the one `key_tag` names."""
         token = request.cookies.get(self.cookie)
         if not token or len(token) > 1000:
             return None
@@ -99,10 +112,12 @@ class StaffSessions:
         expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
         if claims["typ"] != self.area or not isinstance(claims["sid"], str) or expires_at <= now:
             return None
+        if not hmac.compare_digest(str(claims.get("kt", "")).encode(), key_tag.encode()):
+            return None
         return StaffSession(claims["sid"], expires_at)
 
-    def start(self, request: Request, response: Response, now: datetime) -> StaffSession:
-        token, session = self.issue(now)
+    def start(self, request: Request, response: Response, now: datetime, key_tag: str = "") -> StaffSession:
+        token, session = self.issue(now, key_tag)
         response.set_cookie(
             self.cookie,
             token,
@@ -164,15 +179,25 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """A small urlencoded form (the login and logout forms): the first value of each field.
+async def read_form(
+    request: Request, *, max_bytes: int = MAX_FORM_BYTES, max_fields: int = 20
+) -> dict[str, str]:
+    """An urlencoded form, the first value of each field, blanks kept (a form with an empty field
+    is told so next to it). A body past `max_bytes` is answered 413: no form of ours is that long.
 
-    Parsed here rather than with FastAPI's `Form`, which needs python-multipart for two fields.
+    Parsed here rather than with FastAPI's `Form`, which needs python-multipart for forms that
+    never carry files.
     """
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        return {}
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
+    if len(body) > max_bytes:
+        raise PageAnswer(Response("form too large", status_code=413, media_type="text/plain"))
+    if (
+        request.headers.get("content-type", "").split(";")[0].strip().lower()
+        != "application/x-www-form-urlencoded"
+    ):
         return {}
-    fields = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=20)
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=max_fields)
+    except (UnicodeDecodeError, ValueError):
+        return {}
     return {name: values[0] for name, values in fields.items() if values}

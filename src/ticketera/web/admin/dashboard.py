@@ -22,7 +22,7 @@ from ticketera.events import service as events
 from ticketera.events.models import EventStatus
 from ticketera.events.schemas import QueueSettingsIn
 from ticketera.kit.errors import DomainError
-from ticketera.kit.http import CurrentClock, CurrentSettings, Db, Signer, component
+from ticketera.kit.http import CurrentClock, CurrentSettings, Db, component
 from ticketera.orders import service as orders
 from ticketera.orders.models import OrderStatus
 from ticketera.payments import service as payments
@@ -230,13 +230,12 @@ async def live_json(
     database: Db,
     room: Room,
     clock: CurrentClock,
-    signer: Signer,
     settings: CurrentSettings,
 ) -> Response:
     """The dashboard's figures for its script. Answers 401 rather than the login page, so the
     script can tell a session that ran out from a network error (it reloads into the login)."""
     now = clock()
-    if session_of(request, signer, settings, now) is None:
+    if session_of(request, settings, now) is None:
         return JSONResponse(
             {"error": "login_required"}, status_code=401, headers={"Cache-Control": "no-store"}
         )

@@ -1,11 +1,11 @@
 """The console's door: the login with the admin key, the session cookie, CSRF tokens, log out.
 
-The session is a signed token (`TokenSigner.admin_session`) in a cookie that is HttpOnly (no
+The session is the staff areas' (`web.sessions`, area `admin`): a signed cookie that is HttpOnly (no
 script reads it), SameSite=Strict (no other site's page or link sends it: an organizer following
 a link from an email logs in again, a small price for a console that refunds money), Secure when
 the page came over https, scoped to `/admin`, and expiring after `SESSION_HOURS`. Nothing is
-stored on the server: changing ADMIN_API_KEY ends every session at once (the token carries a tag
-of the key it was opened with).
+stored on the server; the session carries a tag of the admin key it was opened with, so changing
+ADMIN_API_KEY ends every session at once.
 
 Every form carries a CSRF token derived from the session id and checked on every POST; the login
 form, before there is a session, has one derived from a short-lived login cookie of its own, so a
@@ -14,11 +14,10 @@ foreign page cannot log a browser into a session of the attacker's choosing eith
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
@@ -26,34 +25,38 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ticketera.config import Settings
 from ticketera.infra.ratelimit import Limiter, RateLimited
-from ticketera.kit.http import CurrentClock, CurrentSettings, Signer, client_ip
+from ticketera.kit.http import CurrentClock, CurrentSettings, client_ip
 from ticketera.kit.security import secrets_match
-from ticketera.kit.tokens import AdminSession, InvalidToken, TokenSigner
 from ticketera.web.rendering import CurrentPage, Page, PageAnswer
-from ticketera.web.sessions import retry_after_seconds, too_many_attempts
+from ticketera.web.sessions import (
+    CSRF_FIELD,
+    StaffSession,
+    StaffSessions,
+    read_form,
+    retry_after_seconds,
+    staff_sessions,
+    too_many_attempts,
+)
 
 log = structlog.get_logger(__name__)
 
-SESSION_COOKIE = "ticketera_admin"
-LOGIN_COOKIE = "ticketera_admin_login"
+AREA = "admin"
 COOKIE_PATH = "/admin"
 SESSION_HOURS = 8  # a working day of an on-sale, then the key again
-LOGIN_FORM_SECONDS = 3600
-CSRF_FIELD = "csrf"
 # A form larger than this is no form of ours (the event builder with its sections is a few kB).
 MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 2000
 HOME = "/admin"
 
 router = APIRouter(include_in_schema=False)
 
 
-def _key_tag(signer: TokenSigner, admin_key: str | None) -> str:
-    return signer.key_tag(admin_key or "")
+def admin_sessions(settings: Settings) -> StaffSessions:
+    return staff_sessions(settings.secret_key, AREA, COOKIE_PATH, SESSION_HOURS * 3600)
 
 
-def _secure(request: Request) -> bool:
-    # Behind nginx, uvicorn's proxy headers have already made the scheme the browser's.
-    return request.url.scheme == "https"
+def _key_tag(sessions: StaffSessions, settings: Settings) -> str:
+    return sessions.key_tag(settings.admin_api_key or "")
 
 
 def _local_target(target: str | None) -> str:
@@ -68,7 +71,7 @@ class AdminPage:
     """A console page for a logged-in organizer: the page, the session and its form token."""
 
     page: Page
-    session: AdminSession
+    session: StaffSession
     csrf: str
 
     def _(self, message: str) -> str:
@@ -92,17 +95,11 @@ class AdminPage:
         )
 
 
-def session_of(
-    request: Request, signer: TokenSigner, settings: Settings, now: datetime
-) -> AdminSession | None:
+def session_of(request: Request, settings: Settings, now: datetime) -> StaffSession | None:
     if not settings.admin_api_key:
         return None
-    try:
-        return signer.verify_admin_session(
-            request.cookies.get(SESSION_COOKIE), key_tag=_key_tag(signer, settings.admin_api_key), now=now
-        )
-    except InvalidToken:
-        return None
+    sessions = admin_sessions(settings)
+    return sessions.read(request, now, _key_tag(sessions, settings))
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -111,32 +108,20 @@ def _to_login(request: Request) -> RedirectResponse:
 
 
 async def current_admin(
-    request: Request, page: CurrentPage, signer: Signer, settings: CurrentSettings, clock: CurrentClock
+    request: Request, page: CurrentPage, settings: CurrentSettings, clock: CurrentClock
 ) -> AdminPage:
     """The logged-in organizer's page; a visitor without a valid session goes to the login."""
-    session = session_of(request, signer, settings, clock())
+    session = session_of(request, settings, clock())
     if session is None:
         raise PageAnswer(_to_login(request))
-    return AdminPage(page, session, signer.csrf_token(session.session_id))
+    return AdminPage(page, session, admin_sessions(settings).csrf_token(session))
 
 
 CurrentAdmin = Annotated[AdminPage, Depends(current_admin)]
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """An urlencoded form, first value of each field (parsed here: FastAPI's Form() would need
-    python-multipart for forms that never carry files)."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise PageAnswer(Response("form too large", status_code=413, media_type="text/plain"))
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return {}
-    try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=2000)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {name: values[0] for name, values in fields.items()}
+async def read_console_form(request: Request) -> dict[str, str]:
+    return await read_form(request, max_bytes=MAX_FORM_BYTES, max_fields=MAX_FORM_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -150,10 +135,10 @@ class AdminForm:
         return self.values.get(name, default)
 
 
-async def submitted_form(request: Request, admin: CurrentAdmin, signer: Signer) -> AdminForm:
+async def submitted_form(request: Request, admin: CurrentAdmin, settings: CurrentSettings) -> AdminForm:
     """Every POST of the console: a session (else the login) and its form token (else 403)."""
-    values = await read_form(request)
-    if not signer.csrf_matches(admin.session.session_id, values.get(CSRF_FIELD)):
+    values = await read_console_form(request)
+    if not admin_sessions(settings).csrf_ok(admin.session, values.get(CSRF_FIELD)):
         log.warning("admin.csrf_refused", path=request.url.path, ip=client_ip(request))
         _ = admin.page._
         raise PageAnswer(
@@ -170,30 +155,29 @@ CurrentForm = Annotated[AdminForm, Depends(submitted_form)]
 
 
 def _login_page(
-    page: Page, signer: TokenSigner, nonce: str, target: str, *, status_code: int = 200, problem: str = ""
+    page: Page,
+    sessions: StaffSessions,
+    target: str,
+    *,
+    status_code: int = 200,
+    problem: str = "",
+    wait: int | None = None,
 ) -> HTMLResponse:
+    """The login form, with its token tied to the browser's login cookie (set again here)."""
     _ = page._
-    return page.render(
+    nonce = sessions.login_nonce(page.request)
+    response = page.render(
         "admin/login.html",
         status_code=status_code,
         title=_("Organizer login"),
-        csrf=signer.csrf_token("login:" + nonce),
+        csrf=sessions.login_token(nonce),
         csrf_field=CSRF_FIELD,
         target=target,
         problem=problem,
     )
-
-
-def _with_login_cookie(request: Request, response: Response, nonce: str) -> Response:
-    response.set_cookie(
-        LOGIN_COOKIE,
-        nonce,
-        max_age=LOGIN_FORM_SECONDS,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=_secure(request),
-    )
+    if wait is not None:
+        response.headers["Retry-After"] = str(wait)
+    sessions.keep_login_nonce(page.request, response, nonce)
     return response
 
 
@@ -201,41 +185,31 @@ def _with_login_cookie(request: Request, response: Response, nonce: str) -> Resp
 async def login_form(
     request: Request,
     page: CurrentPage,
-    signer: Signer,
     settings: CurrentSettings,
     clock: CurrentClock,
     target: Annotated[str, Query(alias="next", max_length=2000)] = HOME,
 ) -> Response:
-    if session_of(request, signer, settings, clock()) is not None:
+    if session_of(request, settings, clock()) is not None:
         return RedirectResponse(_local_target(target), status_code=303)
-    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(16)
-    return _with_login_cookie(request, _login_page(page, signer, nonce, _local_target(target)), nonce)
+    return _login_page(page, admin_sessions(settings), _local_target(target))
 
 
 @router.post("/admin/login", response_class=HTMLResponse)
 async def log_in(
     request: Request,
     page: CurrentPage,
-    signer: Signer,
     settings: CurrentSettings,
     clock: CurrentClock,
     limiter: Limiter,
 ) -> Response:
     _ = page._
-    form = await read_form(request)
+    sessions = admin_sessions(settings)
+    form = await read_console_form(request)
     target = _local_target(form.get("next"))
-    nonce = request.cookies.get(LOGIN_COOKIE) or ""
-    if not nonce or not signer.csrf_matches("login:" + nonce, form.get(CSRF_FIELD)):
-        nonce = secrets.token_urlsafe(16)
-        page_ = _login_page(
-            page,
-            signer,
-            nonce,
-            target,
-            status_code=403,
-            problem=_("This form has expired. Enter the key again."),
+    if not sessions.login_token_ok(request, form.get(CSRF_FIELD)):
+        return _login_page(
+            page, sessions, target, status_code=403, problem=_("This form has expired. Enter the key again.")
         )
-        return _with_login_cookie(request, page_, nonce)
     key = form.get("key", "")
     try:
         # Counted like a call to the admin API: per address under APP_RATE_LIMIT, the right key exempt.
@@ -244,44 +218,21 @@ async def log_in(
         log.warning("admin.login_rate_limited", ip=client_ip(request))
         wait = retry_after_seconds(exc.retry_after)
         # A page, not the API's JSON answer: a person typed the key, and is told how long to wait.
-        refused = _login_page(
-            page,
-            signer,
-            nonce,
-            target,
-            status_code=429,
-            problem=too_many_attempts(page, wait),
+        return _login_page(
+            page, sessions, target, status_code=429, problem=too_many_attempts(page, wait), wait=wait
         )
-        refused.headers["Retry-After"] = str(wait)
-        return refused
     if not secrets_match(key, settings.admin_api_key):
         log.warning("admin.login_refused", ip=client_ip(request))
-        return _login_page(
-            page, signer, nonce, target, status_code=401, problem=_("That is not the admin key.")
-        )
-    session_id = secrets.token_urlsafe(18)
-    expires_at = clock() + timedelta(hours=SESSION_HOURS)
-    token = signer.admin_session(session_id, _key_tag(signer, settings.admin_api_key), expires_at)
+        return _login_page(page, sessions, target, status_code=401, problem=_("That is not the admin key."))
     log.info("admin.logged_in", ip=client_ip(request))
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=SESSION_HOURS * 3600,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=_secure(request),
-    )
-    response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
+    sessions.start(request, response, clock(), _key_tag(sessions, settings))
     return response
 
 
 @router.post("/admin/logout")
-async def log_out(request: Request, form: CurrentForm) -> Response:
+async def log_out(request: Request, form: CurrentForm, settings: CurrentSettings) -> Response:
     log.info("admin.logged_out", ip=client_ip(request))
     response = RedirectResponse("/admin/login", status_code=303)
-    response.delete_cookie(
-        SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request)
-    )
+    admin_sessions(settings).end(response)
     return response
