@@ -128,7 +128,7 @@ bench-checkin: $(STAMP) ## Check-ins per second, 20 scanners then rescans, on Ma
 	$(BIN)/python benchmarks/checkin.py
 
 lock: ## Re-resolve requirements.lock, then the image's requirements-prod.lock within it (needs uv)
-	uv pip compile pyproject.toml --extra dev --extra aiomysql --universal --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --extra aiomysql --extra loadtest --universal --python-version 3.11 --generate-hashes -o requirements.lock
 	uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -c requirements.lock -o requirements-prod.lock
 
 # -- The Compose stack (the guide's docker:up, docker:logs, deploy) ---------------------------------
