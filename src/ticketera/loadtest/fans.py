@@ -15,6 +15,7 @@ again, as the waiting-room page does; every request is recorded, retries include
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass
@@ -106,6 +107,9 @@ class Api:
         self.stream_client = stream_client
         self.recorder = recorder
         self._slots = asyncio.Semaphore(slots)
+        # Set by the monitor once every place is sold (none available, none held): what the
+        # waiting-room page would announce, so the fans still in line go home.
+        self.sold_out = asyncio.Event()
 
     async def call(
         self,
@@ -229,7 +233,18 @@ class Fan:
         self.api.recorder.admissions.append(self.api.recorder.now())
         self._move("shopping")
         await self._think()
-        hold_id, places = await self._hold(str(access))
+        try:
+            hold_id, places = await self._hold(str(access))
+        except FanEnded as ended:
+            if ended.outcome == "sold_out" and queue_token:
+                # The page says sold out and the fan leaves: their turn goes to nobody's harm.
+                await self.api.call(
+                    "leave",
+                    "DELETE",
+                    f"/api/queue/{event}/me",
+                    headers={"Authorization": f"Bearer {queue_token}"},
+                )
+            raise
         if self._decides_to_leave():
             # The tab closed: the hold stays until it expires, as it would.
             return "abandoned_hold"
@@ -254,6 +269,9 @@ class Fan:
                 return token
         polls = 0
         while True:
+            if self.api.sold_out.is_set():
+                await self.api.call("leave", "DELETE", f"/api/queue/{event}/me", headers=headers)
+                raise FanEnded("sold_out")
             answer = await self.api.call("status", "GET", f"/api/queue/{event}/status", headers=headers)
             if not answer.ok or not isinstance(answer.body, dict):
                 raise FanEnded("failed")
@@ -266,7 +284,10 @@ class Fan:
             if leaves and polls >= self.rng.randint(1, 3):
                 await self.api.call("leave", "DELETE", f"/api/queue/{event}/me", headers=headers)
                 raise FanEnded("abandoned_line")
-            await asyncio.sleep(self._poll_interval(answer.body.get("etaSeconds")))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.api.sold_out.wait(), self._poll_interval(answer.body.get("etaSeconds"))
+                )
 
     def _poll_interval(self, eta: Any) -> float:
         """A fan far back checks now and then, one near the front every couple of seconds: a

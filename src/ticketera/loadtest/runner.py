@@ -136,7 +136,7 @@ async def run_loadtest(options: LoadtestOptions, display: Display | None = None)
             poll_max_seconds=options.poll_max_seconds,
             paid_timeout_seconds=options.paid_timeout_seconds,
         )
-        monitor = Monitor(target, plan.event_id, recorder)
+        monitor = Monitor(target, plan.event_id, recorder, api.sold_out)
         await monitor.sample(first=True)
         result.metrics_exported = monitor.exported
         recorder.started = time.monotonic()  # time zero: the first fan's arrival
@@ -234,8 +234,11 @@ async def _pick_event(target: httpx.AsyncClient) -> int:
 class Monitor:
     """Samples the figures every few seconds: the fans' states, the target's /metrics, what is left."""
 
-    def __init__(self, target: httpx.AsyncClient, event_id: int, recorder: Recorder) -> None:
+    def __init__(
+        self, target: httpx.AsyncClient, event_id: int, recorder: Recorder, sold_out: asyncio.Event
+    ) -> None:
         self.target = target
+        self.sold_out = sold_out
         self.event_id = event_id
         self.recorder = recorder
         self.exported = False
@@ -267,6 +270,9 @@ class Monitor:
         snapshot = Snapshot(at=at, fans=self.recorder.snapshot_fans())
         if event is not None:
             snapshot.seats_left = int(event.get("available", 0))
+            sections = event.get("sections") or []
+            if snapshot.seats_left == 0 and not any(int(s.get("held", 0)) for s in sections):
+                self.sold_out.set()
         if figures is not None:
             self.exported = self.exported or bool(figures.rss_bytes)
             snapshot.line_waiting = figures.line.get("waiting")
