@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 # The steps with a latency panel of their own; the rest are in the throughput chart only.
 LATENCY_STEPS = ("join", "status", "event", "seats", "hold", "order", "order_status", "tickets")
 DPI = 110
+LINE_STEPS = ("join", "status", "stream", "leave")
 
 
 def draw_charts(figures: dict[str, Any], directory: Path) -> list[tuple[str, str]]:
@@ -54,11 +55,20 @@ def _axes(rows: int = 1, cols: int = 1, height: float = 4.0) -> tuple[Figure, li
 def _throughput(series: dict[str, Any], _figures: dict[str, Any]) -> Figure | None:
     if not series["steps"]:
         return None
-    figure, (axis,) = _axes()
-    for step, values in series["steps"].items():
-        axis.plot(series["t"], values["perSecond"], label=step, linewidth=1.5)
-    axis.set_ylabel(f"per second (buckets of {series['bucketSeconds']:g} s)")
-    axis.legend(loc="upper right", ncol=4, fontsize=8)
+    # The line's polls outnumber the purchase's steps tenfold: apart, so neither flattens the other.
+    figure, axes = _axes(2, 1, height=3.2)
+    colours = iter(f"C{index % 10}" for index in range(len(series["steps"])))  # the default cycle, one each
+    for axis, steps, title in ((axes[0], LINE_STEPS, "the line"), (axes[1], None, "the purchase")):
+        for step, values in series["steps"].items():
+            if (steps is None) == (step in LINE_STEPS):
+                continue
+            axis.plot(series["t"], values["perSecond"], label=step, linewidth=1.5, color=next(colours))
+        axis.set_title(title, fontsize=10)
+        axis.set_ylabel(f"per second ({series['bucketSeconds']:g} s buckets)")
+        axis.set_ylim(bottom=0)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="upper right", ncol=4, fontsize=8)
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
     return figure
 
 
@@ -73,11 +83,14 @@ def _latency(series: dict[str, Any], figures: dict[str, Any]) -> Figure | None:
     for axis, step in zip(axes, steps, strict=False):
         values = series["steps"][step]
         for key, style in (("p50Ms", "-"), ("p95Ms", "--"), ("p99Ms", ":")):
-            axis.plot(series["t"], _gaps(values[key]), style, label=key[:3], linewidth=1.5)
+            # Drawn as steps over each bucket (which may span several seconds).
+            axis.step(
+                values["latencyT"], _gaps(values[key]), style, where="post", label=key[:3], linewidth=1.5
+            )
         if p95_target is not None:
             limit = float(p95_target["limit"].split()[1])
             axis.axhline(limit, color="red", linewidth=0.8, alpha=0.6, label=f"target {limit:g} ms")
-        axis.set_title(step, fontsize=10)
+        axis.set_title(f"{step} (buckets of {values['latencyBucketSeconds']:g} s)", fontsize=10)
         axis.set_ylabel("ms (log)")
         axis.set_yscale("log")
         axis.legend(loc="upper right", fontsize=7)
@@ -94,7 +107,12 @@ def _line(series: dict[str, Any], _figures: dict[str, Any]) -> Figure:
     if any(v is not None for v in samples["lineWaiting"]):
         axis.plot(samples["t"], _gaps(samples["lineWaiting"]), "--", label="waiting (the target's /metrics)")
     if any(v is not None for v in samples["lineActive"]):
-        axis.plot(samples["t"], _gaps(samples["lineActive"]), ":", label="shopping (the target's /metrics)")
+        axis.plot(
+            samples["t"],
+            _gaps(samples["lineActive"]),
+            ":",
+            label="admitted, turn not over (the target's /metrics)",
+        )
     axis.plot(samples["t"], samples["fans"].get("shopping", []), label="fans shopping")
     axis.plot(samples["t"], samples["fans"].get("paying", []), label="fans paying")
     axis.set_ylabel("fans")
@@ -139,6 +157,10 @@ def _target(series: dict[str, Any], figures: dict[str, Any]) -> Figure:
         cpu.plot(samples["t"], _gaps(values), label=f"pid {pid}")
     for pid, values in samples["rssMb"].items():
         rss.plot(samples["t"], _gaps(values), label=f"pid {pid}")
+    # The load generator's own CPU beside the target's: when it nears 100%, it set the pace.
+    cpu.plot(
+        samples["t"], _gaps(samples["clientCpuPercent"]), color="grey", linestyle="--", label="load test"
+    )
     for check in figures.get("targets", []):
         if check["name"].startswith("CPU"):
             cpu.axhline(float(check["limit"].split()[1]), color="red", linewidth=0.8, label="target")

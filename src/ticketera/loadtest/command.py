@@ -50,6 +50,11 @@ def run_command(options: LoadtestOptions, console: Console, *, live: bool = True
             f"[yellow]Stopped at --max-seconds {options.max_seconds:g}:"
             " unfinished fans are counted as such.[/yellow]"
         )
+    if figures["client"]["saturated"]:
+        console.print(
+            "[yellow]The load generator was saturated (its CPU or its event loop's delay): the latencies"
+            " include its own; see report.md.[/yellow]"
+        )
     for check in checks:
         mark = "[green]pass[/green]" if check.passed else "[red]FAIL[/red]"
         console.print(f"  {mark}  {check.name}: {check.value} (target {check.limit})")

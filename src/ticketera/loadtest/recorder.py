@@ -76,6 +76,10 @@ class Snapshot:
     seats_left: int | None = None
     cpu_percent: dict[str, float] = field(default_factory=dict)  # by process (pid), this interval
     rss_mb: dict[str, float] = field(default_factory=dict)  # by process (pid)
+    # The load generator itself: when it is saturated, the latencies are partly its own.
+    client_cpu_percent: float | None = None  # this process, % of one core, this interval
+    loop_lag_ms: float | None = None  # the worst delay of its event loop this interval
+    load_average: float | None = None  # this machine's 1-minute load average
 
 
 @dataclass

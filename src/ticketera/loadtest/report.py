@@ -7,8 +7,10 @@ figures.json   the same figures for a machine (keys documented in README's "Load
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,7 +135,34 @@ def compute_figures(result: RunResult) -> dict[str, Any]:
             "cpuMeanPercent": {pid or "main": round(v, 1) for pid, v in cpu_mean.items()},
             "cpuPeakPercent": {pid or "main": round(v, 1) for pid, v in cpu_peak.items()},
         },
+        "client": _client(result),
         "series": _series(result),
+    }
+
+
+# Past these the load generator, not the target, may be what the latencies show.
+CLIENT_CPU_SATURATED_PERCENT = 80.0
+CLIENT_LAG_SATURATED_MS = 50.0
+
+
+def _client(result: RunResult) -> dict[str, Any]:
+    """The load generator's own state: its CPU, its event loop's delay, the machine's load."""
+    snapshots = result.recorder.snapshots
+    cpu = [s.client_cpu_percent for s in snapshots if s.client_cpu_percent is not None]
+    lag = [s.loop_lag_ms for s in snapshots if s.loop_lag_ms is not None]
+    load = [s.load_average for s in snapshots if s.load_average is not None]
+    cpu_mean = sum(cpu) / len(cpu) if cpu else None
+    lag_p95 = percentile(lag, 95) if lag else None
+    saturated = (cpu_mean is not None and cpu_mean > CLIENT_CPU_SATURATED_PERCENT) or (
+        lag_p95 is not None and lag_p95 > CLIENT_LAG_SATURATED_MS
+    )
+    return {
+        "cpuMeanPercent": None if cpu_mean is None else round(cpu_mean, 1),
+        "loopLagP95Ms": None if lag_p95 is None else round(lag_p95, 1),
+        "loopLagMaxMs": round(max(lag), 1) if lag else None,
+        "loadAverageMax": round(max(load), 2) if load else None,
+        "cores": os.cpu_count(),
+        "saturated": saturated,
     }
 
 
@@ -165,11 +194,19 @@ def _series(result: RunResult) -> dict[str, Any]:
         if step not in by_step:
             continue
         ok = [[r.ms for r in bucket if 200 <= r.status < 300] for bucket in by_step[step]]
+        # Latency in buckets wide enough for a percentile to mean something: a p99 of six
+        # requests is their maximum. About LATENCY_SAMPLES_PER_BUCKET requests each, at the
+        # step's average rate, and never fewer than five buckets over the run.
+        merge = _latency_merge(sum(len(values) for values in ok), count)
+        merged = [list(itertools.chain.from_iterable(ok[i : i + merge])) for i in range(0, count, merge)]
         steps[step] = {
             "perSecond": [round(len(values) / width, 2) for values in ok],
-            "p50Ms": [_round(percentile(values, 50)) for values in ok],
-            "p95Ms": [_round(percentile(values, 95)) for values in ok],
-            "p99Ms": [_round(percentile(values, 99)) for values in ok],
+            "latencyBucketSeconds": width * merge,
+            "latencyT": [round(i * width, 1) for i in range(0, count, merge)],
+            "requestsPerLatencyBucket": [len(values) for values in merged],
+            "p50Ms": [_round(percentile(values, 50)) for values in merged],
+            "p95Ms": [_round(percentile(values, 95)) for values in merged],
+            "p99Ms": [_round(percentile(values, 99)) for values in merged],
         }
     admissions = [0] * count
     for at in recorder.admissions:
@@ -189,9 +226,23 @@ def _series(result: RunResult) -> dict[str, Any]:
             "admittedTotal": [s.admitted_total for s in snapshots],
             "seatsLeft": [s.seats_left for s in snapshots],
             "cpuPercent": _by_pid([s.cpu_percent for s in snapshots]),
+            "clientCpuPercent": [_round_opt(s.client_cpu_percent) for s in snapshots],
+            "loopLagMs": [_round_opt(s.loop_lag_ms) for s in snapshots],
+            "loadAverage": [s.load_average for s in snapshots],
             "rssMb": _by_pid([s.rss_mb for s in snapshots]),
         },
     }
+
+
+LATENCY_SAMPLES_PER_BUCKET = 50
+
+
+def _latency_merge(requests: int, buckets: int) -> int:
+    """How many throughput buckets make one latency bucket."""
+    if requests == 0:
+        return 1
+    wanted = math.ceil(LATENCY_SAMPLES_PER_BUCKET * buckets / requests)
+    return max(1, min(wanted, buckets // 5 or 1))
 
 
 def _by_pid(values: list[dict[str, float]]) -> dict[str, list[float | None]]:
@@ -319,6 +370,7 @@ def _markdown(
     figures: dict[str, Any], checks: list[TargetCheck], images: list[tuple[str, str]], chart_note: str
 ) -> str:
     run, requests, tickets, fans = figures["run"], figures["requests"], figures["tickets"], figures["fans"]
+    client = figures["client"]
     verdict = "PASSED" if figures["passed"] else "FAILED"
     lines = [
         f"# Load test of {run['url']}: {verdict}",
@@ -376,6 +428,22 @@ def _markdown(
         "",
         *([f"- {code}: {count}" for code, count in requests["byCode"].items()] or ["- none"]),
         "",
+        "## The load generator",
+        "",
+        f"This process used {client['cpuMeanPercent']}% of a core on average; its event loop woke up to"
+        f" {client['loopLagMaxMs']} ms late (p95 of the samples {client['loopLagP95Ms']} ms); this machine's"
+        f" load average reached {client['loadAverageMax']} on {client['cores']} cores.",
+        "",
+        *(
+            [
+                "> **The load generator was saturated**: the latencies above include its own delay in"
+                " reading the answers. Fewer fans per process, a larger --poll-min-seconds, or several load"
+                " generators (on other machines) measure the target instead.",
+                "",
+            ]
+            if client["saturated"]
+            else []
+        ),
         "## The target",
         "",
         f"Processes seen in /metrics: {figures['target']['processes']}. Peak RSS (MB):"

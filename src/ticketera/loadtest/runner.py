@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import os
 import random
 import time
 import uuid
@@ -22,6 +24,14 @@ from ticketera.loadtest.safety import check_address, guarded_client
 from ticketera.loadtest.scrape import TargetFigures, cpu_percent, parse_metrics
 
 DEFAULT_MAX_SECONDS = 300.0
+# CPU is the difference of two scrapes at least this far apart: with several workers each one
+# writes its CPU time to /metrics only every 5 s (ops/metrics.py), so closer scrapes would see
+# a worker at 0% and then at 250%.
+CPU_WINDOW_SECONDS = 5.0
+LAG_PROBE_SECONDS = 0.05
+# Connections per lane (fans.Api): small, because httpcore's pool costs O(connections) per request.
+LANE_CONNECTIONS = 8
+SIMULATOR_CONNECTIONS = 8
 
 
 class LoadtestError(Exception):
@@ -98,14 +108,22 @@ async def run_loadtest(options: LoadtestOptions, display: Display | None = None)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
     recorder = Recorder()
     async with contextlib.AsyncExitStack() as stack:
+        lane_connections = min(options.concurrency, LANE_CONNECTIONS)
+        lanes = [
+            await stack.enter_async_context(
+                guarded_client(url, allowed, connections=lane_connections, timeout=REQUEST_TIMEOUT_SECONDS)
+            )
+            for _ in range(math.ceil(options.concurrency / lane_connections))
+        ]
+        # The monitor's own connection, so that its samples never wait behind the fans' requests.
         target = await stack.enter_async_context(
-            guarded_client(url, allowed, connections=options.concurrency, timeout=REQUEST_TIMEOUT_SECONDS)
+            guarded_client(url, allowed, connections=2, timeout=REQUEST_TIMEOUT_SECONDS)
         )
         simulator = None
         if simulator_url and options.pay:
             simulator = await stack.enter_async_context(
                 guarded_client(
-                    simulator_url, allowed, connections=options.concurrency, timeout=REQUEST_TIMEOUT_SECONDS
+                    simulator_url, allowed, connections=SIMULATOR_CONNECTIONS, timeout=REQUEST_TIMEOUT_SECONDS
                 )
             )
             await _expect_simulator(simulator, simulator_url)
@@ -124,7 +142,14 @@ async def run_loadtest(options: LoadtestOptions, display: Display | None = None)
                 "No --simulator-url: orders were created and left unpaid (a real MercadoPago checkout"
                 " is never paid by a load test)."
             )
-        api = Api(target, simulator, recorder, options.concurrency, stream_client)
+        api = Api(
+            lanes,
+            lane_connections,
+            simulator,
+            recorder,
+            stream_client,
+            simulator_connections=SIMULATOR_CONNECTIONS,
+        )
         fan_options = FanOptions(
             run_tag=f"lt{uuid.uuid4().hex[:8]}",
             think_seconds=options.think_seconds,
@@ -160,6 +185,7 @@ async def run_loadtest(options: LoadtestOptions, display: Display | None = None)
 
         arrivals = asyncio.create_task(arrive())
         sampler = asyncio.create_task(sample_forever())
+        lag_probe = asyncio.create_task(monitor.probe_loop_lag())
         try:
             async with asyncio.timeout(options.max_seconds):
                 await arrivals
@@ -167,9 +193,9 @@ async def run_loadtest(options: LoadtestOptions, display: Display | None = None)
         except TimeoutError:
             result.stopped_by = "max_seconds"
         finally:
-            for task in [arrivals, sampler, *tasks]:
+            for task in [arrivals, sampler, lag_probe, *tasks]:
                 task.cancel()
-            await asyncio.gather(arrivals, sampler, *tasks, return_exceptions=True)
+            await asyncio.gather(arrivals, sampler, lag_probe, *tasks, return_exceptions=True)
         result.duration_s = recorder.now()
         # Fans never let in before the bound are unfinished too.
         recorder.outcomes["unfinished"] += options.fans - len(tasks)
@@ -242,7 +268,17 @@ class Monitor:
         self.event_id = event_id
         self.recorder = recorder
         self.exported = False
-        self._last: tuple[float, TargetFigures] | None = None
+        self._history: list[tuple[float, TargetFigures]] = []
+        self._client_cpu = (time.monotonic(), time.process_time())
+        self.worst_lag_s = 0.0
+
+    async def probe_loop_lag(self) -> None:
+        """How late the event loop wakes a sleeper: when the fans' own process is saturated,
+        every answer waits this long to be read, and the latencies measured include it."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            self.worst_lag_s = max(self.worst_lag_s, time.monotonic() - started - LAG_PROBE_SECONDS)
 
     async def read_event(self) -> dict[str, Any] | None:
         try:
@@ -268,6 +304,13 @@ class Monitor:
         at = self.recorder.now()
         event, figures = await asyncio.gather(self.read_event(), self.read_metrics())
         snapshot = Snapshot(at=at, fans=self.recorder.snapshot_fans())
+        wall, cpu = time.monotonic(), time.process_time()
+        if wall > self._client_cpu[0]:
+            snapshot.client_cpu_percent = (cpu - self._client_cpu[1]) / (wall - self._client_cpu[0]) * 100
+        self._client_cpu = (wall, cpu)
+        snapshot.loop_lag_ms, self.worst_lag_s = self.worst_lag_s * 1000, 0.0
+        with contextlib.suppress(OSError):
+            snapshot.load_average = os.getloadavg()[0]
         if event is not None:
             snapshot.seats_left = int(event.get("available", 0))
             sections = event.get("sections") or []
@@ -280,8 +323,11 @@ class Monitor:
             snapshot.admitted_total = figures.admitted_total
             snapshot.rss_mb = {pid: value / 2**20 for pid, value in figures.rss_bytes.items()}
             now = time.monotonic()
-            if self._last is not None:
-                snapshot.cpu_percent = cpu_percent(self._last[1], figures, now - self._last[0])
-            self._last = (now, figures)
+            earlier = [entry for entry in self._history if now - entry[0] >= CPU_WINDOW_SECONDS]
+            base = earlier[-1] if earlier else (self._history[0] if self._history else None)
+            if base is not None:
+                snapshot.cpu_percent = cpu_percent(base[1], figures, now - base[0])
+            self._history = [entry for entry in self._history if now - entry[0] < 2 * CPU_WINDOW_SECONDS]
+            self._history.append((now, figures))
         if not first:
             self.recorder.snapshots.append(snapshot)
