@@ -166,6 +166,9 @@ async def test_max_seconds_ends_the_run_with_fans_still_in_line(target: Target, 
 
     assert result.stopped_by == "max_seconds"
     assert figures["fans"]["unfinished"] == 5
+    # The fans still in line gave their places back: the next run does not queue behind them.
+    stats = await target.http.get(f"/api/queue/{event['id']}/stats", headers=ADMIN)
+    assert stats.json()["waiting"] == 0, stats.text
     assert "stopped at --max-seconds" in (tmp_path / "report" / "report.md").read_text()
 
 

@@ -82,21 +82,25 @@ def _latency(series: dict[str, Any], figures: dict[str, Any]) -> Figure | None:
     p95_target = next((t for t in figures.get("targets", []) if t["name"] == "p95 latency"), None)
     for axis, step in zip(axes, steps, strict=False):
         values = series["steps"][step]
+        # Steps over each bucket (which may span several seconds), the last one drawn to its end.
+        edges = [*values["latencyT"], values["latencyT"][-1] + values["latencyBucketSeconds"]]
         for key, style in (("p50Ms", "-"), ("p95Ms", "--"), ("p99Ms", ":")):
-            # Drawn as steps over each bucket (which may span several seconds).
-            axis.step(
-                values["latencyT"], _gaps(values[key]), style, where="post", label=key[:3], linewidth=1.5
-            )
+            heights = _gaps(values[key])
+            axis.step(edges, [*heights, heights[-1]], style, where="post", label=key[:3], linewidth=1.5)
         if p95_target is not None:
             limit = float(p95_target["limit"].split()[1])
             axis.axhline(limit, color="red", linewidth=0.8, alpha=0.6, label=f"target {limit:g} ms")
         axis.set_title(f"{step} (buckets of {values['latencyBucketSeconds']:g} s)", fontsize=10)
         axis.set_ylabel("ms (log)")
         axis.set_yscale("log")
-        axis.legend(loc="upper right", fontsize=7)
+        # One time axis for every panel, so a slow moment lines up across the steps.
+        axis.set_xlim(0, max(1.0, series["t"][-1] + series["bucketSeconds"]))
     for axis in axes[len(steps) :]:
         axis.set_visible(False)
-    figure.tight_layout(rect=(0, 0, 1, 0.97))
+    # One legend for all the panels, above them, where it hides no line.
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=4, fontsize=9, bbox_to_anchor=(0.5, 0.965))
+    figure.tight_layout(rect=(0, 0, 1, 0.94))
     return figure
 
 
@@ -130,8 +134,11 @@ def _seats(series: dict[str, Any], figures: dict[str, Any]) -> Figure:
     samples = series["samples"]
     figure, (axis,) = _axes(height=3.5)
     axis.plot(samples["t"], _gaps(samples["seatsLeft"]), label="available")
+    axis.plot(samples["t"], _gaps(samples["seatsHeld"]), "--", label="held (in someone's cart)")
+    axis.plot(samples["t"], _gaps(samples["seatsSold"]), ":", label="sold")
+    axis.legend(loc="center right", fontsize=8)
     axis.set_ylim(bottom=0, top=max(1, figures["tickets"]["capacity"]) * 1.05)
-    axis.set_ylabel("places available (neither held nor sold)")
+    axis.set_ylabel("places")
     return figure
 
 

@@ -52,8 +52,8 @@ def run_command(options: LoadtestOptions, console: Console, *, live: bool = True
         )
     if figures["client"]["saturated"]:
         console.print(
-            "[yellow]The load generator was saturated (its CPU or its event loop's delay): the latencies"
-            " include its own; see report.md.[/yellow]"
+            f"[yellow]The load generator was held back by {figures['client']['saturatedBy']}: the"
+            " latencies include its own delay; see report.md.[/yellow]"
         )
     for check in checks:
         mark = "[green]pass[/green]" if check.passed else "[red]FAIL[/red]"

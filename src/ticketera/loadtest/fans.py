@@ -129,6 +129,7 @@ class Api:
         params: dict[str, str] | None = None,
         on_simulator: bool = False,
         lane: int = 0,
+        record: bool = True,
     ) -> Answer:
         if on_simulator:
             assert self.simulator is not None
@@ -143,11 +144,13 @@ class Api:
                 try:
                     response = await client.request(method, url, json=json, headers=headers, params=params)
                 except httpx.HTTPError as exc:
-                    self.recorder.request(step, started, 0, type(exc).__name__)
+                    if record:
+                        self.recorder.request(step, started, 0, type(exc).__name__)
                     return Answer(0, None, type(exc).__name__)
                 body = _json_or_none(response)
                 code = error_code(body) if response.status_code >= 300 else ""
-                self.recorder.request(step, started, response.status_code, code)
+                if record:
+                    self.recorder.request(step, started, response.status_code, code)
             retry_after = response.headers.get("retry-after")
             if response.status_code in (429, 503) and retry_after is not None:
                 # As the waiting-room page does: wait what the server asked (a little more, at
@@ -203,6 +206,7 @@ class Fan:
         # One generator per fan, from the run's seed: the same run replays the same choices.
         self.rng = random.Random(seed)  # noqa: S311  # not for secrets: think times and choices
         self.state: str | None = None
+        self.queue_token = ""
         self.user = f"{options.run_tag}-{index}"
 
     async def _call(self, step: str, method: str, url: str, **options: Any) -> Answer:
@@ -229,7 +233,20 @@ class Fan:
             outcome = ended.outcome
         except asyncio.CancelledError:
             self.api.recorder.outcomes["unfinished"] += 1
+            waiting = self.state == "waiting"
             self._move(None)
+            if waiting and self.queue_token:
+                # The run is over, not the sale: give the place back, so that the next run does not
+                # queue behind this one's fans (best effort; the runner bounds how long it waits).
+                with contextlib.suppress(Exception):
+                    await self.api.call(
+                        "leave",
+                        "DELETE",
+                        f"/api/queue/{self.plan.event_id}/me",
+                        headers={"Authorization": f"Bearer {self.queue_token}"},
+                        lane=self.index,
+                        record=False,
+                    )
             raise
         self.api.recorder.outcomes[outcome] += 1
         self._move("done")
@@ -240,7 +257,7 @@ class Fan:
         joined = await self._call("join", "POST", f"/api/queue/{event}/join", json={"userId": self.user})
         if not joined.ok or not isinstance(joined.body, dict):
             return "failed"
-        queue_token = str(joined.body.get("queueToken", ""))
+        queue_token = self.queue_token = str(joined.body.get("queueToken", ""))
         access = joined.body.get("accessToken")
         self._move("waiting")
         if not access:

@@ -74,6 +74,8 @@ class Snapshot:
     line_active: float | None = None
     admitted_total: float | None = None
     seats_left: int | None = None
+    seats_held: int | None = None
+    seats_sold: int | None = None
     cpu_percent: dict[str, float] = field(default_factory=dict)  # by process (pid), this interval
     rss_mb: dict[str, float] = field(default_factory=dict)  # by process (pid)
     # The load generator itself: when it is saturated, the latencies are partly its own.

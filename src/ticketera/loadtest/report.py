@@ -114,7 +114,11 @@ def compute_figures(result: RunResult) -> dict[str, Any]:
             "failures": failures,
             "errorRate": round(failures / len(target_requests), 4) if target_requests else 0.0,
             "byCode": dict(by_code.most_common()),
-            "clientWaitSeconds": round(recorder.client_wait_s, 2),
+            # Mean time a request waited for one of the load test's own connections before it was
+            # sent (not part of its latency): large, and --concurrency set the pace, not the target.
+            "clientWaitMeanMs": round(recorder.client_wait_s / len(recorder.requests) * 1000, 1)
+            if recorder.requests
+            else 0.0,
         },
         "steps": steps,
         "tickets": {
@@ -153,16 +157,18 @@ def _client(result: RunResult) -> dict[str, Any]:
     load = [s.load_average for s in snapshots if s.load_average is not None]
     cpu_mean = sum(cpu) / len(cpu) if cpu else None
     lag_p95 = percentile(lag, 95) if lag else None
-    saturated = (cpu_mean is not None and cpu_mean > CLIENT_CPU_SATURATED_PERCENT) or (
-        lag_p95 is not None and lag_p95 > CLIENT_LAG_SATURATED_MS
-    )
+    busy = cpu_mean is not None and cpu_mean > CLIENT_CPU_SATURATED_PERCENT
+    late = lag_p95 is not None and lag_p95 > CLIENT_LAG_SATURATED_MS
+    # Late but not busy: something else had the cores (the target on the same machine, other work).
+    why = "its own CPU" if busy else "the machine's other work (it ran late, not busy)" if late else ""
     return {
         "cpuMeanPercent": None if cpu_mean is None else round(cpu_mean, 1),
         "loopLagP95Ms": None if lag_p95 is None else round(lag_p95, 1),
         "loopLagMaxMs": round(max(lag), 1) if lag else None,
         "loadAverageMax": round(max(load), 2) if load else None,
         "cores": os.cpu_count(),
-        "saturated": saturated,
+        "saturated": busy or late,
+        "saturatedBy": why,
     }
 
 
@@ -225,6 +231,8 @@ def _series(result: RunResult) -> dict[str, Any]:
             "lineActive": [s.line_active for s in snapshots],
             "admittedTotal": [s.admitted_total for s in snapshots],
             "seatsLeft": [s.seats_left for s in snapshots],
+            "seatsHeld": [s.seats_held for s in snapshots],
+            "seatsSold": [s.seats_sold for s in snapshots],
             "cpuPercent": _by_pid([s.cpu_percent for s in snapshots]),
             "clientCpuPercent": [_round_opt(s.client_cpu_percent) for s in snapshots],
             "loopLagMs": [_round_opt(s.loop_lag_ms) for s in snapshots],
@@ -411,9 +419,9 @@ def _markdown(
         "",
         f"{requests['total']} requests to the target ({requests['perMinute']:g} per minute), p50"
         f" {requests['p50Ms']} ms, p95 {requests['p95Ms']} ms, p99 {requests['p99Ms']} ms;"
-        f" {requests['failures']} failed ({requests['errorRate']:.2%}). The fans waited"
-        f" {requests['clientWaitSeconds']:g} s in all for a free connection of the load test's own"
-        " (--concurrency): when that is large, the load test, not the target, set the pace.",
+        f" {requests['failures']} failed ({requests['errorRate']:.2%}). Before being sent, a request waited"
+        f" {requests['clientWaitMeanMs']:g} ms on average for one of the load test's own connections"
+        " (--concurrency; not counted in its latency): when that is large, the load test set the pace.",
         "",
         "| step | requests | ok | ok/s | p50 ms | p95 ms | p99 ms |",
         "|---|---|---|---|---|---|---|",
@@ -436,9 +444,9 @@ def _markdown(
         "",
         *(
             [
-                "> **The load generator was saturated**: the latencies above include its own delay in"
-                " reading the answers. Fewer fans per process, a larger --poll-min-seconds, or several load"
-                " generators (on other machines) measure the target instead.",
+                f"> **The load generator was held back by {client['saturatedBy']}**: the latencies above"
+                " include its own delay in reading the answers. A load generator on a machine of its own"
+                " (several for many fans, or a larger --poll-min-seconds) measures the target instead.",
                 "",
             ]
             if client["saturated"]

@@ -29,6 +29,7 @@ DEFAULT_MAX_SECONDS = 300.0
 # a worker at 0% and then at 250%.
 CPU_WINDOW_SECONDS = 5.0
 LAG_PROBE_SECONDS = 0.05
+CLEANUP_SECONDS = 10.0
 # Connections per lane (fans.Api): small, because httpcore's pool costs O(connections) per request.
 LANE_CONNECTIONS = 8
 SIMULATOR_CONNECTIONS = 8
@@ -195,7 +196,11 @@ async def run_loadtest(options: LoadtestOptions, display: Display | None = None)
         finally:
             for task in [arrivals, sampler, lag_probe, *tasks]:
                 task.cancel()
-            await asyncio.gather(arrivals, sampler, lag_probe, *tasks, return_exceptions=True)
+            # Fans still in line give their places back (fans.py); a target that does not answer
+            # cannot keep the run past its bound by more than this.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLEANUP_SECONDS):
+                    await asyncio.gather(arrivals, sampler, lag_probe, *tasks, return_exceptions=True)
         result.duration_s = recorder.now()
         # Fans never let in before the bound are unfinished too.
         recorder.outcomes["unfinished"] += options.fans - len(tasks)
@@ -314,6 +319,8 @@ class Monitor:
         if event is not None:
             snapshot.seats_left = int(event.get("available", 0))
             sections = event.get("sections") or []
+            snapshot.seats_held = sum(int(s.get("held", 0)) for s in sections)
+            snapshot.seats_sold = sum(int(s.get("sold", 0)) for s in sections)
             if snapshot.seats_left == 0 and not any(int(s.get("held", 0)) for s in sections):
                 self.sold_out.set()
         if figures is not None:
