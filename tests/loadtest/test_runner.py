@@ -146,6 +146,7 @@ async def test_fans_sell_out_an_event_and_every_paid_order_has_its_tickets(
         "series",
         "targets",
         "passed",
+        "client",
     }
     assert set(written["steps"]) >= {"join", "status", "event", "seats", "hold", "order", "pay", "tickets"}
     assert written["target"]["metricsExported"]

@@ -29,7 +29,7 @@ def draw_charts(figures: dict[str, Any], directory: Path) -> list[tuple[str, str
         ("throughput.png", "Successful requests per second, by step", _throughput),
         ("latency.png", "Latency per step over time: p50, p95, p99", _latency),
         ("line.png", "The line: fans waiting, and admissions", _line),
-        ("seats.png", "Places left", _seats),
+        ("seats.png", "Places: available, held, sold", _seats),
         ("errors.png", "Answers other than success, by code", _errors),
         ("target.png", "The target's CPU and memory (from its /metrics)", _target),
     ):
@@ -136,8 +136,9 @@ def _seats(series: dict[str, Any], figures: dict[str, Any]) -> Figure:
     axis.plot(samples["t"], _gaps(samples["seatsLeft"]), label="available")
     axis.plot(samples["t"], _gaps(samples["seatsHeld"]), "--", label="held (in someone's cart)")
     axis.plot(samples["t"], _gaps(samples["seatsSold"]), ":", label="sold")
-    axis.legend(loc="center right", fontsize=8)
-    axis.set_ylim(bottom=0, top=max(1, figures["tickets"]["capacity"]) * 1.05)
+    # Above the lines: the headroom of the y axis is kept for it.
+    axis.legend(loc="upper center", ncol=3, fontsize=8)
+    axis.set_ylim(bottom=0, top=max(1, figures["tickets"]["capacity"]) * 1.2)
     axis.set_ylabel("places")
     return figure
 
