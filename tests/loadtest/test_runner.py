@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import ADMIN, fresh_database, make_settings
 from tests.mpsim_server import listening_socket, serving_asgi, socket_url
-from tests.shop import Simulator, sim
+from tests.shop import Simulator, eventually, preference_id_of, sim
 from ticketera.cli import app as cli
 from ticketera.kit.db import create_engine
 from ticketera.kit.migrate import upgrade
@@ -55,7 +55,7 @@ class Target:
             event_id=int(event["id"]),
             fans=40,
             report_dir=tmp_path / "report",
-            max_seconds=120,
+            max_seconds=60,  # a bound for a broken run: a working one takes seconds
             ramp_seconds=0.5,
             think_seconds=0,
             quantity=(2, 3),
@@ -190,3 +190,79 @@ async def test_a_target_given_on_the_command_line_that_fails_exits_non_zero_and_
     assert failing.exit_code == 1, failing.output
     assert "Targets not met: p95 latency" in failing.output
     assert passing.exit_code == 0, passing.output
+
+
+async def buy_everything(target: Target, event: dict[str, Any]) -> dict[str, Any]:
+    """Someone else's order for every place of `event` (pending payment): its places are held."""
+    joined = (await target.http.post(f"/api/queue/{event['id']}/join", json={"userId": "early"})).json()
+    token = joined.get("accessToken")
+    while not token:  # the admission ticker runs every 0.1 s
+        await asyncio.sleep(0.05)
+        status = await target.http.get(
+            f"/api/queue/{event['id']}/status", headers={"Authorization": f"Bearer {joined['queueToken']}"}
+        )
+        token = status.json().get("accessToken")
+    section = event["sections"][0]
+    held = await target.http.post(
+        f"/api/events/{event['id']}/holds",
+        json={"sectionId": section["id"], "quantity": section["capacity"]},
+        headers={"X-Access-Token": token},
+    )
+    assert held.status_code == 201, held.text
+    ordered = await target.http.post(
+        "/api/orders",
+        json={"holdId": held.json()["holdId"], "buyer": {"email": "early@example.com", "name": "Early"}},
+        headers={"Idempotency-Key": "early-buyer-order"},
+    )
+    assert ordered.status_code == 201, ordered.text
+    order: dict[str, Any] = ordered.json()
+    return order
+
+
+@pytest.mark.parametrize("sse", [False, True], ids=["polling", "stream"])
+async def test_fans_in_a_line_that_no_longer_moves_go_home_when_the_event_sells_out(
+    target: Target, sim: Simulator, tmp_path: Path, sse: bool
+) -> None:
+    # Every place is in someone's pending order and the line is paused: nobody will be let in, and
+    # only the sell-out (the payment) tells the fans waiting that it is over.
+    event = await target.event(
+        queue={"enabled": True, "admitPerMinute": 6000, "maxActiveShoppers": 10, "accessMinutes": 5},
+        sections=[{"name": "Campo", "price": "9000.00", "capacity": 4}],
+    )
+    order = await buy_everything(target, event)
+    paused = await target.http.patch(f"/api/queue/{event['id']}", json={"paused": True}, headers=ADMIN)
+    assert paused.status_code == 200, paused.text
+    options = target.options(event, tmp_path, fans=6, sse=sse)
+
+    run = asyncio.create_task(run_loadtest(options))
+    await eventually(lambda: line_holds(target, event, 6))
+    await sim.pay(preference_id_of(order))
+    result = await run
+
+    assert result.stopped_by == "finished"
+    assert result.recorder.outcomes["sold_out"] == 6
+
+
+async def line_holds(target: Target, event: dict[str, Any], waiting: int) -> bool:
+    stats = await target.http.get(f"/api/queue/{event['id']}/stats", headers=ADMIN)
+    return bool(stats.json()["waiting"] == waiting)
+
+
+async def test_fans_can_wait_on_the_stream_and_go_home_when_it_sells_out(
+    target: Target, tmp_path: Path
+) -> None:
+    # Two shoppers at a time: most fans wait on the SSE stream, and some are still there at the sell-out.
+    event = await target.event(
+        queue={"enabled": True, "admitPerMinute": 6000, "maxActiveShoppers": 2, "accessMinutes": 5},
+        sections=[{"name": "Campo", "price": "9000.00", "capacity": 8}],
+    )
+    options = target.options(event, tmp_path, fans=12, sse=True, quantity=(2, 2))
+
+    result = await run_loadtest(options)
+    figures, _ = write_report(result, tmp_path / "report", charts=False)
+
+    assert result.stopped_by == "finished"
+    assert figures["fans"]["bought"] == 4
+    assert figures["fans"]["sold_out"] == 8
+    assert figures["steps"]["stream"]["ok"] >= 1
+    assert figures["tickets"]["ticketsIssued"] == 8

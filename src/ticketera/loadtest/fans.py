@@ -296,9 +296,19 @@ class Fan:
         leaves = self._decides_to_leave()
         headers = {"Authorization": f"Bearer {queue_token}"}
         if self.options.sse and self.api.stream_client is not None and not leaves:
-            token = await self._stream_until_admitted(queue_token)
-            if token:
-                return token
+            # The stream until admitted, unless the sale ends first (a stream says nothing of that).
+            streaming = asyncio.create_task(self._stream_until_admitted(queue_token))
+            sold_out = asyncio.create_task(self.api.sold_out.wait())
+            try:
+                await asyncio.wait({streaming, sold_out}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (streaming, sold_out):
+                    task.cancel()
+                await asyncio.gather(streaming, sold_out, return_exceptions=True)
+            if streaming.done() and not streaming.cancelled():
+                token = streaming.result()  # FanEnded (access expired) propagates from here
+                if token:
+                    return token
         polls = 0
         while True:
             if self.api.sold_out.is_set():
