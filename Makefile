@@ -12,7 +12,7 @@ COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize backup restore db-partitions archive unarchive redis-flush test test-sqlite test-deploy \
-	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean messages
+	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean messages loadtest artillery artillery-quick
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -137,8 +137,32 @@ bench-backup: $(STAMP) ## db backup and db restore of 100,000 paid orders on Mar
 bench-checkin: $(STAMP) ## Check-ins per second, 20 scanners then rescans, on MariaDB (--sqlite by hand)
 	$(BIN)/python benchmarks/checkin.py
 
+# -- Load tests against a running deployment (make dev's by default) ------------------------------
+# URL as for `make health` (unset: make dev's address).
+TARGET_URL = $(or $(URL),http://127.0.0.1:3000)
+SIMULATOR_URL ?= http://127.0.0.1:8090
+FANS ?= 200
+ARTILLERY_DIR := loadtest/artillery
+ARTILLERY_STAMP := $(ARTILLERY_DIR)/node_modules/.installed
+
+loadtest: $(STAMP) ## Simulated fans against URL (make dev's), paying in its simulator; EVENT=, FANS=, ARGS=
+	$(BIN)/ticketera loadtest --url $(TARGET_URL) --simulator-url $(SIMULATOR_URL) --fans $(FANS) \
+		$(if $(EVENT),--event $(EVENT),) $(ARGS)
+
+# --ignore-scripts: artillery's optional browser engine would download Chromium, which we never use.
+$(ARTILLERY_STAMP): $(ARTILLERY_DIR)/package.json $(ARTILLERY_DIR)/package-lock.json
+	cd $(ARTILLERY_DIR) && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+artillery: $(ARTILLERY_STAMP) ## The guide's artillery run tests/load-test.yml against URL (EVENT=1)
+	cd $(ARTILLERY_DIR) && npx artillery run --target $(TARGET_URL) --variables '{"eventId": $(or $(EVENT),1)}' \
+		../../tests/load-test.yml
+
+artillery-quick: $(ARTILLERY_STAMP) ## The guide's artillery quick --count 100 --num 10 URL/health
+	cd $(ARTILLERY_DIR) && npx artillery quick --count 100 --num 10 $(TARGET_URL)/health
+
 lock: ## Re-resolve requirements.lock, then the image's requirements-prod.lock within it (needs uv)
-	uv pip compile pyproject.toml --extra dev --extra aiomysql --universal --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --extra aiomysql --extra loadtest --universal --python-version 3.11 --generate-hashes -o requirements.lock
 	uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -c requirements.lock -o requirements-prod.lock
 
 # -- The Compose stack (the guide's docker:up, docker:logs, deploy) ---------------------------------

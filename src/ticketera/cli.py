@@ -9,6 +9,7 @@ npm run redis:flush  ->  ticketera redis flush
 (new)                ->  ticketera worker       (expires overdue holds and orders)
 (new)                ->  ticketera mp-sim       (the local MercadoPago simulator; `dev` starts it)
 (new)                ->  ticketera db backup | restore | partitions | archive | unarchive
+(new)                ->  ticketera loadtest     (simulated fans against a deployment; a report)
 """
 
 from __future__ import annotations
@@ -360,6 +361,125 @@ def user_assertion(
     expires_at = datetime.now(UTC) + timedelta(minutes=minutes)
     assertion = UserAssertions(settings.user_assertion_secret).sign(user_id, expires_at)
     typer.echo(json.dumps({"userId": user_id, "userAssertion": assertion}))
+
+
+@app.command()
+def loadtest(
+    url: Annotated[
+        str, typer.Option(help="Base URL of the deployment under test.")
+    ] = "http://127.0.0.1:3000",
+    event: Annotated[
+        int | None, typer.Option(help="Event to sell (default: the demo event, or the only one on sale).")
+    ] = None,
+    fans: Annotated[int, typer.Option(min=1, help="Simulated fans, each one visit.")] = 200,
+    report: Annotated[
+        Path | None, typer.Option(help="Report directory (default loadtest-reports/<time>).")
+    ] = None,
+    max_seconds: Annotated[
+        float, typer.Option(min=1, help="The run ends here, whatever is still going.")
+    ] = 300.0,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Most requests in flight at once (connections to the target).")
+    ] = 100,
+    ramp_seconds: Annotated[
+        float, typer.Option(min=0, help="Fans arrive evenly over this many seconds.")
+    ] = 10.0,
+    think_seconds: Annotated[
+        float, typer.Option(min=0, help="A fan's pause before holding, ordering and paying (mean; +-50%).")
+    ] = 2.0,
+    abandon_rate: Annotated[
+        float,
+        typer.Option(
+            min=0, max=1, help="Chance a fan leaves, at each of: in line, after holding, at checkout."
+        ),
+    ] = 0.0,
+    pay: Annotated[
+        bool, typer.Option(help="Pay in the MercadoPago simulator and wait for the tickets.")
+    ] = True,
+    simulator_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The target's MercadoPago simulator (make dev: http://127.0.0.1:8090),"
+            " the only other address the run may use."
+        ),
+    ] = None,
+    quantity: Annotated[
+        str, typer.Option(help="Places per fan: N or MIN-MAX (capped by the event's limit).")
+    ] = "1-4",
+    sse: Annotated[bool, typer.Option(help="Wait in line on the SSE stream instead of polling.")] = False,
+    poll_min_seconds: Annotated[float, typer.Option(min=0.1, help="Fastest a waiting fan polls.")] = 2.0,
+    poll_max_seconds: Annotated[float, typer.Option(min=0.1, help="Slowest a waiting fan polls.")] = 15.0,
+    paid_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds from approval to a paid order before it counts as not paid.")
+    ] = 60.0,
+    sample_seconds: Annotated[
+        float, typer.Option(min=0.1, help="How often /metrics and the event are read.")
+    ] = 2.0,
+    p95_ms: Annotated[
+        float, typer.Option(help="Target: p95 latency of every request, ms (0: unchecked).")
+    ] = 100.0,
+    min_rpm: Annotated[
+        float, typer.Option(help="Target: requests per minute at least (0: unchecked).")
+    ] = 2000.0,
+    max_rss_mb: Annotated[
+        float, typer.Option(help="Target: RSS of each process below, MB (0: unchecked).")
+    ] = 512.0,
+    max_cpu_percent: Annotated[
+        float, typer.Option(help="Target: mean CPU of the busiest process, % of a core (0: unchecked).")
+    ] = 70.0,
+    max_error_rate: Annotated[
+        float, typer.Option(help="Target: failed requests per request at most.")
+    ] = 0.01,
+    seed: Annotated[int | None, typer.Option(help="Replays the fans' choices of an earlier run.")] = None,
+    i_own_this: Annotated[
+        bool,
+        typer.Option("--i-own-this", help="Allow a target that is not on this machine: it must be yours."),
+    ] = False,
+    live: Annotated[bool, typer.Option(help="The live progress display.")] = True,
+) -> None:
+    """Simulated fans through the whole sale (line, hold, order, payment, tickets); writes a report
+    and exits 1 when the deployment guide's targets (or the ones given here) are not met.
+
+    Traffic goes only to --url and --simulator-url; a target off this machine needs --i-own-this.
+    """
+    from rich.console import Console
+
+    from ticketera.loadtest.command import parse_quantity, run_command
+    from ticketera.loadtest.runner import LoadtestOptions, Targets
+
+    try:
+        places = parse_quantity(quantity)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--quantity") from exc
+    options = LoadtestOptions(
+        url=url,
+        fans=fans,
+        event_id=event,
+        report_dir=report,
+        max_seconds=max_seconds,
+        concurrency=concurrency,
+        ramp_seconds=ramp_seconds,
+        think_seconds=think_seconds,
+        abandon_rate=abandon_rate,
+        pay=pay,
+        simulator_url=simulator_url,
+        quantity=places,
+        sse=sse,
+        poll_min_seconds=poll_min_seconds,
+        poll_max_seconds=poll_max_seconds,
+        paid_timeout_seconds=paid_timeout,
+        sample_seconds=sample_seconds,
+        seed=seed,
+        i_own_this=i_own_this,
+        targets=Targets(
+            p95_ms=p95_ms,
+            requests_per_minute=min_rpm,
+            rss_mb=max_rss_mb,
+            cpu_percent=max_cpu_percent,
+            error_rate=max_error_rate,
+        ),
+    )
+    raise typer.Exit(run_command(options, Console(), live=live))
 
 
 @app.command()

@@ -81,6 +81,7 @@ async def test_the_scrape_parses_with_every_family_and_this_processs_figures(
         "ticketera_db_replica_lag_seconds": "gauge",
         "ticketera_db_replica_reads": "gauge",
         "ticketera_process_resident_memory_bytes": "gauge",
+        "ticketera_process_cpu_seconds": "gauge",
     }
     # No DATABASE_REPLICA_URL here: the replica families have no series (tests/kit/test_replicas.py has them).
     assert not families["ticketera_db_replica_in_use"].samples
@@ -93,6 +94,8 @@ async def test_the_scrape_parses_with_every_family_and_this_processs_figures(
     assert free is not None
     assert 1 <= in_use + free <= 20
     assert (value(families, "ticketera_process_resident_memory_bytes") or 0) > 10 * 2**20
+    # The test process has run its imports and this app at least: some CPU time, however little.
+    assert (value(families, "ticketera_process_cpu_seconds") or 0) > 0
     assert value(families, "ticketera_circuit_breaker_state", dependency="database") == 0
     assert value(families, "ticketera_circuit_breaker_failures", dependency="database") == 0
     # Redis is not configured in these tests: no series, rather than a healthy-looking 0.

@@ -6,7 +6,7 @@ Three kinds of figures, each collected where it is true:
 - Figures of shared state (orders by status, live holds, the waiting rooms) are read at scrape time
   by whichever worker answers, from the database and the queue backend every worker shares, and
   kept a few seconds so that several Prometheus servers scraping cost one read.
-- Figures of one process (circuit breakers, connection pool, resident memory) are gauges labelled,
+- Figures of one process (circuit breakers, connection pool, resident memory, CPU time) are gauges labelled,
   with several workers, by the worker's pid: each worker writes its own (see `ProcessGauges`).
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -250,6 +251,15 @@ class ProcessGauges:
             registry=registry,
             multiprocess_mode="liveall",
         )
+        # A gauge, not a counter: each worker reports its own running total (label `pid` with several
+        # workers), so a client outside the host (`ticketera loadtest`) can chart the service's CPU
+        # from two scrapes without reading /proc.
+        self.cpu_seconds = Gauge(
+            "ticketera_process_cpu_seconds",
+            "CPU time (user and system) the process has used since it started, in seconds.",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
 
     def refresh(self, components: Components) -> None:
         for dependency, breaker in breakers_of(components).items():
@@ -264,6 +274,7 @@ class ProcessGauges:
             if database.replicas is not None:
                 self.refresh_replicas(database.replicas)
         self.resident_memory.set(rss_bytes())
+        self.cpu_seconds.set(time.process_time())
 
     def refresh_replicas(self, replicas: ReplicaSet) -> None:
         for replica in replicas.replicas:
