@@ -407,6 +407,12 @@ def loadtest(
         str, typer.Option(help="Places per fan: N or MIN-MAX (capped by the event's limit).")
     ] = "1-4",
     sse: Annotated[bool, typer.Option(help="Wait in line on the SSE stream instead of polling.")] = False,
+    express: Annotated[
+        bool,
+        typer.Option(
+            help="General admission in one request (the express purchase); --no-express holds, then orders."
+        ),
+    ] = True,
     poll_min_seconds: Annotated[float, typer.Option(min=0.1, help="Fastest a waiting fan polls.")] = 2.0,
     poll_max_seconds: Annotated[float, typer.Option(min=0.1, help="Slowest a waiting fan polls.")] = 15.0,
     paid_timeout: Annotated[
@@ -465,6 +471,7 @@ def loadtest(
         simulator_url=simulator_url,
         quantity=places,
         sse=sse,
+        express=express,
         poll_min_seconds=poll_min_seconds,
         poll_max_seconds=poll_max_seconds,
         paid_timeout_seconds=paid_timeout,

@@ -3,8 +3,10 @@
     POST /api/queue/{event}/join                     a place in line (or straight in: no queue)
     GET  /api/queue/{event}/status  (or .../stream)  until admitted, at the pace the answer suggests
     GET  /api/events/{event}  [+ /seats]             the buy page: what is left, the seat map
-    POST /api/events/{event}/holds                   general admission by quantity, or seats by id
-    POST /api/orders                                 pending payment, with its checkout URL
+    POST /api/events/{event}/holds                   seats by id (or places, with --no-express)
+    POST /api/orders                                 pending payment, with its checkout URL; for
+                                                     general admission the express purchase: the
+                                                     access token and the places, no hold before
     POST {simulator}/_sim/payments                   card APRO on the simulator's checkout
     GET  /api/orders/{id}  then  /tickets            until paid, then every ticket issued
 
@@ -69,6 +71,9 @@ class FanOptions:
     poll_min_seconds: float = STREAM_INTERVAL_SECONDS
     poll_max_seconds: float = 15.0
     paid_timeout_seconds: float = 60.0
+    # General admission in one request (hold and order at once), as a shop page for places does;
+    # seats keep the picker's hold, then the order.
+    express: bool = True
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,7 @@ class Fan:
         self._move("shopping")
         await self._think()
         try:
-            hold_id, places = await self._hold(str(access))
+            hold_id, places, ordered = await self._hold(str(access))
         except FanEnded as ended:
             if ended.outcome == "sold_out" and queue_token:
                 # The page says sold out and the fan leaves: their turn goes to nobody's harm.
@@ -277,11 +282,14 @@ class Fan:
                     headers={"Authorization": f"Bearer {queue_token}"},
                 )
             raise
-        if self._decides_to_leave():
-            # The tab closed: the hold stays until it expires, as it would.
-            return "abandoned_hold"
-        await self._think()
-        order = await self._order(hold_id)
+        if ordered is not None:
+            order = ordered
+        else:
+            if self._decides_to_leave():
+                # The tab closed: the hold stays until it expires, as it would.
+                return "abandoned_hold"
+            await self._think()
+            order = await self._order(hold_id)
         if not self.options.pay or self.api.simulator is None:
             return "ordered"
         if self._decides_to_leave():
@@ -368,8 +376,9 @@ class Fan:
             raise FanEnded("failed")
         return answer.body
 
-    async def _hold(self, access_token: str) -> tuple[str, int]:
-        """A hold on what the fan chose: (hold id, places)."""
+    async def _hold(self, access_token: str) -> tuple[str, int, dict[str, Any] | None]:
+        """A hold on what the fan chose: (hold id, places, None); or, for general admission with
+        `express`, the order itself: ("", places, order)."""
         low, high = self.options.quantity
         wanted = self.rng.randint(low, max(low, min(high, self.plan.max_per_fan)))
         headers = {"X-Access-Token": access_token}
@@ -388,11 +397,27 @@ class Fan:
                 body, quantity = {"seatIds": seats}, len(seats)
             else:
                 body = {"sectionId": int(section["id"]), "quantity": quantity}
+                if self.options.express:
+                    answer = await self._call(
+                        "order",
+                        "POST",
+                        "/api/orders",
+                        json={**body, "buyer": self._buyer()},
+                        headers=headers | {"Idempotency-Key": f"loadtest-{self.user}"},
+                    )
+                    if answer.ok and isinstance(answer.body, dict):
+                        self.api.recorder.places_ordered += int(answer.body.get("quantity", 0))
+                        return "", quantity, answer.body
+                    if answer.code == "seats_unavailable":
+                        continue  # someone was faster: look again
+                    if answer.code in ("access_required", "access_expired"):
+                        raise FanEnded("access_expired")
+                    raise FanEnded("failed")
             answer = await self._call(
                 "hold", "POST", f"/api/events/{self.plan.event_id}/holds", json=body, headers=headers
             )
             if answer.ok and isinstance(answer.body, dict):
-                return str(answer.body["holdId"]), quantity
+                return str(answer.body["holdId"]), quantity, None
             if answer.code == "seats_unavailable":
                 continue  # someone was faster: look again
             if answer.code in ("access_required", "access_expired"):
@@ -421,16 +446,16 @@ class Fan:
             "order",
             "POST",
             "/api/orders",
-            json={
-                "holdId": hold_id,
-                "buyer": {"email": f"fan-{self.user}@example.com", "name": f"Fan {self.index}"},
-            },
+            json={"holdId": hold_id, "buyer": self._buyer()},
             headers={"Idempotency-Key": f"loadtest-{self.user}"},
         )
         if not answer.ok or not isinstance(answer.body, dict):
             raise FanEnded("access_expired" if answer.code == "hold_expired" else "failed")
         self.api.recorder.places_ordered += int(answer.body.get("quantity", 0))
         return answer.body
+
+    def _buyer(self) -> dict[str, str]:
+        return {"email": f"fan-{self.user}@example.com", "name": f"Fan {self.index}"}
 
     async def _pay(self, order: dict[str, Any]) -> None:
         """Card APRO on the simulator's checkout: its control API does what the form does."""

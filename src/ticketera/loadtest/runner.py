@@ -67,6 +67,7 @@ class LoadtestOptions:
     simulator_url: str | None = None
     quantity: tuple[int, int] = (1, 4)
     sse: bool = False
+    express: bool = True
     poll_min_seconds: float = 2.0
     poll_max_seconds: float = 15.0
     paid_timeout_seconds: float = 60.0
@@ -158,6 +159,7 @@ async def run_loadtest(options: LoadtestOptions, display: Display | None = None)
             pay=options.pay,
             quantity=options.quantity,
             sse=options.sse,
+            express=options.express,
             poll_min_seconds=options.poll_min_seconds,
             poll_max_seconds=options.poll_max_seconds,
             paid_timeout_seconds=options.paid_timeout_seconds,
