@@ -139,3 +139,22 @@ async def test_express_buyers_racing_for_the_last_places_never_oversell(client: 
     assert codes.count(409) == 6
     figures = await availability(client, event["id"])
     assert (figures["available"], figures["held"]) == (10, 10)
+
+
+async def test_a_retry_that_overlaps_its_first_attempt_gets_the_same_order(client: httpx.AsyncClient) -> None:
+    """Sent twice at once (a client's timeout and retry): the second looks for the order before the
+    first commits, then meets the first's hold, at the buyer's limit; it answers the first's order."""
+    event = await open_sale(client, maxTicketsPerUser=2)
+    section_id = event["sections"][1]["id"]
+    for attempt in range(5):
+        token = await shopper_token(client, event["id"], f"twice-{attempt}")
+        items = {"sectionId": section_id, "quantity": 2}
+
+        first, second = await asyncio.gather(
+            express(client, token, items, f"express-twice-{attempt}"),
+            express(client, token, items, f"express-twice-{attempt}"),
+        )
+
+        assert (first.status_code, second.status_code) == (201, 201), (first.text, second.text)
+        assert first.json()["id"] == second.json()["id"]
+    assert (await availability(client, event["id"]))["held"] == 10

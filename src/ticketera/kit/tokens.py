@@ -5,9 +5,8 @@
 - The access token names (event, user) and expires `accessMinutes` after the turn was claimed:
   purchase endpoints check it with no database or Redis round trip.
 - The order token names one order and lets the buyer read it (and later its tickets).
-- The admin session token is the organizer console's cookie: a random session id, an expiry, and a
-  tag of the admin key it was opened with, so changing ADMIN_API_KEY closes every session. Its
-  session id keys the CSRF token of every form the console sends.
+
+Staff sessions (the console's and the door's cookies) are not these: see `ticketera.web.sessions`.
 """
 
 from __future__ import annotations

@@ -204,17 +204,26 @@ async def _express_order(
             expires_at=held.expires_at,
         )
 
-    if database.backend == "sqlite":
+    try:
+        if database.backend == "sqlite":
 
-        async def replay_or_plan(session: AsyncSession) -> OrderView | holds_service.HoldPlan:
-            replayed = await replay_of(session, key, digest, clock())
-            return replayed if replayed is not None else await plan(session)
+            async def replay_or_plan(session: AsyncSession) -> OrderView | holds_service.HoldPlan:
+                replayed = await replay_of(session, key, digest, clock())
+                return replayed if replayed is not None else await plan(session)
 
-        found = await database.read(replay_or_plan)
-        if isinstance(found, OrderView):
-            return found
-        return await database.transaction(lambda session: hold_and_order(session, found))
-    return await database.transaction(lambda session: hold_and_order(session, None))
+            found = await database.read(replay_or_plan)
+            if isinstance(found, OrderView):
+                return found
+            return await database.transaction(lambda session: hold_and_order(session, found))
+        return await database.transaction(lambda session: hold_and_order(session, None))
+    except (holds_service.SeatsUnavailable, holds_service.LimitExceeded):
+        # A retry that overlapped its first attempt looked for the order before the first had
+        # committed, then met the first's own hold: its seats, or its share of the buyer's limit.
+        # The first's order is the answer; a refusal is only for a purchase that made none.
+        replayed = await database.read(lambda session: replay_of(session, key, digest, clock()))
+        if replayed is None:
+            raise
+        return replayed
 
 
 def request_digest(request: OrderRequest | ExpressPurchase) -> str:

@@ -81,7 +81,8 @@ class EventCard:
 async def upcoming_events(page: CurrentPage, database: Db, clock: CurrentClock) -> HTMLResponse:
     now = clock()
     try:
-        async with database.read_session() as session:
+        # Public reads that tolerate a second of lag: a read replica's when there is one.
+        async with database.replica_session() as session:
             views, _total = await events.list_event_views(
                 session, include_drafts=False, status=None, limit=UPCOMING_LIMIT, offset=0, clock=clock
             )
@@ -96,7 +97,8 @@ async def _public_event(database: Db, event_id: str, clock: CurrentClock) -> eve
     """The event a page's address names, or None for an address that names none."""
     if not event_id.isdecimal() or not 1 <= int(event_id) <= MAX_ID:
         return None
-    async with database.read_session() as session:
+    # As the API's event detail: lag-tolerant, a replica's when there is one.
+    async with database.replica_session() as session:
         try:
             return await events.get_event_view(session, int(event_id), include_drafts=False, clock=clock)
         except events.EventNotFound:

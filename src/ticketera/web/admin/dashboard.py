@@ -24,7 +24,6 @@ from ticketera.events.schemas import QueueSettingsIn
 from ticketera.kit.errors import DomainError
 from ticketera.kit.http import CurrentClock, CurrentSettings, Db, component
 from ticketera.orders import service as orders
-from ticketera.orders.models import OrderStatus
 from ticketera.payments import service as payments
 from ticketera.queue import service as queue
 from ticketera.queue.errors import QueueUnavailable
@@ -37,7 +36,7 @@ from ticketera.web.admin.events import (
     status_actions,
     status_label,
 )
-from ticketera.web.admin.orders import payment_status_label
+from ticketera.web.admin.orders import order_status_label, payment_status_label
 from ticketera.web.admin.session import CurrentAdmin, CurrentForm, session_of
 from ticketera.web.rendering import Page, current_page, problem_page
 
@@ -118,13 +117,6 @@ async def live_figures(
             line = QueueStatsOut.of(await room.stats(event_id)).model_dump()
         except QueueUnavailable:
             line = None
-    order_labels = {
-        OrderStatus.PENDING_PAYMENT: _("Awaiting payment"),
-        OrderStatus.PAID: _("Paid"),
-        OrderStatus.EXPIRED: _("Expired"),
-        OrderStatus.CANCELLED: _("Cancelled before payment"),
-        OrderStatus.REFUNDED: _("Refunded"),
-    }
     checked_in = sum(figure.checked_in for figure in found["checkins"])
     valid = sum(figure.sold for figure in found["checkins"])
     return {
@@ -161,7 +153,8 @@ async def live_figures(
         "linePaused": bool(line and line["paused"]),
         "admitPerMinute": line["admit_per_minute"] if line else "",
         "orders": [
-            {"label": order_labels[status], "value": str(count)} for status, count in found["orders"].items()
+            {"label": order_status_label(_, status), "value": str(count)}
+            for status, count in found["orders"].items()
         ],
         "payments": [
             {"label": payment_status_label(_, status), "value": str(count)}

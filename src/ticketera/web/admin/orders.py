@@ -29,8 +29,8 @@ router = APIRouter(include_in_schema=False)
 Payments = Annotated[PaymentProcessor, Depends(component(PAYMENTS))]
 
 
-def order_status_label(admin: AdminPage, status: OrderStatus) -> str:
-    _ = admin._
+def order_status_label(_: Callable[[str], str], status: OrderStatus) -> str:
+    """An order's status as the console says it, in the page's language."""
     return {
         OrderStatus.PENDING_PAYMENT: _("Awaiting payment"),
         OrderStatus.PAID: _("Paid"),
@@ -128,7 +128,7 @@ async def search(
         "admin/orders.html",
         title=_("Orders"),
         query={"email": email, "order": order, "status": status, "event": event},
-        statuses=[(s.value, order_status_label(admin, s)) for s in OrderStatus],
+        statuses=[(s.value, order_status_label(admin._, s)) for s in OrderStatus],
         events=[(view.event.id, view.event.name) for view in listed],
         searched=searched,
         problem=problem,
@@ -136,7 +136,7 @@ async def search(
             {
                 "order": found_order,
                 "status": shown.value,
-                "status_label": order_status_label(admin, shown),
+                "status_label": order_status_label(admin._, shown),
                 "event_name": names.get(found_order.event_id, f"#{found_order.event_id}"),
             }
             for found_order, shown in found
@@ -161,7 +161,7 @@ async def _detail(
     if found is None:
         return None
     view: orders.OrderView = found["view"]
-    found["status_label"] = order_status_label(admin, view.status)
+    found["status_label"] = order_status_label(admin._, view.status)
     found["reason"] = reason_label(admin, view.order.status_reason)
     found["refundable"] = view.status is OrderStatus.PAID
     found["payment_rows"] = [
