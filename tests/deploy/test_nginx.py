@@ -263,8 +263,15 @@ async def test_json_is_compressed(edge: Edge) -> None:
 async def test_a_burst_past_the_limit_is_refused_429_and_another_address_is_not(edge: Edge) -> None:
     async with edge.client() as client:
         burst = await asyncio.gather(*(client.get("/health/live") for _ in range(BURST * 3)))
-        # The client's own X-Forwarded-For is ignored: its address is the connection's.
-        spoofed = await client.get("/health/live", headers={"X-Forwarded-For": "203.0.113.9"})
+        # The client's own X-Forwarded-For is ignored: its address is the connection's. A burst in
+        # which every request names another address is still one address's burst (asked as a
+        # burst, not one request after it, so the bucket's refill on a slow machine cannot hide it).
+        spoofed = await asyncio.gather(
+            *(
+                client.get("/health/live", headers={"X-Forwarded-For": f"203.0.113.{index}"})
+                for index in range(BURST * 3)
+            )
+        )
     async with edge.client("127.0.0.2") as neighbour:
         unaffected = await neighbour.get("/health/live")
 
@@ -273,7 +280,7 @@ async def test_a_burst_past_the_limit_is_refused_429_and_another_address_is_not(
     assert sum(answer.status_code == 200 for answer in burst) >= BURST
     assert refused[0].json()["error"] == "rate_limited"
     assert refused[0].headers["retry-after"] == "1"
-    assert spoofed.status_code == 429
+    assert any(answer.status_code == 429 for answer in spoofed)
     assert unaffected.status_code == 200
 
 
