@@ -16,6 +16,7 @@ from tests.browser.test_door_pages import (
     ga_section,
     log_in,
     scan,
+    scan_result,
     sold_tickets,
     wait_until,
 )
@@ -87,3 +88,40 @@ def test_the_door_page_opens_offline_after_one_visit(live_app: LiveApp, page: Pa
 
     page.context.set_offline(False)
     expect(page.get_by_test_id("door-pending")).to_have_text("0")
+
+
+def test_logging_out_sends_the_scans_then_forgets_the_lists_and_the_offline_copy(
+    live_app: LiveApp, page: Page
+) -> None:
+    event = live_app.create_event(name="Los Piojos en River", queue={"enabled": False})
+    _, (ticket,) = sold_tickets(live_app, event, sectionId=ga_section(event), quantity=1)
+    log_in(page)
+    page.get_by_test_id("door-event").select_option(str(event["id"]))
+    expect(page.get_by_test_id("door-known")).to_contain_text("0 anuladas")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    page.context.set_offline(True)
+    scan(page, ticket["code"])
+    expect_answer(page, "ok", "sin conexión")
+    expect(page.get_by_test_id("door-pending")).to_have_text("1")
+    page.keyboard.press("Escape")  # the answer covers the screen until dismissed
+    expect(page.get_by_test_id("door-result")).to_be_hidden()
+
+    # Back online and out at once: the sync the network's return starts, or the logout's own, sends
+    # the scan before the session ends.
+    page.context.set_offline(False)
+    page.get_by_test_id("logout").click()
+    expect(page.get_by_test_id("login-key")).to_be_visible()
+
+    assert scan_result(live_app, ticket["code"]) == "already_checked_in"
+    left = page.evaluate(
+        """async () => ({
+          storage: Object.keys(localStorage),
+          pending: localStorage.getItem("ticketera.door.pending"),
+          caches: await caches.keys(),
+          workers: (await navigator.serviceWorker.getRegistrations()).length,
+        })"""
+    )
+    assert [name for name in left["storage"] if ".known." in name or ".seen." in name] == [], left
+    assert left["pending"] == "[]"
+    assert [name for name in left["caches"] if name.startswith("ticketera-door-")] == [], left
+    assert left["workers"] == 0

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from starlette.requests import Request
 
-from tests.conftest import ADMIN_KEY, SECRET_KEY, STAFF_KEY, serving
+from tests.conftest import ADMIN_KEY, SECRET_KEY, STAFF_KEY, make_settings, serving
 from tests.fakes import FakeClock
 from ticketera.config import Settings
 from ticketera.web.door import SESSION_LIFETIME
+from ticketera.web.rendering import CONTENT_SECURITY_POLICY
 from ticketera.web.sessions import StaffSessions
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -178,3 +180,24 @@ async def test_what_the_door_knows_for_offline_needs_the_session(client: httpx.A
     assert worker.headers["content-type"].startswith("text/javascript")
     assert "__FILES__" not in worker.text
     assert "/js/door.js" in worker.text
+    # A worker obeys the policy of its own script's response, not the page's.
+    assert worker.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+
+
+@pytest.mark.parametrize(("key", "setting"), [(STAFF_KEY, "staff_api_key"), (ADMIN_KEY, "admin_api_key")])
+async def test_changing_the_key_a_door_session_was_opened_with_ends_it(
+    settings: Settings, tmp_path: Path, key: str, setting: str
+) -> None:
+    async with serving(settings) as client:
+        assert (await log_in(client, key)).status_code == 303
+        token = client.cookies["door_session"]
+    # The other key changing leaves it open; its own key changing (a leaked key rotated) ends it.
+    other = "admin_api_key" if setting == "staff_api_key" else "staff_api_key"
+    for changed, still_open in ((other, True), (setting, False)):
+        rotated = make_settings(settings.database_url or "", tmp_path, **{changed: "a-new-key"})
+        async with serving(rotated) as client:
+            client.cookies.set("door_session", token, path="/door")
+            page = await client.get("/door")
+            known = await client.get("/door/events/1/known", headers={"X-CSRF-Token": csrf_of(page.text)})
+        assert ('data-testid="door-code"' in page.text) is still_open, changed
+        assert (known.status_code != 401) is still_open, changed

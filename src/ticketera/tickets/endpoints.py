@@ -103,13 +103,17 @@ async def check_in(body: CheckinIn, database: Db, keys: TicketKeys, clock: Curre
     response_model=None,
     responses={200: {"model": CheckinBatchOut}, **answers(StaffRequired)},
 )
-async def check_in_batch(body: CheckinBatchIn, database: Db, keys: TicketKeys) -> dict[str, Any]:
+async def check_in_batch(
+    body: CheckinBatchIn, database: Db, keys: TicketKeys, clock: CurrentClock
+) -> dict[str, Any]:
     """Scans a device made while offline, applied in time order; conflicts are reported per scan."""
     scans = [
         service.OfflineScan(scan.code, scan.scanned_at, scan.device_id or body.device_id)
         for scan in body.scans
     ]
-    results = await service.scan_offline_batch(database, keys, scans, door_event_id=body.event_id)
+    results = await service.scan_offline_batch(
+        database, keys, scans, door_event_id=body.event_id, now=clock()
+    )
     return batch_body(results)
 
 

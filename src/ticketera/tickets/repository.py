@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import CompoundSelect, Select, and_, case, func, insert, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.kit.db import execute_core, insert_unless_present
@@ -55,9 +55,16 @@ async def find_by_serial(session: AsyncSession, serial: int) -> Ticket | None:
 
 
 async def mark_checked_in(
-    session: AsyncSession, *, serial: int, event_id: int, at: datetime, device: str | None
+    session: AsyncSession,
+    *,
+    serial: int,
+    event_id: int,
+    at: datetime,
+    device: str | None,
+    recorded_at: datetime,
 ) -> bool:
     """Check a valid ticket in, if nobody has yet: True for exactly one of many simultaneous scans.
+    `at` is when it was scanned, `recorded_at` the server's time now (they differ for offline scans).
 
     One conditional UPDATE: the row lock (InnoDB) or the write lock (SQLite) makes the second scan
     see `checked_in_at` already set and match nothing, with no read-then-write window between them.
@@ -71,7 +78,7 @@ async def mark_checked_in(
             Ticket.status == TicketStatus.VALID,
             Ticket.checked_in_at.is_(None),
         )
-        .values(checked_in_at=at, checked_in_device=device),
+        .values(checked_in_at=at, checked_in_device=device, checkin_recorded_at=recorded_at),
     )
     return int(result.rowcount) == 1
 
@@ -115,16 +122,46 @@ async def find_email(session: AsyncSession, email_id: int) -> OutboxEmail | None
     return (await session.execute(select(OutboxEmail).where(OutboxEmail.id == email_id))).scalar_one_or_none()
 
 
+KnownRow = tuple[int, TicketStatus, datetime | None, str | None]
+
+
 async def void_and_checked_in(
     session: AsyncSession, event_id: int, *, since: datetime | None
-) -> list[tuple[int, TicketStatus, datetime | None, str | None]]:
+) -> list[KnownRow]:
     """The event's tickets a door must refuse (void, or already let in): serial, status, when and
-    where checked in; with `since`, only those voided or checked in from then on."""
-    statement = select(Ticket.serial, Ticket.status, Ticket.checked_in_at, Ticket.checked_in_device).where(
-        Ticket.event_id == event_id,
-        or_(Ticket.status == TicketStatus.VOID, Ticket.checked_in_at.is_not(None)),
+    where checked in; with `since`, only those the server voided or learned were let in from then
+    on (by its own clock: a scan made offline long ago but synced now is news to the other doors)."""
+    statement = known_statement(event_id) if since is None else known_since_statement(event_id, since)
+    rows: dict[int, KnownRow] = {}
+    for _id, serial, status, at, device in (await session.execute(statement)).all():
+        # A ticket let in and then voided comes from both halves of the read: once is enough.
+        rows.setdefault(serial, (serial, TicketStatus(status), at, device))
+    return list(rows.values())
+
+
+_KNOWN_COLUMNS = (Ticket.id, Ticket.serial, Ticket.status, Ticket.checked_in_at, Ticket.checked_in_device)
+
+
+def known_statement(event_id: int) -> Select[int, int, TicketStatus, datetime | None, str | None]:
+    """A door's first read, of the whole event: once per phone and event, so reading every ticket of
+    the event (by ix_tickets_event_id_status_section_id) is acceptable."""
+    return (
+        select(*_KNOWN_COLUMNS)
+        .where(
+            Ticket.event_id == event_id,
+            or_(Ticket.status == TicketStatus.VOID, Ticket.checked_in_at.is_not(None)),
+        )
+        .order_by(Ticket.id)
     )
-    if since is not None:
-        statement = statement.where(or_(Ticket.voided_at >= since, Ticket.checked_in_at >= since))
-    rows = (await session.execute(statement.order_by(Ticket.id))).all()
-    return [(serial, TicketStatus(status), at, device) for serial, status, at, device in rows]
+
+
+def known_since_statement(
+    event_id: int, since: datetime
+) -> CompoundSelect[int, int, TicketStatus, datetime | None, str | None]:
+    """The doors' incremental read: two range reads, each served by its own index
+    (ix_tickets_event_id_checkin_recorded_at, ix_tickets_event_id_voided_at), rather than one
+    condition with OR that only the event_id prefix of an index could narrow (the whole event).
+    A `voided_at` is only ever written with the status void, so the second half needs no status."""
+    recorded = select(*_KNOWN_COLUMNS).where(Ticket.event_id == event_id, Ticket.checkin_recorded_at >= since)
+    voided = select(*_KNOWN_COLUMNS).where(Ticket.event_id == event_id, Ticket.voided_at >= since)
+    return union_all(recorded, voided).order_by(Ticket.id)

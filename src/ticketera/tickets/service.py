@@ -195,21 +195,29 @@ async def scan(
     device: str | None,
     door_event_id: int | None,
 ) -> Scan:
-    """One scan at the door, in its own transaction (run again if InnoDB gives up on it)."""
+    """One scan at the door, in its own transaction (run again if InnoDB gives up on it); `at` is
+    the server's time now, both when it was scanned and when the server learned of it."""
 
     async def check(session: AsyncSession) -> Scan:
-        return await check_in(session, keys, code, at=at, device=device, door_event_id=door_event_id)
+        return await check_in(
+            session, keys, code, at=at, recorded_at=at, device=device, door_event_id=door_event_id
+        )
 
     return await database.transaction(check)
 
 
 async def scan_offline_batch(
-    database: Database, keys: PublicKeys, scans: Sequence[OfflineScan], *, door_event_id: int | None
+    database: Database,
+    keys: PublicKeys,
+    scans: Sequence[OfflineScan],
+    *,
+    door_event_id: int | None,
+    now: datetime,
 ) -> list[Scan]:
     """A device's offline scans, applied in one transaction (see `check_in_batch`)."""
 
     async def apply(session: AsyncSession) -> list[Scan]:
-        return await check_in_batch(session, keys, scans, door_event_id=door_event_id)
+        return await check_in_batch(session, keys, scans, door_event_id=door_event_id, now=now)
 
     return await database.transaction(apply)
 
@@ -220,11 +228,15 @@ async def check_in(
     code: str,
     *,
     at: datetime,
+    recorded_at: datetime,
     device: str | None,
     door_event_id: int | None = None,
 ) -> Scan:
     """Admit the holder of `code` once. The signature is checked before the database is asked, so
-    forged codes cost no write; the conditional update decides between simultaneous scans."""
+    forged codes cost no write; the conditional update decides between simultaneous scans.
+
+    `at` is when the code was scanned (the phone's time for a scan made offline), `recorded_at` the
+    server's time now: the doors ask for what the server learned since their last read."""
     try:
         event_id = claimed_event(code)
         if not 0 < event_id <= MAX_ID:
@@ -238,7 +250,7 @@ async def check_in(
     if door_event_id is not None and claim.event_id != door_event_id:
         return Scan(ScanResult.INVALID, reason="this ticket is for another event")
     admitted = await repository.mark_checked_in(
-        session, serial=claim.serial, event_id=claim.event_id, at=at, device=device
+        session, serial=claim.serial, event_id=claim.event_id, at=at, device=device, recorded_at=recorded_at
     )
     ticket = await repository.find_by_serial(session, claim.serial)
     if ticket is None or ticket.event_id != claim.event_id or ticket.seat_id != claim.seat_id:
@@ -262,7 +274,12 @@ class OfflineScan:
 
 
 async def check_in_batch(
-    session: AsyncSession, keys: PublicKeys, scans: Sequence[OfflineScan], *, door_event_id: int | None
+    session: AsyncSession,
+    keys: PublicKeys,
+    scans: Sequence[OfflineScan],
+    *,
+    door_event_id: int | None,
+    now: datetime,
 ) -> list[Scan]:
     """Scans a device made offline, applied in the order they happened; results in input order.
 
@@ -278,6 +295,7 @@ async def check_in_batch(
             keys,
             scan.code,
             at=_aware(scan.scanned_at),
+            recorded_at=now,
             device=scan.device,
             door_event_id=door_event_id,
         )
@@ -299,7 +317,8 @@ class DoorKnowledge:
 
 
 async def door_knowledge(session: AsyncSession, event_id: int, *, since: datetime | None) -> DoorKnowledge:
-    """The event's void and checked-in tickets (changed since `since`, when given; 404 for no event)."""
+    """The event's void and checked-in tickets (voided or recorded by the server since `since`, when
+    given; 404 for no event)."""
     await events_service.require_event(session, event_id)
     rows = await repository.void_and_checked_in(session, event_id, since=since)
     return DoorKnowledge(

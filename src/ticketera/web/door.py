@@ -7,6 +7,8 @@ door shares (it does not expire, and it also works against the API from anywhere
 any script that runs on the page or of anyone who opens the phone's developer tools, and keeping it
 across reloads would mean localStorage, readable by the same; a cookie the script cannot read, that
 expires after a shift and is sent only to these paths and only from this site, leaks far less. The
+cookie carries a tag of the key it was opened with (the staff key or the admin key), so changing
+that key ends it at once. The
 endpoints call the very service functions of `/api/checkin` and `/api/checkin/batch` and answer
 the same bodies, so the page and outside scanners see one behaviour.
 
@@ -16,7 +18,8 @@ which is public (`GET /api/events/{id}/checkin-key`), and keeps its scans until 
 Content-Security-Policy: the page keeps the site's strict one. The camera needs none of it
 (`getUserMedia` into a `<video>` through `srcObject` is not a fetched URL), BarcodeDetector and
 WebCrypto run in the page. The service worker (`/door/sw.js`, scope `/door`) needs `worker-src
-'self'`, which the site's policy has.
+'self'`, which the site's policy has, and is itself served under that policy (a worker obeys its
+own script's, not the page's).
 
 What a phone knows offline beyond the signature: the event's void tickets and those already let in
 at any door (`GET /door/events/{id}/known`, read every half minute while online and kept in
@@ -33,6 +36,7 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from ticketera.config import Settings
 from ticketera.events import service as events
 from ticketera.events.models import EventStatus
 from ticketera.infra.ratelimit import Limiter, RateLimited
@@ -42,7 +46,7 @@ from ticketera.kit.http import CurrentClock, CurrentSettings, Db, client_ip, com
 from ticketera.kit.security import secrets_match
 from ticketera.tickets import service as tickets
 from ticketera.tickets.schemas import CheckinBatchIn, CheckinIn, batch_body, scan_body
-from ticketera.web.rendering import CurrentPage, Page, problem_page
+from ticketera.web.rendering import CONTENT_SECURITY_POLICY, CurrentPage, Page, problem_page
 from ticketera.web.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -90,6 +94,19 @@ async def door_sessions(settings: CurrentSettings) -> StaffSessions:
 DoorSessions = Annotated[StaffSessions, Depends(door_sessions)]
 
 
+def _key_tags(sessions: StaffSessions, settings: Settings) -> tuple[str, str]:
+    """The tags of the keys that open the door now, the staff key's and the admin key's: a session
+    opened with a key that has since been changed matches neither, so rotating a leaked key ends
+    the door sessions it opened. An unset key is tagged as the empty key, which no login accepts."""
+    return sessions.key_tag(settings.staff_api_key or ""), sessions.key_tag(settings.admin_api_key or "")
+
+
+def _session(
+    request: Request, sessions: StaffSessions, settings: Settings, now: datetime
+) -> StaffSession | None:
+    return sessions.read(request, now, *_key_tags(sessions, settings))
+
+
 class DoorLoginRequired(Unauthorized):
     code = "door_login_required"
 
@@ -98,9 +115,11 @@ class CsrfFailed(Forbidden):
     code = "csrf_failed"
 
 
-async def door_staff(request: Request, sessions: DoorSessions, clock: CurrentClock) -> StaffSession:
+async def door_staff(
+    request: Request, sessions: DoorSessions, settings: CurrentSettings, clock: CurrentClock
+) -> StaffSession:
     """The script's calls: a live door session and its CSRF header, or 401/403 the script explains."""
-    session = sessions.read(request, clock())
+    session = _session(request, sessions, settings, clock())
     if session is None:
         raise DoorLoginRequired("Log in at /door again.")
     if not sessions.csrf_ok(session, request.headers.get(CSRF_HEADER)):
@@ -121,7 +140,7 @@ async def door_page(
     settings: CurrentSettings,
 ) -> HTMLResponse:
     now = clock()
-    session = sessions.read(request, now)
+    session = _session(request, sessions, settings, now)
     if session is None:
         return _login_page(page, sessions)
     try:
@@ -180,14 +199,17 @@ async def log_in(
         log.info("door.login_refused", reason="key")
         return _login_page(page, sessions, error=page._("That is not the staff key."), status=401)
     response = RedirectResponse(DOOR_PATH, status_code=303)
-    sessions.start(request, response, clock())
+    # Tagged with the key typed (the one that matched): the session lasts as long as that key does.
+    sessions.start(request, response, clock(), sessions.key_tag(key))
     log.info("door.logged_in")
     return response
 
 
 @router.post("/door/logout")
-async def log_out(request: Request, sessions: DoorSessions, clock: CurrentClock) -> Response:
-    session = sessions.read(request, clock())
+async def log_out(
+    request: Request, sessions: DoorSessions, settings: CurrentSettings, clock: CurrentClock
+) -> Response:
+    session = _session(request, sessions, settings, clock())
     form = await read_form(request)
     if session is not None and not sessions.csrf_ok(session, form.get(CSRF_FIELD)):
         # Another site cannot sign the door out; a session that already ended is simply gone.
@@ -210,13 +232,17 @@ async def scan(
 
 
 @router.post("/door/batch")
-async def batch(body: CheckinBatchIn, staff: DoorStaff, database: Db, keys: TicketKeys) -> dict[str, Any]:
+async def batch(
+    body: CheckinBatchIn, staff: DoorStaff, database: Db, keys: TicketKeys, clock: CurrentClock
+) -> dict[str, Any]:
     """`POST /api/checkin/batch` for the page: the scans it made offline."""
     scans = [
         tickets.OfflineScan(item.code, item.scanned_at, item.device_id or body.device_id)
         for item in body.scans
     ]
-    results = await tickets.scan_offline_batch(database, keys, scans, door_event_id=body.event_id)
+    results = await tickets.scan_offline_batch(
+        database, keys, scans, door_event_id=body.event_id, now=clock()
+    )
     log.info("door.synced", scans=len(scans), event_id=body.event_id)
     return batch_body(results)
 
@@ -269,6 +295,9 @@ async def service_worker() -> Response:
         body,
         media_type="text/javascript",
         headers={
+            # A worker is held to the policy of its own script's response, not the page's: without
+            # this one it could fetch, or import scripts from, anywhere.
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
             # Served under /door/ but controlling /door itself (the page's address has no slash).
             "Service-Worker-Allowed": DOOR_PATH,
             # Browsers check for a new worker on each visit; it must not come from a cache.

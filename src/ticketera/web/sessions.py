@@ -4,8 +4,9 @@ and CSRF tokens on every form and every call the page's scripts make.
 One `StaffSessions` per staff area (`door`, `admin`): each area signs with a key of its own
 derived from SECRET_KEY, so a door cookie never opens the admin console, and neither can be
 confused with the buyers' queue, access and order tokens. A session may carry a tag of the key it
-was opened with (`key_tag`, a keyed digest, never the key): the console's does, so changing
-ADMIN_API_KEY closes every console session at once.
+was opened with (`key_tag`, a keyed digest, never the key): the console's and the door's do, so
+changing ADMIN_API_KEY closes every console session at once, and changing STAFF_API_KEY (or
+ADMIN_API_KEY) every door session opened with it.
 
 The session is stateless (an HS256 JWT in the cookie: area, a random session id, expiry): nothing
 to store or clean up, and every replica reads it. The price is that logging out deletes the
@@ -93,9 +94,10 @@ class StaffSessions:
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), session
 
-    def read(self, request: Request, now: datetime, key_tag: str = "") -> StaffSession | None:
+    def read(self, request: Request, now: datetime, *key_tags: str) -> StaffSession | None:
         """The request's session, or None when there is none, it expired, it was not ours, or it
-        was opened with another key than the one `key_tag` names."""
+        was opened with another key than those `key_tags` name (none given: a session opened
+        without a tag). Several, because the door opens with the staff key or the admin key."""
         token = request.cookies.get(self.cookie)
         if not token or len(token) > 1000:
             return None
@@ -112,7 +114,8 @@ class StaffSessions:
         expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
         if claims["typ"] != self.area or not isinstance(claims["sid"], str) or expires_at <= now:
             return None
-        if not hmac.compare_digest(str(claims.get("kt", "")).encode(), key_tag.encode()):
+        opened_with = str(claims.get("kt", "")).encode()
+        if not any(hmac.compare_digest(opened_with, tag.encode()) for tag in key_tags or ("",)):
             return None
         return StaffSession(claims["sid"], expires_at)
 

@@ -49,6 +49,22 @@ export const store = {
       // Storage full: the signature and this phone's own scans still answer offline.
     }
   },
+  /**
+   * Logging out: the lists learnt from the server go (which tickets were refunded or let in is not
+   * for whoever holds the phone next), and so do the codes this phone let in, unless scans still
+   * wait to be sent: then those codes are what refuses a second entry here until the sync. The
+   * scans waiting stay: they are the only record of those entries, sent at the next login.
+   */
+  forget() {
+    const keepSeen = read("pending", []).length > 0;
+    const names = [];
+    for (let index = 0; index < localStorage.length; index += 1) names.push(localStorage.key(index));
+    for (const name of names) {
+      if (name.startsWith(`${PREFIX}known.`) || (!keepSeen && name.startsWith(`${PREFIX}seen.`))) {
+        localStorage.removeItem(name);
+      }
+    }
+  },
   pending: () => read("pending", []),
   addPending: (scan) => write("pending", [...read("pending", []), scan]),
   /** Drops the scans the server has answered (by code and moment: the same code may be here twice). */

@@ -18,6 +18,11 @@ const BATCH_SIZE = 1000;
 // next read asks only for what changed since the last one, less a margin for scans being written.
 const KNOWN_REFRESH_MS = 30000;
 const KNOWN_MARGIN_SECONDS = 60;
+// Logging out waits this long at most for the scans to be sent: whatever is unanswered by then stays
+// on the phone (a second upload of a scan the server did apply is recognised as the same scan).
+const LOGOUT_SYNC_MS = 10000;
+// The caches js/door-sw.js keeps the page and its files in.
+const WORKER_CACHE_PREFIX = "ticketera-door-";
 
 const eventChoice = document.getElementById("door-event");
 const keyState = document.getElementById("door-key-state");
@@ -40,7 +45,9 @@ const clock = new Intl.DateTimeFormat(data.language === "es" ? "es-AR" : "en-GB"
 });
 
 let offline = !navigator.onLine;
-let syncing = false;
+// The sync under way, if any: logging out waits for it rather than starting a second one.
+let syncing = null;
+let loggingOut = false;
 
 const eventId = () => eventChoice.value;
 const deviceId = () => doorName.value.trim() || "door";
@@ -206,11 +213,15 @@ function showConflicts(sent, answered) {
   }
 }
 
-async function sync() {
-  if (syncing || !navigator.onLine) return;
+function sync() {
+  if (!syncing) syncing = sendPending().finally(() => (syncing = null));
+  return syncing;
+}
+
+async function sendPending() {
+  if (!navigator.onLine) return;
   const waiting = store.pending();
   if (!waiting.length) return;
-  syncing = true;
   say(text.syncing);
   try {
     const byEvent = new Map();
@@ -243,7 +254,6 @@ async function sync() {
     setOffline(!navigator.onLine);
     say(text.failed);
   } finally {
-    syncing = false;
     showFigures();
   }
 }
@@ -296,11 +306,44 @@ async function refreshKnown() {
       headers: { Accept: "application/json", "X-CSRF-Token": data.csrf },
       credentials: "same-origin",
     });
-    if (response.ok && event === eventId()) store.learn(event, await response.json());
+    // Not once logging out has begun: what is learnt now would outlive the session.
+    if (response.ok && event === eventId() && !loggingOut) store.learn(event, await response.json());
   } catch {
     // Offline: what was learnt before is what answers.
   }
   showKnown();
+}
+
+// -- logging out ------------------------------------------------------------------------------
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Sends what was scanned offline, then leaves on the phone nothing of the session but that. */
+async function logOut(logoutForm) {
+  // A scan being answered finishes first, then its sync, then one more for anything it missed.
+  const sent = line.then(() => sync()).then(() => sync());
+  // Unsendable scans (no network, a server in trouble) are kept, not dropped: they are the only
+  // record that those tickets were used, and the next login sends them; dropping them would let
+  // the same tickets in again at the other doors.
+  await Promise.race([sent.catch(() => {}), pause(LOGOUT_SYNC_MS)]);
+  store.forget();
+  try {
+    // The worker first, so that it cannot refill what is deleted next; the next login registers it
+    // again, and so makes the page open offline again.
+    if ("serviceWorker" in navigator) {
+      for (const registration of await navigator.serviceWorker.getRegistrations()) {
+        if (new URL(registration.scope).pathname === data.workerScope) await registration.unregister();
+      }
+    }
+    if ("caches" in window) {
+      for (const name of await caches.keys()) {
+        if (name.startsWith(WORKER_CACHE_PREFIX)) await caches.delete(name);
+      }
+    }
+  } catch {
+    // A browser that refuses: the copy is only ever the scanning page of a session that is ending.
+  }
+  logoutForm.submit(); // does not fire "submit" again
 }
 
 // -- the camera, where the browser can read QR codes ------------------------------------------
@@ -394,6 +437,12 @@ eventChoice.addEventListener("change", () => {
   codeField.focus();
 });
 doorName.addEventListener("change", () => store.nameDoor(doorName.value.trim()));
+document.getElementById("door-logout").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (loggingOut) return; // a second tap while the first one's scans are being sent
+  loggingOut = true;
+  logOut(event.target);
+});
 window.addEventListener("online", () => {
   setOffline(false);
   sync();
