@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -214,3 +215,31 @@ async def test_every_kind_of_column_comes_back_as_it_was(tmp_path: Path) -> None
         await target.dispose()
 
     assert restored_rows == rows
+
+
+async def test_the_file_and_its_folder_are_on_disk_before_the_writer_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Callers delete the rows right after (DROP PARTITION, an archive's deletes): the file's bytes
+    must be synced before its rename, and the folder (the rename) after it."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    kinds = MetaData()
+    Table("kinds", kinds, Column("id", Integer, primary_key=True))
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'kinds.db'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(kinds.create_all)
+        path = tmp_path / "out" / "kinds.jsonl.gz"
+        await write_backup(engine, kinds, path, schema_revision=None)
+    finally:
+        await engine.dispose()
+
+    folder = str(path.parent)
+    assert synced == [f"{path}.partial", f"{path}.sha256", folder]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -90,3 +92,48 @@ async def test_replicas_starting_together_migrate_once_and_all_come_up(tmp_path:
         finally:
             for engine in engines:
                 await engine.dispose()
+
+
+async def test_the_lowercase_email_copy_is_filled_as_python_lowercases_it(tmp_path: Path) -> None:
+    """SQLite's SQL lower() folds ASCII only: an order from before 0007 with `Ñ` in its email must get
+    the copy the app writes and searches for (str.lower())."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}"
+    engine = create_engine(url, pool_size=1)
+    try:
+        await upgrade(engine, "0006")
+        # Rows as they were at 0006, written without foreign keys: only the orders table matters here.
+        plain = sa.create_engine(f"sqlite:///{tmp_path / 'orders.db'}")
+        with plain.begin() as connection:
+            orders = sa.Table("orders", sa.MetaData(), autoload_with=connection)
+            for order_id, email in ((1, "ÑANDÚ.Pérez@Example.COM"), (2, "ana@example.com")):
+                values: dict[str, object] = {
+                    "id": order_id,
+                    "hold_id": order_id,
+                    "idempotency_key": f"key-{order_id}",
+                    "buyer_email": email,
+                }
+                for column in orders.columns:
+                    if column.name in values or column.nullable or column.server_default is not None:
+                        continue
+                    values[column.name] = _some_value(column.type)
+                connection.execute(orders.insert().values(**values))
+        plain.dispose()
+
+        await upgrade(engine, "0007")
+
+        async with engine.connect() as connection:
+            rows = await connection.execute(sa.text("SELECT id, buyer_email_lower FROM orders ORDER BY id"))
+            copies = {int(row[0]): str(row[1]) for row in rows}
+        assert copies == {1: "ñandú.pérez@example.com", 2: "ana@example.com"}
+    finally:
+        await engine.dispose()
+
+
+def _some_value(kind: sa.types.TypeEngine[object]) -> object:
+    if isinstance(kind, sa.Integer):
+        return 1
+    if isinstance(kind, sa.Numeric):
+        return 1
+    if isinstance(kind, sa.DateTime):
+        return datetime(2026, 1, 1)
+    return "x"

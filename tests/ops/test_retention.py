@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.conftest import DatabaseUnderTest
 from ticketera.kit.backup import ARCHIVE_FORMAT, read_backup_header
 from ticketera.kit.migrate import current_revision
+from ticketera.ops import retention
 from ticketera.ops.archive import unarchive
 from ticketera.ops.retention import prune_notifications
 from ticketera.payments.models import NotificationState, PaymentNotification
@@ -95,3 +96,21 @@ async def test_without_an_archive_folder_they_are_only_deleted(migrated: AsyncEn
     assert lines == ["payment_notifications: deleted 1 processed before 2027-06"]
     assert await keys_left(migrated) == set()
     assert not await asyncio.to_thread(lambda: list(tmp_path.rglob("*.jsonl.gz")))
+
+
+async def test_they_are_deleted_a_bounded_batch_at_a_time(
+    migrated: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deletes read one batch of ids at a time (never every id at once) and go on until none is
+    left; a processed notification kept by the retention is not among them."""
+    for index in range(3):
+        await add_notification(
+            migrated, f"old-{index}", NotificationState.DONE, datetime(2020, 1, 1, tzinfo=UTC)
+        )
+    await add_notification(migrated, "kept", NotificationState.DONE, datetime(2027, 6, 1, tzinfo=UTC))
+    monkeypatch.setattr(retention, "DELETE_BATCH", 2)
+
+    lines = await prune_notifications(migrated, NOW, retention_months=1, archive_dir=tmp_path / "archive")
+
+    assert lines[0].startswith("payment_notifications: deleted 3 processed before 2027-06")
+    assert await keys_left(migrated) == {"kept"}

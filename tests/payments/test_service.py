@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from tests.conftest import ADMIN, WEBHOOK_SECRET, DatabaseUnderTest, make_settings, services_of
 from tests.factories import reserved_section
@@ -172,6 +173,26 @@ async def test_a_payment_naming_no_order_of_ours_is_ignored(shop: Shop, referenc
     assert applied == service.Applied(service.Effect.NONE, provider_payment_id="5003")
     assert await payment_row(shop, "5003") is None
     assert (await shop.get_order(order["id"]))["status"] == "pending_payment"
+
+
+async def test_money_taken_for_an_order_we_do_not_have_is_logged_as_an_error(shop: Shop) -> None:
+    """An approved payment whose order is gone (archived) must reach an operator: it is money
+    without an order, which nothing here can refund (a refund is sent from a payment row)."""
+    order = await shop.buy(await shop.event())
+    orphan = provider_payment(order, "5004", external_reference="999999999")
+    declined = provider_payment(order, "5005", external_reference="999999998", status="rejected")
+
+    with capture_logs() as logs:
+        applied = await apply(shop, orphan)
+        await apply(shop, declined)
+
+    assert applied == service.Applied(service.Effect.NONE, provider_payment_id="5004")
+    unknown = [entry for entry in logs if entry["event"] == "payment.unknown_order"]
+    assert [(entry["log_level"], entry["payment_id"], entry["order_id"]) for entry in unknown] == [
+        ("error", "5004", 999999999),
+        ("warning", "5005", 999999998),
+    ]
+    assert unknown[0]["amount"] == order["total"]
 
 
 async def test_an_approval_short_of_the_total_or_in_another_currency_is_due_a_refund(shop: Shop) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import gzip
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import MetaData, Select, Table, func, select, text
+from sqlalchemy import MetaData, Select, Table, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
@@ -100,16 +101,16 @@ class _Sink(Protocol):
 class _Writer:
     def __init__(self, stream: _Sink) -> None:
         self._stream = stream
-        self._digest = hashlib.sha256()
+        self.digest = hashlib.sha256()
 
     def line(self, value: Any) -> None:
         data = orjson.dumps(value, default=_encode) + b"\n"
-        self._digest.update(data)
+        self.digest.update(data)
         self._stream.write(data)
 
     def trailer(self, rows: dict[str, int]) -> None:
         self._stream.write(
-            orjson.dumps({"end": True, "rows": rows, "sha256": self._digest.hexdigest()}) + b"\n"
+            orjson.dumps({"end": True, "rows": rows, "sha256": self.digest.hexdigest()}) + b"\n"
         )
 
 
@@ -128,8 +129,15 @@ async def write_backup(
     return summary
 
 
-# The primary keys of the rows an archive wrote, per table: what must be deleted, and nothing more.
-WrittenKeys = dict[str, list[tuple[Any, ...]]]
+# The primary keys of the rows an archive wrote, per table, in the file's order, each with the
+# fingerprint of the row as written (`row_fingerprint`): what may be deleted, and only while unchanged.
+WrittenKeys = dict[str, dict[tuple[Any, ...], int]]
+
+
+def row_fingerprint(row: Sequence[Any]) -> int:
+    """A row's values (all of its table's columns, in the table's order) as one number: a row read
+    again by the same engine has the same fingerprint unless some value changed."""
+    return hash(tuple(row))
 
 
 async def write_rows_file(
@@ -140,10 +148,12 @@ async def write_rows_file(
     file_format: str,
     schema_revision: str | None,
     scope: dict[str, Any] | None = None,
+    collect_keys: bool = True,
 ) -> tuple[BackupSummary, WrittenKeys]:
     """The rows each selection reads (all of a table's columns, in primary-key order), from one
     snapshot, into `path` in the backup format; the selections come in the order foreign keys need.
-    Returns the summary and the primary keys of the rows written."""
+    Returns the summary and the primary keys and fingerprints of the rows written (none without
+    `collect_keys`: a caller that deletes by a condition need not hold a large table's keys)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     created_at = datetime.now(UTC).isoformat()
@@ -167,14 +177,15 @@ async def write_rows_file(
             for table, statement in selections:
                 columns = [str(column.name) for column in table.columns]
                 key_at = [columns.index(str(column.name)) for column in table.primary_key.columns]
-                written = keys.setdefault(str(table.name), [])
+                written = keys.setdefault(str(table.name), {})
                 writer.line({"table": str(table.name), "columns": columns})
                 result = await connection.stream(statement)
                 count = 0
                 async for rows in result.partitions(BATCH_ROWS):
                     for row in rows:
                         writer.line(list(row))
-                        written.append(tuple(row[index] for index in key_at))
+                        if collect_keys:
+                            written[tuple(row[index] for index in key_at)] = row_fingerprint(row)
                     count += len(rows)
                 summary.rows[str(table.name)] = count
             writer.trailer(summary.rows)
@@ -183,11 +194,63 @@ async def write_rows_file(
     return summary, keys
 
 
+def keep_first_rows(path: Path, counts: dict[str, int], *, scope: dict[str, Any]) -> BackupSummary:
+    """Rewrite the file at `path` (checked whole) to hold only the first `counts[table]` rows of each
+    table, under `scope`: what an archive stopped midway really took out of the database."""
+    partial = path.with_name(path.name + ".partial")
+    summary = read_backup_header(path, file_format=ARCHIVE_FORMAT)
+    header = {**summary.header, "scope": scope}
+    rows: dict[str, int] = {}
+    table = ""
+    with gzip.open(partial, "wb", compresslevel=6) as stream:
+        writer = _Writer(stream)
+        writer.line(header)
+        for number, line in enumerate(_lines(path)):
+            parsed = orjson.loads(line)
+            if number == 0:
+                continue
+            if isinstance(parsed, dict):
+                if parsed.get("end"):
+                    break
+                table = str(parsed["table"])
+                rows[table] = 0
+                writer.line(parsed)
+            elif rows[table] < counts.get(table, 0):
+                rows[table] += 1
+                stream.write(line)
+                writer.digest.update(line)
+        writer.trailer(rows)
+    _publish(partial, path)
+    return BackupSummary(path, summary.schema_revision, summary.backend, summary.created_at, rows, header)
+
+
 def _publish(partial: Path, path: Path) -> None:
-    """The finished file under its name, and its checksum beside it as `sha256sum -c` reads it."""
+    """The finished file under its name, and its checksum beside it as `sha256sum -c` reads it.
+
+    Both are on disk when this returns, not just in the page cache: callers delete the rows (DROP
+    PARTITION, an archive's and the retention's deletes) right after, and a power cut must not leave
+    the rows gone and the file empty or missing. Hence the file's fsync before the rename (its
+    contents), and the folder's after it (the rename itself)."""
+    _fsync_file(partial)
     partial.replace(path)
     checksum = hashlib.sha256(path.read_bytes()).hexdigest()
-    path.with_name(path.name + ".sha256").write_text(f"{checksum}  {path.name}\n")
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar.write_text(f"{checksum}  {path.name}\n")
+    _fsync_file(sidecar)
+    _fsync_folder(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb+") as stream:
+        os.fsync(stream.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 async def _consistent_snapshot(connection: AsyncConnection) -> None:
@@ -272,11 +335,19 @@ async def restore_backup(engine: AsyncEngine, metadata: MetaData, backup: Backup
     await upgrade(engine, "head")
 
 
-async def restore_rows(engine: AsyncEngine, metadata: MetaData, path: Path) -> None:
+async def restore_rows(
+    engine: AsyncEngine, metadata: MetaData, path: Path, *, refuse_present_keys: bool = False
+) -> None:
     """The rows of `path`, already checked whole, into the tables of `engine` (migrated to the file's
     schema revision), in the file's order, which is the order foreign keys need; one transaction.
+
     A backup goes into empty tables; an archive beside the rows of other events, whose keys its own
-    rows never share (ids are not handed out twice)."""
+    rows usually do not share. Usually, not always: MariaDB never hands an id out twice, but SQLite
+    numbers a table without AUTOINCREMENT (holds, tickets, payments, seats, the audit log...) one past
+    its largest id, so a row written after an archive took that table's newest row gets the archived
+    row's id. With `refuse_present_keys` (archives), each batch first looks for its keys, and a row
+    already there stops the restore with an error naming the table and key (the one transaction
+    rolls back: nothing is restored) rather than a database's raw duplicate-key error."""
     table: Table | None = None
     columns: list[str] = []
     decoders: list[Any] = []
@@ -288,6 +359,8 @@ async def restore_rows(engine: AsyncEngine, metadata: MetaData, path: Path) -> N
 
         async def flush() -> None:
             if table is not None and batch:
+                if refuse_present_keys:
+                    await _refuse_present(connection, table, batch)
                 await connection.execute(table.insert(), batch)
                 batch.clear()
 
@@ -313,3 +386,21 @@ async def restore_rows(engine: AsyncEngine, metadata: MetaData, path: Path) -> N
         await flush()
         if connection.dialect.name == "mysql":
             await connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+
+
+async def _refuse_present(connection: AsyncConnection, table: Table, batch: list[dict[str, Any]]) -> None:
+    key_columns = list(table.primary_key.columns)
+    keys = [tuple(row[str(column.name)] for column in key_columns) for row in batch]
+    condition = (
+        key_columns[0].in_([key[0] for key in keys])
+        if len(key_columns) == 1
+        else tuple_(*key_columns).in_(keys)
+    )
+    present = (await connection.execute(select(*key_columns).where(condition).limit(1))).first()
+    if present is not None:
+        key = ", ".join(f"{column.name}={value}" for column, value in zip(key_columns, present, strict=True))
+        raise BackupError(
+            f"the database already has a {table.name} row with {key}, another row than the archived one:"
+            " SQLite gave its id to a row written after the archive (it reuses a table's newest id once"
+            " that row is deleted); nothing was restored"
+        )

@@ -9,8 +9,13 @@ on a payment whose state already says so (processing reads the payment from Merc
 it idempotently). Pending and failed notifications are never touched: they are work, or an
 operator's to look at.
 
-Rows leave in primary-key batches, each its own short transaction, after the file holding them is
-written (the backup format, so `ticketera db unarchive` can bring them back).
+The rows and their SQL are the payments domain's (`payments.service.prune_processed_notifications`);
+this is the orchestration: the bound (the newest id processed before the retained months), the
+archive file of the rows up to it (the backup format, so `ticketera db unarchive` can bring them
+back), then their deletion in bounded primary-key batches, each its own short transaction. Nothing
+holds every id in memory: the file is streamed, and the deletes read one batch of ids at a time. The
+file and the deletes select the same rows (processed before that month, id up to the bound), and a
+notification processed later can never join them, so what is deleted is what the file holds.
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ from datetime import datetime
 from pathlib import Path
 
 import structlog
-from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ticketera.kit.backup import ARCHIVE_FORMAT, write_rows_file
 from ticketera.kit.partitions import add_months, month_of, partition_name
-from ticketera.ops import repository
-from ticketera.payments.models import NotificationState, PaymentNotification
+from ticketera.payments import service as payments_service
+from ticketera.payments.models import PaymentNotification
 
 log = structlog.get_logger(__name__)
 
@@ -46,28 +51,35 @@ async def prune_notifications(
     table: Table = PaymentNotification.__table__  # type: ignore[assignment]
     name = table.name
     kept_from = add_months(month_of(now), -(retention_months - 1))
-    processed_before = (table.c.state == NotificationState.DONE) & (table.c.processed_at < kept_from)
-    async with engine.connect() as connection:
-        ids = [tuple(row) for row in await connection.execute(select(table.c.id).where(processed_before))]
-    if not ids:
+    async with AsyncSession(engine) as session:
+        count, up_to_id = await payments_service.processed_notifications(session, kept_from)
+    if up_to_id is None:
         return [f"{name}: nothing processed before {kept_from:%Y-%m}"]
     if dry_run:
-        return [f"{name}: would archive and delete {len(ids)} processed before {kept_from:%Y-%m}"]
+        return [f"{name}: would archive and delete {count} processed before {kept_from:%Y-%m}"]
     where = ""
     if archive_dir is not None:
         path = archive_dir / f"{name}-before-{partition_name(kept_from)}-{now:%Y%m%dT%H%M%SZ}.jsonl.gz"
-        # The rows deleted are exactly the rows the file holds (a notification processed between
-        # the count above and this snapshot is in both).
-        _, keys = await write_rows_file(
+        await write_rows_file(
             engine,
             path,
-            [(table, select(*table.columns).where(processed_before).order_by(table.c.id))],
+            [(table, payments_service.processed_notification_rows(kept_from, up_to_id))],
             file_format=ARCHIVE_FORMAT,
             schema_revision=schema_revision,
             scope={"table": name, "processedBefore": kept_from.isoformat()},
+            collect_keys=False,
         )
-        ids = keys.get(name, [])
         where = f" (archived to {path})"
-    await repository.delete_rows(engine, table, ids, batch=DELETE_BATCH)
-    log.info("retention.notifications_deleted", rows=len(ids), before=kept_from.isoformat())
-    return [f"{name}: deleted {len(ids)} processed before {kept_from:%Y-%m}{where}"]
+    deleted = 0
+    after_id = 0
+    while True:
+        async with AsyncSession(engine) as session, session.begin():
+            batch = await payments_service.prune_processed_notifications(
+                session, kept_from, after_id=after_id, up_to_id=up_to_id, limit=DELETE_BATCH
+            )
+        if batch is None:
+            break
+        after_id, count = batch
+        deleted += count
+    log.info("retention.notifications_deleted", rows=deleted, before=kept_from.isoformat())
+    return [f"{name}: deleted {deleted} processed before {kept_from:%Y-%m}{where}"]

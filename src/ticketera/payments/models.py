@@ -25,6 +25,11 @@ class Settlement(StrEnum):
     REVERSED = "reversed"  # refunded or charged back at MercadoPago: the order was undone
 
 
+# MercadoPago's statuses that no longer change by themselves (a refund or chargeback is a new event
+# on an approved payment); pending, in_process, authorized and in_mediation are still moving.
+FINAL_STATUSES = frozenset({"approved", "rejected", "cancelled", "refunded", "charged_back"})
+
+
 class RefundReason(StrEnum):
     """Why a payment's money goes back (`refund_reason`)."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.kit.db import insert_unless_present
 from ticketera.orders.models import Order
-from ticketera.payments.models import Payment, PaymentNotification, Settlement
+from ticketera.payments.models import NotificationState, Payment, PaymentNotification, Settlement
 
 
 async def find_payment(session: AsyncSession, provider_payment_id: str) -> Payment | None:
@@ -77,6 +78,54 @@ async def claimed_notification(session: AsyncSession, notification_id: int) -> C
         )
     ).one()
     return ClaimedNotification(notification_id, row.source, row.topic, row.resource_id, row.attempts)
+
+
+def _processed_before(before: datetime, up_to_id: int | None) -> ColumnElement[bool]:
+    condition = (PaymentNotification.state == NotificationState.DONE) & (
+        PaymentNotification.processed_at < before
+    )
+    return condition if up_to_id is None else condition & (PaymentNotification.id <= up_to_id)
+
+
+async def newest_processed_before(session: AsyncSession, before: datetime) -> tuple[int, int | None]:
+    """How many notifications were processed before `before`, and the largest id among them."""
+    count, newest = (
+        await session.execute(
+            select(func.count(), func.max(PaymentNotification.id)).where(_processed_before(before, None))
+        )
+    ).one()
+    return int(count), None if newest is None else int(newest)
+
+
+def processed_before_rows(before: datetime, up_to_id: int) -> Select[Any]:
+    """Every column of the notifications processed before `before`, up to id `up_to_id`, by id."""
+    table = PaymentNotification.__table__
+    return select(*table.columns).where(_processed_before(before, up_to_id)).order_by(PaymentNotification.id)
+
+
+async def delete_processed_before(
+    session: AsyncSession, before: datetime, *, after_id: int, up_to_id: int, limit: int
+) -> tuple[int, int] | None:
+    """Delete the next `limit` notifications processed before `before` with ids past `after_id` and
+    up to `up_to_id`; the last id of the batch and how many were deleted, or None when none was left."""
+    ids = list(
+        (
+            await session.execute(
+                select(PaymentNotification.id)
+                .where(_processed_before(before, up_to_id), PaymentNotification.id > after_id)
+                .order_by(PaymentNotification.id)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+    if not ids:
+        return None
+    result = await session.execute(
+        delete(PaymentNotification).where(
+            PaymentNotification.id.in_(ids), _processed_before(before, up_to_id)
+        )
+    )
+    return int(ids[-1]), int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def payment_counts_of_event(session: AsyncSession, event_id: int) -> dict[str, int]:

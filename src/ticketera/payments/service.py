@@ -18,7 +18,7 @@ from itertools import groupby
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table
+from sqlalchemy import Select, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketera.holds import service as holds_service
@@ -275,7 +275,29 @@ async def apply_payment(
     order_id = order_id_of(payment)
     order = await orders_service.find_locked_order(session, order_id) if order_id else None
     if order is None:
-        log.warning("payment.unknown_order", payment_id=payment.id, reference=payment.external_reference)
+        if _normal_status(payment.status) == APPROVED:
+            # Money taken for an order we do not have (archived with `ticketera db archive`, or a
+            # reference that was never ours): an operator must send it back from MercadoPago's panel
+            # (or unarchive the event and refund the order). Not refunded here: a refund is sent from
+            # a payments row, which needs its order (a foreign key), and a reference that is not ours
+            # may be another integration's sale on the same account, not ours to give back.
+            log.error(
+                "payment.unknown_order",
+                payment_id=payment.id,
+                order_id=order_id,
+                reference=payment.external_reference,
+                status=payment.status,
+                amount=str(payment.amount),
+                currency=payment.currency,
+            )
+        else:
+            log.warning(
+                "payment.unknown_order",
+                payment_id=payment.id,
+                order_id=order_id,
+                reference=payment.external_reference,
+                status=payment.status,
+            )
         return Applied(Effect.NONE, provider_payment_id=payment.id)
     record = await repository.find_payment(session, payment.id)
     if record is None:
@@ -454,6 +476,34 @@ async def payments_of_order(session: AsyncSession, order_id: int) -> list[Paymen
 
 async def payment_counts_of_event(session: AsyncSession, event_id: int) -> dict[str, int]:
     return await repository.payment_counts_of_event(session, event_id)
+
+
+# -- the inbox's retention (`ticketera db partitions`, ops.retention) -------------------------------
+
+
+async def processed_notifications(session: AsyncSession, before: datetime) -> tuple[int, int | None]:
+    """How many notifications were processed before `before`, and the newest one's id: the last
+    that pruning takes. None processed after it is ever older than `before` (processing stamps
+    `processed_at` with its own time), so the set pruning archives and deletes cannot grow."""
+    return await repository.newest_processed_before(session, before)
+
+
+def processed_notification_rows(before: datetime, up_to_id: int) -> Select[Any]:
+    """The rows `prune_processed_notifications` deletes, for the archive file written first."""
+    return repository.processed_before_rows(before, up_to_id)
+
+
+async def prune_processed_notifications(
+    session: AsyncSession, before: datetime, *, after_id: int, up_to_id: int, limit: int
+) -> tuple[int, int] | None:
+    """Delete one batch (`limit`) of the notifications processed before `before`, by id from past
+    `after_id` up to `up_to_id`; returns the batch's last id (where the next one starts) and how many
+    were deleted, or None once none is left. Pending and failed ones are never touched: they are
+    work, or an operator's. Never commits: the caller commits each batch on its own, so no lock is
+    held for long."""
+    return await repository.delete_processed_before(
+        session, before, after_id=after_id, up_to_id=up_to_id, limit=limit
+    )
 
 
 def _is_stale(record: Payment, payment: ProviderPayment) -> bool:

@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from ticketera.kit.partitions import add_months, month_of, months_between, partition_by
-
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -28,6 +26,39 @@ depends_on: str | Sequence[str] | None = None
 
 # Months created ahead here; `ticketera db partitions` and the worker keep adding them afterwards.
 PARTITION_MONTHS_AHEAD_AT_MIGRATION = 3
+
+
+# What this revision does is fixed once released: the month arithmetic and the PARTITION BY clause
+# are copied here from ticketera.kit.partitions as they were, so a later change there (a new naming,
+# another catch-all) cannot change what migrating an old database through 0006 creates.
+CATCH_ALL = "pmax"
+
+
+def month_of(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def add_months(month: datetime, count: int) -> datetime:
+    index = month.year * 12 + month.month - 1 + count
+    return month.replace(year=index // 12, month=index % 12 + 1)
+
+
+def months_between(first: datetime, last: datetime) -> list[datetime]:
+    months, month = [], month_of(first)
+    while month <= month_of(last):
+        months.append(month)
+        month = add_months(month, 1)
+    return months
+
+
+def partition_by(column: str, months: list[datetime]) -> str:
+    parts = [
+        f"PARTITION p{month:%Y%m} VALUES LESS THAN ('{add_months(month, 1):%Y-%m-%d %H:%M:%S}')"
+        for month in months
+    ]
+    parts.append(f"PARTITION {CATCH_ALL} VALUES LESS THAN (MAXVALUE)")
+    return f"PARTITION BY RANGE COLUMNS(`{column}`) (" + ", ".join(parts) + ")"
 
 
 def upgrade() -> None:

@@ -22,6 +22,9 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Orders read and written per statement of the fill: bounded memory, one round trip per batch.
+FILL_BATCH = 2000
+
 
 def upgrade() -> None:
     # Added in place, never by copying the table (a batch operation): SQLite runs with foreign keys
@@ -32,7 +35,7 @@ def upgrade() -> None:
         "orders",
         sa.Column("buyer_email_lower", sa.String(length=254), nullable=False, server_default=""),
     )
-    op.execute("UPDATE orders SET buyer_email_lower = lower(buyer_email)")
+    _fill_lowercase_emails(op.get_bind())
     if op.get_bind().dialect.name != "sqlite":
         op.alter_column(
             "orders",
@@ -42,6 +45,40 @@ def upgrade() -> None:
             server_default=None,
         )
     op.create_index("ix_orders_buyer_email_lower", "orders", ["buyer_email_lower"])
+
+
+def _fill_lowercase_emails(bind: sa.engine.Connection) -> None:
+    """buyer_email_lower = Python's str.lower() of buyer_email, as the app writes new orders and the
+    search lowercases what it looks for; SQL's lower() would not do: SQLite's folds ASCII only, so
+    `Ñ` would stay and `ÑANDU@...` would never be found. Read by id in batches (keyset, so each read
+    is an index range), and only rows whose copy differs are written: running it again, or after a
+    fill cut short, writes nothing already right."""
+    orders = sa.table(
+        "orders", sa.column("id", sa.BigInteger), sa.column("buyer_email"), sa.column("buyer_email_lower")
+    )
+    update = (
+        orders.update()
+        .where(orders.c.id == sa.bindparam("order_id"))
+        .values(buyer_email_lower=sa.bindparam("lowered"))
+    )
+    after = 0
+    while True:
+        rows = bind.execute(
+            sa.select(orders.c.id, orders.c.buyer_email, orders.c.buyer_email_lower)
+            .where(orders.c.id > after)
+            .order_by(orders.c.id)
+            .limit(FILL_BATCH)
+        ).all()
+        if not rows:
+            return
+        changes = [
+            {"order_id": row.id, "lowered": row.buyer_email.lower()}
+            for row in rows
+            if row.buyer_email_lower != row.buyer_email.lower()
+        ]
+        if changes:
+            bind.execute(update, changes)
+        after = rows[-1].id
 
 
 def downgrade() -> None:
