@@ -231,21 +231,24 @@ async def take_seats(
     return int(result.rowcount)
 
 
-async def take_places(
-    session: AsyncSession, *, hold_id: int, section_id: int, quantity: int, now: datetime, until: datetime
-) -> list[int]:
-    """Hold `quantity` free places of a general-admission section; returns the ids taken.
+async def pick_places(session: AsyncSession, *, section_id: int, quantity: int, now: datetime) -> list[int]:
+    """Up to `quantity` free places of a general-admission section, locked for this transaction (on
+    MariaDB; SQLite's one writer needs no lock), in id order.
 
-    On MariaDB the free places are picked with FOR UPDATE SKIP LOCKED: concurrent buyers of the
-    same section take different places instead of queueing on the same rows.
+    On MariaDB they are picked with FOR UPDATE SKIP LOCKED: concurrent buyers of the same section
+    take different places instead of queueing on the same rows, and a place another buyer has
+    picked and not yet committed is not counted. Fewer than `quantity` means sold out.
     """
     params = {"section_id": section_id, "now": now, "quantity": quantity}
-    free_ids = sorted((await execute_core(session, _FREE_PLACE_IDS, params)).scalars().all())
-    if len(free_ids) < quantity:
-        return free_ids
-    params = {"unit_ids": free_ids, "taker": hold_id, "until": until, "now": now}
-    taken = int((await execute_core(session, _TAKE_UNITS, params)).rowcount)
-    return free_ids if taken == quantity else free_ids[:taken]
+    return sorted((await execute_core(session, _FREE_PLACE_IDS, params)).scalars().all())
+
+
+async def take_units(
+    session: AsyncSession, *, hold_id: int, unit_ids: Sequence[int], now: datetime, until: datetime
+) -> int:
+    """Hold these picked places for the hold if they are still free; returns how many were taken."""
+    params = {"unit_ids": list(unit_ids), "taker": hold_id, "until": until, "now": now}
+    return int((await execute_core(session, _TAKE_UNITS, params)).rowcount)
 
 
 async def seats_not_free(
