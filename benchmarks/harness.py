@@ -306,11 +306,19 @@ def running_service(
     command = Path(sys.executable).parent / "ticketera"
     port = free_port() if port is None else port
     output_path = workdir / SERVICE_OUTPUT
+    arguments = [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    if SERVER == "granian":
+        # For comparison only: granian's own workers in place of `serve`'s (migrations first, as
+        # `serve` runs them), the app built by benchmarks/granian_app.py in each.
+        subprocess.run([str(command), "migrate"], cwd=workdir, env=dict(env), check=True, capture_output=True)
+        arguments = [str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--loop", "uvloop"]
+        arguments += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-ws"]
+        arguments += ["--log-level", "warning", "benchmarks.granian_app:app"]
     with output_path.open("wb") as output:
         process = subprocess.Popen(  # our own entry point, fixed arguments
-            [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+            arguments,
             cwd=workdir,
-            env=dict(env),
+            env=dict(env) if SERVER == "uvicorn" else {**env, "PORT": str(port), "PYTHONPATH": str(ROOT)},
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -608,6 +616,12 @@ def replicated_mariadb(workdir: Path) -> Iterator[ReplicatedMariaDB]:
     finally:
         replica.stop()
         primary.stop()
+
+
+# The ASGI server `running_service` starts: "uvicorn" (`ticketera serve`, what ships) or "granian"
+# (to compare them on the same machine: benchmarks/onsale.py --server granian).
+SERVER = "uvicorn"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # The running simulators' process ids by base URL, for the scripts that meter their CPU.

@@ -973,6 +973,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " one the targets read, A and C run for each (default: express)",
     )
     parser.add_argument(
+        "--server",
+        choices=("uvicorn", "granian"),
+        default="uvicorn",
+        help="the ASGI server: uvicorn (ticketera serve, the default) or granian, to compare them",
+    )
+    parser.add_argument(
         "--scenarios",
         default="B,A50",
         help="besides A (always): B (reserved seats), A50 (A at --scale-concurrency); '' for A alone"
@@ -1023,6 +1029,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    harness.SERVER = args.server
     load = harness.start(
         f"Ticketera on-sale benchmark: {', '.join(PATH_STEPS[path] for path in args.paths)},"
         f" {args.quota:,} tickets"
