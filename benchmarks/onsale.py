@@ -796,7 +796,8 @@ def format_memory(result: BackendResult) -> str:
             return "-"
         return f"parent {sizes[0]:.0f}, workers " + ", ".join(f"{size:.0f}" for size in sizes[1:])
 
-    worst = max(result.rss_peak_mb[1:], default=0.0)
+    # With one worker, `serve` runs the app in its own process: the parent is the worker.
+    worst = max(result.rss_peak_mb[1:], default=result.rss_peak_mb[0] if result.rss_peak_mb else 0.0)
     return (
         f"  resident memory (MB): idle {listed(result.rss_idle_mb)}; largest under load"
         f" {listed(result.rss_peak_mb)} -> a worker's {worst:.0f} MB"
