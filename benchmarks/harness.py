@@ -310,8 +310,11 @@ def running_service(
     if SERVER == "granian":
         # For comparison only: granian's own workers in place of `serve`'s (migrations first, as
         # `serve` runs them), the app built by benchmarks/granian_app.py in each.
+        granian = Path(sys.executable).parent / "granian"
+        if not granian.exists():
+            raise BenchmarkError("--server granian needs granian: .venv/bin/pip install granian")
         subprocess.run([str(command), "migrate"], cwd=workdir, env=dict(env), check=True, capture_output=True)
-        arguments = [str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--loop", "uvloop"]
+        arguments = [str(granian), "--interface", "asgi", "--loop", "uvloop"]
         arguments += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-ws"]
         arguments += ["--log-level", "warning", "benchmarks.granian_app:app"]
     with output_path.open("wb") as output:
