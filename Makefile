@@ -116,7 +116,7 @@ bench: $(STAMP) ## Venue creation and seat-map benchmarks (SQLite, and MariaDB i
 bench-queue: $(STAMP) ## Waiting-room throughput and latency against a server with Redis
 	$(BIN)/python benchmarks/queue.py
 
-bench-onsale: $(STAMP) ## Tickets per second through join -> hold -> order, on MariaDB and SQLite
+bench-onsale: $(STAMP) ## Tickets per second through join -> order (express), on MariaDB and SQLite
 	$(BIN)/python benchmarks/onsale.py
 
 bench-webhooks: $(STAMP) ## MercadoPago webhook latency at 100 concurrent, and approval -> paid time (SQLite; --mariadb by hand)

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -305,11 +306,22 @@ def running_service(
     command = Path(sys.executable).parent / "ticketera"
     port = free_port() if port is None else port
     output_path = workdir / SERVICE_OUTPUT
+    arguments = [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    if SERVER == "granian":
+        # For comparison only: granian's own workers in place of `serve`'s (migrations first, as
+        # `serve` runs them), the app built by benchmarks/granian_app.py in each.
+        granian = Path(sys.executable).parent / "granian"
+        if not granian.exists():
+            raise BenchmarkError("--server granian needs granian: .venv/bin/pip install granian")
+        subprocess.run([str(command), "migrate"], cwd=workdir, env=dict(env), check=True, capture_output=True)
+        arguments = [str(granian), "--interface", "asgi", "--loop", "uvloop"]
+        arguments += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-ws"]
+        arguments += ["--log-level", "warning", "benchmarks.granian_app:app"]
     with output_path.open("wb") as output:
         process = subprocess.Popen(  # our own entry point, fixed arguments
-            [str(command), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+            arguments,
             cwd=workdir,
-            env=dict(env),
+            env=dict(env) if SERVER == "uvicorn" else {**env, "PORT": str(port), "PYTHONPATH": str(ROOT)},
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -607,6 +619,12 @@ def replicated_mariadb(workdir: Path) -> Iterator[ReplicatedMariaDB]:
     finally:
         replica.stop()
         primary.stop()
+
+
+# The ASGI server `running_service` starts: "uvicorn" (`ticketera serve`, what ships) or "granian"
+# (to compare them on the same machine: benchmarks/onsale.py --server granian).
+SERVER = "uvicorn"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # The running simulators' process ids by base URL, for the scripts that meter their CPU.
@@ -1158,3 +1176,82 @@ def write_figures(args: argparse.Namespace, load: tuple[float, float, float], **
     }
     args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"\nFigures written to {args.json}")
+
+
+# --------------------------------------------------------------------------------------------
+# Where the service's CPU goes
+
+
+@contextmanager
+def sampling_profile(root: int, directory: Path | None, label: str, *, top: int = 25) -> Iterator[None]:
+    """py-spy sampling `root` and its children (the service's workers) while the block runs, when
+    `directory` is given: the collapsed stacks go to DIR/<label>.txt and a summary is printed (own
+    and inclusive samples by function, own samples by package). Only samples on CPU are kept (py-spy
+    leaves out idle threads), so the shares are shares of the service's CPU."""
+    if directory is None:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        raise BenchmarkError("--profile needs py-spy: .venv/bin/pip install py-spy")
+    directory.mkdir(parents=True, exist_ok=True)
+    output = directory / f"{label}.txt"
+    command = [py_spy, "record", "--pid", str(root), "--subprocesses", "--nonblocking"]
+    command += ["--rate", "250", "--format", "raw", "--output", str(output)]
+    sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fixed arguments
+    time.sleep(1.0)  # py-spy attaches to every process of the tree before the load starts
+    try:
+        yield
+    finally:
+        sampler.send_signal(signal.SIGINT)
+        try:
+            _, errors = sampler.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            sampler.kill()
+            _, errors = sampler.communicate()
+        if output.exists():
+            print(format_profile(output, top=top), flush=True)
+        else:
+            print(f"  profile: py-spy wrote nothing ({errors.decode(errors='replace')[-300:]})")
+
+
+def _frame_key(frame: str) -> tuple[str, str]:
+    """(function with its file, package) of one py-spy frame, "name (package/module.py:line)": py-spy
+    names a file from its import root, so the first part is the top-level package or module."""
+    name, _, where = frame.rpartition(" (")
+    path = where.rstrip(")").rpartition(":")[0]
+    package = path.partition("/")[0].removesuffix(".py")
+    return f"{name} ({path})", package if package.isidentifier() else "other"
+
+
+def format_profile(path: Path, *, top: int) -> str:
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame for frame in stack.split(";") if " (" in frame and frame.endswith(")")]
+        if not frames:
+            continue
+        keys = [_frame_key(frame) for frame in frames]
+        total += count
+        own[keys[-1][0]] += count
+        by_package[keys[-1][1]] += count
+        for name in {key[0] for key in keys}:
+            inclusive[name] += count
+    if not total:
+        return f"  profile {path.name}: no samples"
+    lines = [f"  profile {path.name}: {total:,} samples on CPU (py-spy, every process of the service)"]
+    lines.append(
+        "    own samples by package: "
+        + ", ".join(f"{name} {n / total:.0%}" for name, n in by_package.most_common(14))
+    )
+    lines.append("    inclusive (the function and what it calls):")
+    lines += [f"      {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
+    lines.append("    own (the function itself):")
+    lines += [f"      {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
+    return "\n".join(lines)

@@ -1,14 +1,23 @@
-"""Benchmark: the on-sale rush, join -> hold -> order under contention, per backend.
+"""Benchmark: the on-sale rush, join -> order (express) under contention, per backend.
 
 What it measures, against the real service (`ticketera serve --workers W`) over real HTTP, on a
 fresh database per backend (MariaDB: a new `ticketera_bench_<random>` database on the server at
 TICKETERA_TEST_MYSQL_URL, default mysql://root@127.0.0.1:3306/, dropped at the end; SQLite: a file
 in a temporary directory). Each attempt is a new buyer walking the whole purchase path of an event
-whose waiting room is disabled:
+whose waiting room is disabled, by one of two paths (`--paths`, default `express`):
 
+    express, the hot path (issue 16, item 3):
+    POST /api/queue/{id}/join -> accessToken
+    POST /api/orders (X-Access-Token, Idempotency-Key, the hold's items and the buyer)
+        -> 201 order pending_payment, or 409 seats_unavailable
+
+    hold, the seat picker's three steps:
     POST /api/queue/{id}/join -> accessToken
     POST /api/events/{id}/holds (X-Access-Token) -> 201 hold, or 409 seats_unavailable
     POST /api/orders (Idempotency-Key) -> 201 order pending_payment
+
+`--paths express,hold` runs scenario A (and C) once per path in the same run, so the two compare on
+the same machine at the same moment; B and A at the scaling concurrency use the first path.
 
 Scenarios (every one on an event of its own):
 
@@ -21,13 +30,14 @@ Scenarios (every one on an event of its own):
   list holding every seat once plus `--extra` repeats (so `--extra` conflicts), same buyers.
 * A at `--scale-concurrency` (50) buyers: how the path scales with more buyers in flight.
 * C, one step at a time (`--no-steps` leaves it out): `--quota` buyers all join, then all hold one
-  place, then all order, `--concurrency` at a time, so each step's cost is measured alone: per
+  place, then all order (express: all join, then all order), `--concurrency` at a time, so each
+  step's cost is measured alone: per
   request, its rate, latency, statements and the CPU of each process. Their sum is what one ticket
   costs the machine, and its cores divided by that sum the most it could sell doing nothing else.
 
 For each: tickets/s (orders created / wall time of the run), the full path's p50/p95/p99 for the
 attempts that ended in an order, holds/s and orders/s (successful ones / the same wall time) with
-each step's p50/p95 (hold 201s and 409s apart), counts of 409s and of errors (any other status, or a
+each step's p50/p95 (201s and 409s apart), counts of 409s and of errors (any other status, or a
 transport error). In the same run, as a baseline: `GET /health/live` at the same concurrency
 (req/s, p50/p95) and the ratio full-path p50 / live p50. And where the machine's cores go, per
 ticket: the load generator's CPU (getrusage), the service's CPU (its process tree from /proc:
@@ -44,6 +54,13 @@ Run it from the project root:
 
     make bench-onsale                        # runs .venv/bin/python benchmarks/onsale.py
     .venv/bin/python benchmarks/onsale.py --backends mariadb --workers 4 --json onsale.json
+    .venv/bin/python benchmarks/onsale.py --paths express,hold      # both paths, one run
+    .venv/bin/python benchmarks/onsale.py --backends mariadb --profile /tmp/prof   # py-spy, see below
+
+`--profile DIR` samples the service's processes with py-spy (`pip install py-spy`; it needs ptrace)
+during the first scenario A and prints where their CPU went (the functions with the most samples,
+inclusive and own); the raw stacks are left in DIR. Sampling costs CPU on the same cores: figures
+of a profiled run are not the ones to report.
 
 It only reports: it checks the answers (tokens, holds, orders, and that no more is sold than there
 is), counts what went wrong, and prints the targets as met or not met, but never asserts how long
@@ -82,6 +99,9 @@ import httpx
 from benchmarks import harness
 
 BACKENDS = ("mariadb", "sqlite")
+# express: join -> order with the hold's items; hold: join -> hold -> order (the seat picker's).
+PATHS = ("express", "hold")
+PATH_STEPS = {"express": "join -> order", "hold": "join -> hold -> order"}
 DEFAULT_WORKERS = {"mariadb": 4, "sqlite": 1}
 # Issue 12: a worker stays under this much resident memory, idle and under load.
 RSS_GOAL_MB = 150
@@ -99,18 +119,19 @@ TARGET_P95_MS = 100.0
 class ScenarioResult:
     name: str
     kind: str  # "general admission" or "reserved"
+    path: str  # "express" or "hold"
     quota: int
     concurrency: int
     attempts: int
     sold: int = 0  # orders created: tickets in pending orders
-    conflicts: int = 0  # 409 seats_unavailable at the hold step
+    conflicts: int = 0  # 409 seats_unavailable (at the hold step, or the express order)
     errors: dict[str, int] = field(default_factory=dict)
     error_count: int = 0
     wall_s: float = 0.0
     tickets_per_s: float = 0.0
     holds_per_s: float = 0.0
     orders_per_s: float = 0.0
-    # Successful attempts, join -> hold -> order.
+    # Successful attempts, join -> (hold ->) order.
     path_ms: harness.Latency = field(default_factory=harness.Latency)
     join_ms: harness.Latency = field(default_factory=harness.Latency)
     hold_ok_ms: harness.Latency = field(default_factory=harness.Latency)
@@ -162,8 +183,9 @@ class StepResult:
 
 @dataclass
 class StepsResult:
-    """Where a ticket's CPU goes: join, hold and order each measured alone, on a GA event."""
+    """Where a ticket's CPU goes: join, (hold,) order each measured alone, on a GA event."""
 
+    path: str
     concurrency: int
     cores: int
     steps: list[StepResult] = field(default_factory=list)
@@ -188,7 +210,7 @@ class BackendResult:
     workers_default: bool
     server_version: str = ""
     scenarios: list[ScenarioResult] = field(default_factory=list)
-    steps: StepsResult | None = None
+    steps: list[StepsResult] = field(default_factory=list)
     service_problems: list[str] = field(default_factory=list)
     # Resident memory (MB) of the service's parent process, then of each worker: before the load,
     # and the largest seen while it ran.
@@ -271,6 +293,10 @@ def _error_code(body: Any) -> str:
     return ""
 
 
+def _buyer(user_id: str) -> dict[str, str]:
+    return {"email": f"{user_id}@example.com", "name": "Bench"}
+
+
 async def buy_one(
     client: harness.LeanClient,
     event_id: int,
@@ -278,8 +304,10 @@ async def buy_one(
     run_tag: str,
     index: int,
     tally: Tally,
+    path: str,
 ) -> None:
-    """One new buyer: join -> hold -> order; records the outcome and the step latencies."""
+    """One new buyer: join -> order (express) or join -> hold -> order; records the outcome and the
+    step latencies."""
     user_id = f"{run_tag}-{index}"
     started = time.perf_counter()
     status, body = await client.call("POST", f"/api/queue/{event_id}/join", json_body={"userId": user_id})
@@ -289,6 +317,23 @@ async def buy_one(
         tally.errors[f"join {status} {_error_code(body)}".strip()] += 1
         return
     tally.join_s.append(joined - started)
+    if path == "express":
+        status, body = await client.call(
+            "POST",
+            "/api/orders",
+            json_body={**hold_body, "buyer": _buyer(user_id)},
+            headers={
+                "X-Access-Token": str(token),
+                "Idempotency-Key": f"{run_tag}.{index}.{uuid.uuid4().hex}",
+            },
+        )
+        ordered = time.perf_counter()
+        if status == 409 and _error_code(body) == "seats_unavailable":
+            tally.conflicts += 1
+            tally.hold_conflict_s.append(ordered - joined)
+            return
+        _count_order(tally, status, body, started, joined, ordered)
+        return
     status, body = await client.call(
         "POST",
         f"/api/events/{event_id}/holds",
@@ -304,23 +349,24 @@ async def buy_one(
         tally.errors[f"hold {status} {_error_code(body)}".strip()] += 1
         return
     tally.hold_ok_s.append(held - joined)
-    order_body = {
-        "holdId": body["holdId"],
-        "buyer": {"email": f"{user_id}@example.com", "name": "Bench"},
-    }
+    order_body = {"holdId": body["holdId"], "buyer": _buyer(user_id)}
     status, body = await client.call(
         "POST",
         "/api/orders",
         json_body=order_body,
         headers={"Idempotency-Key": f"{run_tag}.{index}.{uuid.uuid4().hex}"},
     )
-    ordered = time.perf_counter()
+    _count_order(tally, status, body, started, held, time.perf_counter())
+
+
+def _count_order(tally: Tally, status: int, body: Any, started: float, asked: float, answered: float) -> None:
+    """Tally the order step's answer: a pending order, or an error."""
     if status != 201 or not isinstance(body, dict) or body.get("status") != "pending_payment":
         tally.errors[f"order {status} {_error_code(body)}".strip()] += 1
         return
     tally.sold += 1
-    tally.order_s.append(ordered - held)
-    tally.path_s.append(ordered - started)
+    tally.order_s.append(answered - asked)
+    tally.path_s.append(answered - started)
 
 
 async def run_buyers(
@@ -329,6 +375,7 @@ async def run_buyers(
     attempts: int,
     event_id: int,
     hold_body_of: Callable[[int], dict[str, Any]],
+    path: str,
 ) -> tuple[Tally, float]:
     """`concurrency` buyers working through `attempts` purchases; the tally and the wall seconds."""
     tally = Tally()
@@ -338,7 +385,7 @@ async def run_buyers(
     async def buyer(client: harness.LeanClient) -> None:
         while (index := next(counter)) < attempts:
             try:
-                await buy_one(client, event_id, hold_body_of(index), run_tag, index, tally)
+                await buy_one(client, event_id, hold_body_of(index), run_tag, index, tally, path)
             except harness.TRANSPORT_ERRORS as exc:
                 tally.errors[f"exception {type(exc).__name__}"] += 1
 
@@ -414,11 +461,13 @@ async def run_scenario(
     *,
     name: str,
     kind: str,
+    path: str,
     quota: int,
     extra: int,
     concurrency: int,
     live_requests: int,
     seed: int,
+    profile: Path | None = None,
 ) -> ScenarioResult:
     attempts = quota + extra
     async with harness.one_connection_client(base_url) as admin:
@@ -441,7 +490,8 @@ async def run_scenario(
 
     live = await measure_live(base_url, meters, concurrency, live_requests)
     before = await meters.read()
-    tally, wall = await run_buyers(base_url, concurrency, attempts, event_id, hold_body_of)
+    with harness.sampling_profile(meters.service_pid, profile, f"{path}-{concurrency}"):
+        tally, wall = await run_buyers(base_url, concurrency, attempts, event_id, hold_body_of, path)
     cost = await meters.cost_since(before, wall)
     if tally.sold > quota:
         raise harness.BenchmarkError(
@@ -450,6 +500,7 @@ async def run_scenario(
     result = ScenarioResult(
         name=name,
         kind=kind,
+        path=path,
         quota=quota,
         concurrency=concurrency,
         attempts=attempts,
@@ -484,11 +535,12 @@ async def run_scenario(
 
 
 async def run_steps(
-    base_url: str, meters: harness.Meters, *, quota: int, concurrency: int, workers: int
+    base_url: str, meters: harness.Meters, *, path: str, quota: int, concurrency: int, workers: int
 ) -> StepsResult:
     """Join, hold and order measured apart: `quota` buyers all join, then all hold one place of a GA
-    event of `quota` places, then all order, each step by `concurrency` buyers at once. What each
-    step costs every process per request, and what a ticket costs in all."""
+    event of `quota` places, then all order (express: all join, then all order one place), each
+    step by `concurrency` buyers at once. What each step costs every process per request, and what
+    a ticket costs in all."""
     async with harness.one_connection_client(base_url) as admin:
         event_id, section_id = await general_admission_event(admin, "Steps", quota)
     run_tag = f"s{uuid.uuid4().hex[:8]}"
@@ -524,16 +576,29 @@ async def run_steps(
         status, body = await client.call(
             "POST",
             "/api/orders",
-            json_body={
-                "holdId": holds[index],
-                "buyer": {"email": f"{run_tag}-{index}@example.com", "name": "Bench"},
-            },
+            json_body={"holdId": holds[index], "buyer": _buyer(f"{run_tag}-{index}")},
             headers={"Idempotency-Key": f"{run_tag}.{index}"},
         )
         return status == 201 and isinstance(body, dict) and body.get("status") == "pending_payment"
 
-    result = StepsResult(concurrency=concurrency, cores=os.cpu_count() or 1, workers=workers)
-    for name, work in (("join", join), ("hold", hold), ("order", order)):
+    async def express(client: harness.LeanClient, index: int) -> bool:
+        if index not in tokens:
+            return False
+        status, body = await client.call(
+            "POST",
+            "/api/orders",
+            json_body={"sectionId": section_id, "quantity": 1, "buyer": _buyer(f"{run_tag}-{index}")},
+            headers={"X-Access-Token": tokens[index], "Idempotency-Key": f"{run_tag}.{index}"},
+        )
+        return status == 201 and isinstance(body, dict) and body.get("status") == "pending_payment"
+
+    result = StepsResult(path=path, concurrency=concurrency, cores=os.cpu_count() or 1, workers=workers)
+    steps: list[tuple[str, Callable[[harness.LeanClient, int], Awaitable[bool]]]] = (
+        [("join", join), ("order", express)]
+        if path == "express"
+        else [("join", join), ("hold", hold), ("order", order)]
+    )
+    for name, work in steps:
         result.steps.append(await _measure_step(base_url, meters, name, work, quota, concurrency))
     for step in result.steps:
         result.service_cpu_ms += step.service_cpu_ms
@@ -585,8 +650,8 @@ async def _measure_step(
 
 def format_steps(result: StepsResult) -> str:
     lines = [
-        f"  C. one step at a time: every buyer joins, then every buyer holds, then every buyer orders"
-        f" ({result.concurrency} at once); CPU ms per request by process",
+        f"  C. one step at a time ({PATH_STEPS[result.path]}): every buyer takes each step before any"
+        f" takes the next ({result.concurrency} at once); CPU ms per request by process",
         "    step    req/s   latency                 service  MariaDB  simulator  load gen.  statements",
     ]
     for step in result.steps:
@@ -620,26 +685,35 @@ async def run_backend_scenarios(
     # Warm-up, not reported: opens connections in every worker and loads what they cache.
     async with harness.one_connection_client(base_url) as admin:
         warm_event, warm_section = await general_admission_event(admin, "Warm-up", WARM_UP_QUOTA)
-    await run_buyers(
-        base_url,
-        args.scale_concurrency,
-        WARM_UP_QUOTA + WARM_UP_QUOTA // 5,
-        warm_event,
-        lambda _: {"sectionId": warm_section, "quantity": 1},
-    )
+    for path in args.paths:
+        await run_buyers(
+            base_url,
+            args.scale_concurrency,
+            WARM_UP_QUOTA + WARM_UP_QUOTA // 5,
+            warm_event,
+            lambda _: {"sectionId": warm_section, "quantity": 1},
+            path,
+        )
     await run_live(base_url, args.scale_concurrency, args.live_requests // 4)
+    first = args.paths[0]
     plans = [
-        ("A. general admission", "general admission", args.concurrency),
-        ("B. reserved seats", "reserved", args.concurrency),
-        ("A. general admission", "general admission", args.scale_concurrency),
+        *(("A. general admission", "general admission", path, args.concurrency) for path in args.paths),
+        *([("B. reserved seats", "reserved", first, args.concurrency)] if "B" in args.scenarios else []),
+        *(
+            [("A. general admission", "general admission", first, args.scale_concurrency)]
+            if "A50" in args.scenarios
+            else []
+        ),
     ]
-    for index, (name, kind, concurrency) in enumerate(plans):
+    for index, (name, kind, path, concurrency) in enumerate(plans):
         await on_result(
             await run_scenario(
                 base_url,
                 meters,
                 name=name,
                 kind=kind,
+                path=path,
+                profile=args.profile if index == 0 else None,
                 quota=args.quota,
                 extra=args.extra,
                 concurrency=concurrency,
@@ -673,11 +747,17 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
             result.rss_idle_mb = _by_process_mb(harness.tree_rss_by_process(service_pid), service_pid)
             async with harness.peak_rss(service_pid) as peaks:
                 await run_backend_scenarios(base_url, meters, args, show)
-                if args.steps:
-                    result.steps = await run_steps(
-                        base_url, meters, quota=args.quota, concurrency=args.concurrency, workers=workers
+                for path in args.paths if args.steps else []:
+                    steps = await run_steps(
+                        base_url,
+                        meters,
+                        path=path,
+                        quota=args.quota,
+                        concurrency=args.concurrency,
+                        workers=workers,
                     )
-                    print(format_steps(result.steps), flush=True)
+                    result.steps.append(steps)
+                    print(format_steps(steps), flush=True)
             result.rss_peak_mb = _by_process_mb(peaks, service_pid)
             print(format_memory(result), flush=True)
         finally:
@@ -716,7 +796,8 @@ def format_memory(result: BackendResult) -> str:
             return "-"
         return f"parent {sizes[0]:.0f}, workers " + ", ".join(f"{size:.0f}" for size in sizes[1:])
 
-    worst = max(result.rss_peak_mb[1:], default=0.0)
+    # With one worker, `serve` runs the app in its own process: the parent is the worker.
+    worst = max(result.rss_peak_mb[1:], default=result.rss_peak_mb[0] if result.rss_peak_mb else 0.0)
     return (
         f"  resident memory (MB): idle {listed(result.rss_idle_mb)}; largest under load"
         f" {listed(result.rss_peak_mb)} -> a worker's {worst:.0f} MB"
@@ -733,17 +814,24 @@ def format_scenario(result: ScenarioResult, backend: str) -> str:
     cost = result.cost
     lines = [
         f"  {result.name}, {result.quota:,} {'places' if result.kind == 'general admission' else 'seats'},"
-        f" {result.concurrency} buyers, {result.attempts:,} attempts",
+        f" {result.concurrency} buyers, {result.attempts:,} attempts, {PATH_STEPS[result.path]}",
         f"    outcome    {result.sold:,} tickets in pending orders,"
         f" {result.conflicts:,} x 409 seats_unavailable,"
         f" {result.error_count:,} errors ({errors}); {result.wall_s:.2f} s wall",
         f"    tickets/s  {result.tickets_per_s:7.1f}   full path {result.path_ms.summary()}"
-        f"  (join -> hold -> order, {result.path_ms.samples:,} bought)",
-        f"    holds/s    {result.holds_per_s:7.1f}   hold 201  {result.hold_ok_ms.summary(p99=False)}"
-        f"   409 {result.hold_conflict_ms.summary(p99=False)}",
-        f"    orders/s   {result.orders_per_s:7.1f}   order 201 {result.order_ms.summary(p99=False)}",
-        f"    join                 join 201  {result.join_ms.summary(p99=False)}",
+        f"  ({PATH_STEPS[result.path]}, {result.path_ms.samples:,} bought)",
     ]
+    if result.path == "hold":
+        lines.append(
+            f"    holds/s    {result.holds_per_s:7.1f}   hold 201  {result.hold_ok_ms.summary(p99=False)}"
+            f"   409 {result.hold_conflict_ms.summary(p99=False)}"
+        )
+    lines.append(
+        f"    orders/s   {result.orders_per_s:7.1f}   order 201 {result.order_ms.summary(p99=False)}"
+    )
+    if result.path == "express":
+        lines.append(f"                         order 409 {result.hold_conflict_ms.summary(p99=False)}")
+    lines.append(f"    join                 join 201  {result.join_ms.summary(p99=False)}")
     if result.live is not None:
         live = result.live
         lines.append(
@@ -800,7 +888,9 @@ def targets(results: list[BackendResult], args: argparse.Namespace) -> dict[str,
             (
                 scenario
                 for scenario in result.scenarios
-                if scenario.kind == "general admission" and scenario.concurrency == args.concurrency
+                if scenario.kind == "general admission"
+                and scenario.concurrency == args.concurrency
+                and scenario.path == args.paths[0]
             ),
             None,
         )
@@ -808,6 +898,7 @@ def targets(results: list[BackendResult], args: argparse.Namespace) -> dict[str,
             continue
         if result.backend == "mariadb":
             found["mariadb"] = {
+                "path": scenario_a.path,
                 "workers": result.workers,
                 "tickets_per_s": scenario_a.tickets_per_s,
                 "path_p95_ms": scenario_a.path_ms.p95,
@@ -818,6 +909,7 @@ def targets(results: list[BackendResult], args: argparse.Namespace) -> dict[str,
             }
         else:
             found["sqlite"] = {
+                "path": scenario_a.path,
                 "workers": result.workers,
                 "tickets_per_s": scenario_a.tickets_per_s,
                 "path_p95_ms": scenario_a.path_ms.p95,
@@ -845,7 +937,8 @@ def format_targets(found: dict[str, Any], args: argparse.Namespace) -> str:
     if "mariadb" in found:
         figures = found["mariadb"]
         lines.append(
-            f"  MariaDB, {figures['workers']} workers: {figures['tickets_per_s']:.1f} tickets/s"
+            f"  MariaDB, {figures['workers']} workers, {figures['path']}:"
+            f" {figures['tickets_per_s']:.1f} tickets/s"
             f" ({figures['vs_pretix_tickets']:.1f}x pretix) -> {verdict(figures['tickets_met'])};"
             f" full-path p95 {figures['path_p95_ms']:.1f} ms"
             f" (pretix's p95 / ours: {figures['vs_pretix_p95']:.1f}x)"
@@ -856,7 +949,7 @@ def format_targets(found: dict[str, Any], args: argparse.Namespace) -> str:
     if "sqlite" in found:
         figures = found["sqlite"]
         lines.append(
-            f"  SQLite, {figures['workers']} worker(s):"
+            f"  SQLite, {figures['workers']} worker(s), {figures['path']}:"
             f" {figures['errors_all_scenarios']} errors in all scenarios"
             f" -> {verdict(figures['zero_errors_met'])}; {figures['tickets_per_s']:.1f} tickets/s,"
             f" full-path p95 {figures['path_p95_ms']:.1f} ms"
@@ -874,6 +967,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated: mariadb, sqlite (default: both; mariadb skipped if unreachable)",
     )
     harness.add_workers_option(parser, DEFAULT_WORKERS)
+    parser.add_argument(
+        "--paths",
+        default="express",
+        help="comma-separated: express (join -> order), hold (join -> hold -> order); the first is the"
+        " one the targets read, A and C run for each (default: express)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "granian"),
+        default="uvicorn",
+        help="the ASGI server: uvicorn (ticketera serve, the default) or granian, to compare them",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="B,A50",
+        help="besides A (always): B (reserved seats), A50 (A at --scale-concurrency); '' for A alone"
+        " (default: B,A50)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the service with py-spy during the first scenario A; raw stacks in DIR",
+    )
     parser.add_argument("--quota", type=int, default=1000, help="places / seats per event (default 1000)")
     parser.add_argument("--extra", type=int, default=200, help="attempts past the quota (default 200)")
     parser.add_argument("--concurrency", type=int, default=20, help="concurrent buyers (default 20)")
@@ -896,6 +1014,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     harness.add_json_option(parser)
     args = parser.parse_args(argv)
     args.backends = harness.parse_backends(parser, args.backends, BACKENDS)
+    args.scenarios = {name.strip() for name in args.scenarios.split(",") if name.strip()}
+    if args.scenarios - {"B", "A50"}:
+        parser.error("--scenarios: choose from B, A50")
+    args.paths = [path.strip() for path in args.paths.split(",") if path.strip()]
+    if not args.paths or any(path not in PATHS for path in args.paths):
+        parser.error(f"--paths: choose from {', '.join(PATHS)}")
     harness.check_at_least_one(
         parser, args, ["quota", "concurrency", "scale_concurrency", "live_requests", "workers"]
     )
@@ -906,8 +1030,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    harness.SERVER = args.server
     load = harness.start(
-        f"Ticketera on-sale benchmark: join -> hold -> order, {args.quota:,} tickets"
+        f"Ticketera on-sale benchmark: {', '.join(PATH_STEPS[path] for path in args.paths)},"
+        f" {args.quota:,} tickets"
         f" + {args.extra:,} attempts"
         f" past sell-out per scenario, {args.concurrency} and {args.scale_concurrency} buyers"
     )

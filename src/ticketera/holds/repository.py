@@ -21,10 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ticketera.events.models import Event, EventStatus, Seat, SeatStatus, Section, SectionKind, seat_label
 from ticketera.events.repository import free_unit, live_hold
 from ticketera.holds.models import Hold, HoldStatus, Shopper
-from ticketera.kit.db import UTCDateTime, execute_core, inserted_id
+from ticketera.kit.db import (
+    DriverStatement,
+    DriverStatementsBySize,
+    UTCDateTime,
+    execute_core,
+    execute_on_driver,
+)
 
 # The hot path of an on-sale runs the statements below thousands of times a minute: they are built
-# once, with bound parameters, so a request pays neither their construction nor their cache key.
+# once, with bound parameters, and the hottest are run on the driver (`kit.db.DriverStatement`), so
+# a request pays neither their construction nor SQLAlchemy's execution layer.
 NOW = bindparam("now", type_=UTCDateTime())
 UNTIL = bindparam("until", type_=UTCDateTime())
 HOLDS = cast(Table, Hold.__table__)
@@ -60,7 +67,7 @@ class SeatState:
     free: bool
 
 
-_SALE = (
+_SALE = DriverStatement(
     select(
         Event.id.label("event_id"),
         Event.status,
@@ -80,22 +87,22 @@ _SALE = (
 
 
 async def find_sale(session: AsyncSession, event_id: int) -> Sale | None:
-    rows = (await execute_core(session, _SALE, {"event_id": event_id})).all()
+    rows = (await execute_on_driver(session, _SALE, {"event_id": event_id})).rows
     if not rows:
         return None
-    first = rows[0]
+    found_id, status, on_sale_at, starts_at, max_tickets_per_user, currency = rows[0][:6]
     sections = {
-        row.section_id: SaleSection(row.section_id, row.kind, row.name, row.price)
-        for row in rows
-        if row.section_id is not None
+        section_id: SaleSection(section_id, kind, name, price)
+        for *_, section_id, kind, name, price in rows
+        if section_id is not None
     }
     return Sale(
-        event_id=first.event_id,
-        status=first.status,
-        on_sale_at=first.on_sale_at,
-        starts_at=first.starts_at,
-        max_tickets_per_user=first.max_tickets_per_user,
-        currency=first.currency,
+        event_id=found_id,
+        status=status,
+        on_sale_at=on_sale_at,
+        starts_at=starts_at,
+        max_tickets_per_user=max_tickets_per_user,
+        currency=currency,
         sections=sections,
     )
 
@@ -121,26 +128,30 @@ async def reserved_seat_states(
     }
 
 
-_COUNT_FREE_PLACES = select(func.count()).select_from(
-    select(Seat.id)
-    .where(Seat.section_id == bindparam("section_id"), free_unit(NOW))
-    .limit(bindparam("enough"))
-    .subquery()
+_COUNT_FREE_PLACES = DriverStatement(
+    select(func.count()).select_from(
+        select(Seat.id)
+        .where(Seat.section_id == bindparam("section_id"), free_unit(NOW))
+        .limit(bindparam("enough"))
+        .subquery()
+    )
 )
 
 
 async def count_free_places(session: AsyncSession, *, section_id: int, now: datetime, enough: int) -> int:
     """Free places of a section, counted up to `enough` (no need to count a stadium to sell two)."""
     params = {"section_id": section_id, "now": now, "enough": enough}
-    return int((await execute_core(session, _COUNT_FREE_PLACES, params)).scalar_one())
+    return int((await execute_on_driver(session, _COUNT_FREE_PLACES, params)).scalar_one())
 
 
-_LOCK_SHOPPER = mysql.insert(Shopper).values(
+_SHOPPER_UPSERT = mysql.insert(Shopper).values(
     event_id=bindparam("shopper_event"),
     user_id=bindparam("shopper"),
     created_at=bindparam("since", type_=UTCDateTime()),
 )
-_LOCK_SHOPPER = _LOCK_SHOPPER.on_duplicate_key_update(user_id=_LOCK_SHOPPER.inserted.user_id)
+_LOCK_SHOPPER = DriverStatement(
+    _SHOPPER_UPSERT.on_duplicate_key_update(user_id=_SHOPPER_UPSERT.inserted.user_id)
+)
 
 
 async def lock_shopper(session: AsyncSession, event_id: int, user_id: str, now: datetime) -> None:
@@ -153,17 +164,20 @@ async def lock_shopper(session: AsyncSession, event_id: int, user_id: str, now: 
     if session.get_bind().dialect.name == "sqlite":
         # SQLite has no row locks: BEGIN IMMEDIATE already serialises every writer.
         return
-    await execute_core(session, _LOCK_SHOPPER, {"shopper_event": event_id, "shopper": user_id, "since": now})
+    params = {"shopper_event": event_id, "shopper": user_id, "since": now}
+    await execute_on_driver(session, _LOCK_SHOPPER, params)
 
 
-_COUNT_BUYER_UNITS = (
+_COUNT_BUYER_UNITS = DriverStatement(
     select(func.count())
     .select_from(Seat)
     .join(Hold, Hold.id == Seat.hold_id)
     .where(
         Hold.event_id == bindparam("event_id"),
         Hold.user_id == bindparam("user_id"),
-        Hold.status.in_((HoldStatus.ACTIVE, HoldStatus.ORDERED)),
+        # Two comparisons, not IN: a driver statement is compiled once, and an IN list of
+        # constants would be an expanding parameter, rendered per execution.
+        (Hold.status == HoldStatus.ACTIVE) | (Hold.status == HoldStatus.ORDERED),
         (Seat.status == SeatStatus.SOLD) | live_hold(NOW),
     )
 )
@@ -172,14 +186,27 @@ _COUNT_BUYER_UNITS = (
 async def count_buyer_units(session: AsyncSession, event_id: int, user_id: str, now: datetime) -> int:
     """Units the buyer holds right now or has bought, in this event."""
     params = {"event_id": event_id, "user_id": user_id, "now": now}
-    return int((await execute_core(session, _COUNT_BUYER_UNITS, params)).scalar_one())
+    return int((await execute_on_driver(session, _COUNT_BUYER_UNITS, params)).scalar_one())
 
 
-_INSERT_HOLD = insert(HOLDS)
+_HOLD_COLUMNS = (
+    "public_id",
+    "event_id",
+    "user_id",
+    "status",
+    "quantity",
+    "total",
+    "currency",
+    "expires_at",
+    "created_at",
+    "updated_at",
+)
+# Every column named: a driver statement runs no Python-side column defaults.
+_INSERT_HOLD = DriverStatement(insert(HOLDS).values({name: bindparam(name) for name in _HOLD_COLUMNS}))
 
 
 async def insert_hold(session: AsyncSession, values: dict[str, Any]) -> int:
-    return inserted_id(await execute_core(session, _INSERT_HOLD, values))
+    return (await execute_on_driver(session, _INSERT_HOLD, values)).inserted_id()
 
 
 _TAKE_SEATS = (
@@ -193,17 +220,19 @@ _TAKE_SEATS = (
     .values(status=SeatStatus.HELD, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
     .execution_options(synchronize_session=False)
 )
-_FREE_PLACE_IDS = (
+_FREE_PLACE_IDS = DriverStatement(
     select(Seat.id)
     .where(Seat.section_id == bindparam("section_id"), free_unit(NOW))
     .limit(bindparam("quantity"))
     .with_for_update(skip_locked=True)
 )
-_TAKE_UNITS = (
-    update(Seat)
-    .where(Seat.id.in_(bindparam("unit_ids", expanding=True)), free_unit(NOW))
-    .values(status=SeatStatus.HELD, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
-    .execution_options(synchronize_session=False)
+# One statement per number of places taken at once (a buyer takes a few).
+_TAKE_UNITS = DriverStatementsBySize(
+    lambda size: (
+        update(Seat)
+        .where(Seat.id.in_([bindparam(f"unit_{index}") for index in range(size)]), free_unit(NOW))
+        .values(status=SeatStatus.HELD, hold_id=bindparam("taker"), held_until=UNTIL, updated_at=NOW)
+    )
 )
 
 
@@ -231,21 +260,25 @@ async def take_seats(
     return int(result.rowcount)
 
 
-async def take_places(
-    session: AsyncSession, *, hold_id: int, section_id: int, quantity: int, now: datetime, until: datetime
-) -> list[int]:
-    """Hold `quantity` free places of a general-admission section; returns the ids taken.
+async def pick_places(session: AsyncSession, *, section_id: int, quantity: int, now: datetime) -> list[int]:
+    """Up to `quantity` free places of a general-admission section, locked for this transaction (on
+    MariaDB; SQLite's one writer needs no lock), in id order.
 
-    On MariaDB the free places are picked with FOR UPDATE SKIP LOCKED: concurrent buyers of the
-    same section take different places instead of queueing on the same rows.
+    On MariaDB they are picked with FOR UPDATE SKIP LOCKED: concurrent buyers of the same section
+    take different places instead of queueing on the same rows, and a place another buyer has
+    picked and not yet committed is not counted. Fewer than `quantity` means sold out.
     """
     params = {"section_id": section_id, "now": now, "quantity": quantity}
-    free_ids = sorted((await execute_core(session, _FREE_PLACE_IDS, params)).scalars().all())
-    if len(free_ids) < quantity:
-        return free_ids
-    params = {"unit_ids": free_ids, "taker": hold_id, "until": until, "now": now}
-    taken = int((await execute_core(session, _TAKE_UNITS, params)).rowcount)
-    return free_ids if taken == quantity else free_ids[:taken]
+    return sorted((await execute_on_driver(session, _FREE_PLACE_IDS, params)).scalars())
+
+
+async def take_units(
+    session: AsyncSession, *, hold_id: int, unit_ids: Sequence[int], now: datetime, until: datetime
+) -> int:
+    """Hold these picked places for the hold if they are still free; returns how many were taken."""
+    params: dict[str, Any] = {f"unit_{index}": unit_id for index, unit_id in enumerate(unit_ids)}
+    params.update(taker=hold_id, until=until, now=now)
+    return (await execute_on_driver(session, _TAKE_UNITS.of_size(len(unit_ids)), params)).rowcount
 
 
 async def seats_not_free(
@@ -260,7 +293,7 @@ async def seats_not_free(
     return list((await session.execute(statement)).scalars())
 
 
-_UNITS_OF_HOLD = (
+_UNITS_OF_HOLD = DriverStatement(
     select(
         Seat.id,
         Seat.section_id,
@@ -293,11 +326,8 @@ class HeldUnit:
 
 async def units_of_hold(session: AsyncSession, hold_id: int) -> list[HeldUnit]:
     """The units that name this hold, with their section and price."""
-    rows = await execute_core(session, _UNITS_OF_HOLD, {"hold_id": hold_id})
-    return [
-        HeldUnit(row.id, row.section_id, row.section_name, row.row_label, row.number, row.price)
-        for row in rows
-    ]
+    rows = (await execute_on_driver(session, _UNITS_OF_HOLD, {"hold_id": hold_id})).rows
+    return [HeldUnit(*row) for row in rows]
 
 
 async def find_hold(session: AsyncSession, public_id: str, *, lock: bool = False) -> Hold | None:
@@ -387,7 +417,7 @@ class LockedHold:
     currency: str
 
 
-_LOCK_HOLD = (
+_LOCK_HOLD = DriverStatement(
     select(
         Hold.id,
         Hold.status,
@@ -405,34 +435,22 @@ _LOCK_HOLD = (
 
 async def lock_hold(session: AsyncSession, public_id: str) -> LockedHold | None:
     """The hold row, locked: one order per hold, even when two requests race for it."""
-    row = (await execute_core(session, _LOCK_HOLD, {"public_id": public_id})).one_or_none()
-    if row is None:
-        return None
-    return LockedHold(
-        id=row.id,
-        status=row.status,
-        expires_at=row.expires_at,
-        event_id=row.event_id,
-        user_id=row.user_id,
-        quantity=row.quantity,
-        total=row.total,
-        currency=row.currency,
-    )
+    rows = (await execute_on_driver(session, _LOCK_HOLD, {"public_id": public_id})).rows
+    return LockedHold(*rows[0]) if rows else None
 
 
-_MARK_HOLD_ORDERED = (
-    update(Hold)
-    .where(Hold.id == bindparam("ordered_hold"))
+_MARK_HOLD_ORDERED = DriverStatement(
+    update(HOLDS)
+    .where(HOLDS.c.id == bindparam("ordered_hold"))
     .values(status=HoldStatus.ORDERED, updated_at=NOW)
-    .execution_options(synchronize_session=False)
 )
 
 
 async def mark_hold_ordered(session: AsyncSession, hold_id: int, now: datetime) -> None:
-    await execute_core(session, _MARK_HOLD_ORDERED, {"ordered_hold": hold_id, "now": now})
+    await execute_on_driver(session, _MARK_HOLD_ORDERED, {"ordered_hold": hold_id, "now": now})
 
 
-_EXTEND_HOLD_UNITS = (
+_EXTEND_HOLD_UNITS = DriverStatement(
     update(Seat)
     .where(
         Seat.hold_id == bindparam("extended_hold"),
@@ -440,16 +458,13 @@ _EXTEND_HOLD_UNITS = (
         Seat.held_until > NOW,
     )
     .values(held_until=UNTIL, updated_at=NOW)
-    .execution_options(synchronize_session=False)
 )
 
 
 async def extend_hold_units(session: AsyncSession, hold_id: int, *, now: datetime, until: datetime) -> int:
     """Keep the hold's live units for the order until it must be paid; returns how many were live."""
-    result = await execute_core(
-        session, _EXTEND_HOLD_UNITS, {"extended_hold": hold_id, "now": now, "until": until}
-    )
-    return int(result.rowcount)
+    params = {"extended_hold": hold_id, "now": now, "until": until}
+    return (await execute_on_driver(session, _EXTEND_HOLD_UNITS, params)).rowcount
 
 
 async def sell_units(session: AsyncSession, *, hold_id: int, order_id: int, now: datetime) -> int:

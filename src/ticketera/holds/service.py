@@ -21,7 +21,7 @@ from ticketera.holds import repository
 from ticketera.holds.models import Hold, HoldStatus
 from ticketera.holds.repository import HeldUnit as HeldUnit  # what other domains know a unit as
 from ticketera.holds.schemas import HoldRequest, QuantityHold, SeatHold
-from ticketera.kit.audit import SYSTEM_ACTOR, AuditRow, audit_row, record_changes
+from ticketera.kit.audit import SYSTEM_ACTOR, AuditRow, audit_row, record_changes, record_rows
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.kit.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
@@ -154,8 +154,10 @@ async def hold_seats(
     InnoDB gives up on it: a deadlock victim or a lock-wait timeout). A loser costs two reads and
     no lock either way."""
 
-    async def plan(session: AsyncSession) -> HoldPlan:
-        return await plan_hold(session, event_id=event_id, form=request.root, now=clock())
+    async def plan(session: AsyncSession, *, count_places: bool = True) -> HoldPlan:
+        return await plan_hold(
+            session, event_id=event_id, form=request.root, now=clock(), count_places=count_places
+        )
 
     async def take(session: AsyncSession, planned: HoldPlan, *, look_again: bool) -> HoldView:
         return await hold_units(
@@ -168,7 +170,7 @@ async def hold_seats(
         )
 
     async def plan_and_take(session: AsyncSession) -> HoldView:
-        return await take(session, await plan(session), look_again=False)
+        return await take(session, await plan(session, count_places=False), look_again=False)
 
     if database.backend == "sqlite":
         # One writer at a time: losers are refused from a read session and never queue behind it.
@@ -180,18 +182,29 @@ async def hold_seats(
 
 
 async def plan_hold(
-    session: AsyncSession, *, event_id: int, form: SeatHold | QuantityHold, now: datetime
+    session: AsyncSession,
+    *,
+    event_id: int,
+    form: SeatHold | QuantityHold,
+    now: datetime,
+    count_places: bool = True,
 ) -> HoldPlan:
     """Refuse what is visibly gone, with two reads and no lock (in a read session on SQLite, at the
     start of the write transaction on MariaDB, whose reads take no locks either).
 
     In a rush most attempts lose: a loser should cost two queries and never wait for a writer.
     What looks free here is decided afterwards by `hold_units`' conditional write.
+
+    Without `count_places`, general-admission places are not counted here: for a caller that takes
+    them next in the same transaction (MariaDB), whose pick of free places (`hold_units`) is the
+    count, and comes before any lock, so a loser still costs two reads.
     """
     sale = ensure_on_sale(await repository.find_sale(session, event_id), event_id, now)
     if isinstance(form, SeatHold):
         return HoldPlan(sale, await _free_seats_or_refuse(session, sale, form.seat_ids, now), by_seat=True)
-    wanted = await _free_places_or_refuse(session, sale, form.section_id, form.quantity, now)
+    wanted = await _free_places_or_refuse(
+        session, sale, form.section_id, form.quantity, now, count=count_places
+    )
     return HoldPlan(sale, wanted, by_seat=False)
 
 
@@ -216,20 +229,28 @@ async def hold_units(
     now: datetime,
     hold_minutes: int,
     look_again: bool = True,
+    becomes_order: bool = False,
 ) -> HoldView:
     """Take the planned units for a buyer: 6 statements, each built once (see `repository`), under
-    the buyer's own lock for the ticket limit, and a 7th with `look_again`.
+    the buyer's own lock for the ticket limit; 5 for an express purchase's (`becomes_order`).
 
-    `look_again` when the plan was made in an earlier transaction: it may be a few milliseconds old,
-    and in a rush the writers ahead of us took most of what it saw free, so one more look before the
-    lock and the writes lets a late loser go at once.
+    General-admission places are picked first, before the buyer's lock: the pick (FOR UPDATE SKIP
+    LOCKED on MariaDB) is the last look, so a buyer who arrives after the sell-out leaves after it
+    without taking a lock or writing anything. Reserved seats are looked at once more with
+    `look_again`, when the plan was made in an earlier transaction: it may be a few milliseconds
+    old, and in a rush the writers ahead of us took most of what it saw free.
+
+    `becomes_order`: the hold is an express purchase's, ordered in this same transaction. It is
+    written as ordered at once (nobody can see it before the commit), and its audit rows are left
+    for the order to write with its own in one INSERT (`express_audit_rows`).
     """
     sale, wanted = plan.sale, plan.wanted
     event_id = sale.event_id
-    if look_again and plan.by_seat:
+    picked: list[int] = []
+    if plan.by_seat and look_again:
         await _free_seats_or_refuse(session, sale, [unit.id for unit in wanted], now)
-    elif look_again:
-        await _free_places_or_refuse(session, sale, wanted[0].section_id, len(wanted), now)
+    elif not plan.by_seat:
+        picked = await _pick_places_or_refuse(session, wanted, now)
     quantity = len(wanted)
     await repository.lock_shopper(session, event_id, user_id, now)
     already = await repository.count_buyer_units(session, event_id, user_id, now)
@@ -243,13 +264,14 @@ async def hold_units(
     public_id = new_public_id()
     until = now + timedelta(minutes=hold_minutes)
     total = to_money(sum((unit.price for unit in wanted), Decimal(0)))
+    status = HoldStatus.ORDERED if becomes_order else HoldStatus.ACTIVE
     hold_id = await repository.insert_hold(
         session,
         {
             "public_id": public_id,
             "event_id": event_id,
             "user_id": user_id,
-            "status": HoldStatus.ACTIVE,
+            "status": status,
             "quantity": quantity,
             "total": total,
             "currency": sale.currency,
@@ -262,19 +284,16 @@ async def hold_units(
         await _take_seats(session, hold_id, event_id, [unit.id for unit in wanted], now, until)
         units = wanted
     else:
-        units = await _take_places(session, hold_id, wanted, now, until)
-    await record_changes(
-        session,
-        AUDIT_ENTITY,
-        [hold_id],
-        actor=f"user:{user_id}",
-        at=now,
-        from_status=None,
-        to_status=HoldStatus.ACTIVE,
-    )
+        units = await _take_places(session, hold_id, wanted, picked, now, until)
+    if not becomes_order:
+        await record_rows(session, [_created_audit_row(hold_id, user_id, now)])
     log.info("hold.created", event_id=event_id, hold_id=hold_id, units=quantity)
-    return HoldView(
-        hold_id, public_id, event_id, HoldStatus.ACTIVE, until, quantity, total, sale.currency, units
+    return HoldView(hold_id, public_id, event_id, status, until, quantity, total, sale.currency, units)
+
+
+def _created_audit_row(hold_id: int, user_id: str, now: datetime) -> AuditRow:
+    return audit_row(
+        AUDIT_ENTITY, hold_id, actor=f"user:{user_id}", at=now, from_status=None, to_status=HoldStatus.ACTIVE
     )
 
 
@@ -306,22 +325,40 @@ async def _free_seats_or_refuse(
 
 
 async def _free_places_or_refuse(
-    session: AsyncSession, sale: repository.Sale, section_id: int, quantity: int, now: datetime
+    session: AsyncSession,
+    sale: repository.Sale,
+    section_id: int,
+    quantity: int,
+    now: datetime,
+    *,
+    count: bool = True,
 ) -> list[HeldUnit]:
-    """Placeholders for `quantity` places of the section (which ones is decided when taking them)."""
+    """Placeholders for `quantity` places of the section (which ones is decided when taking them);
+    counted first unless not `count` (see `plan_hold`)."""
     section = sale.sections.get(section_id)
     if section is None:
         raise SectionNotFound(f"Event {sale.event_id} has no section {section_id}.")
     if section.kind != SectionKind.GENERAL_ADMISSION:
         raise InvalidInput("sectionId", "a reserved section is held by seatIds, not by quantity")
     if (
-        await repository.count_free_places(session, section_id=section_id, now=now, enough=quantity)
+        count
+        and await repository.count_free_places(session, section_id=section_id, now=now, enough=quantity)
         < quantity
     ):
-        raise SeatsUnavailable(
-            f"Not enough places left in {section.name}.", section=section_id, requested=quantity
-        )
+        raise _not_enough_places(section_id, quantity)
     return [HeldUnit(0, section.id, section.name, None, None, section.price) for _ in range(quantity)]
+
+
+def _not_enough_places(section_id: int, quantity: int) -> SeatsUnavailable:
+    return SeatsUnavailable("Not enough places left in this section.", section=section_id, requested=quantity)
+
+
+async def _pick_places_or_refuse(session: AsyncSession, wanted: list[HeldUnit], now: datetime) -> list[int]:
+    section_id = wanted[0].section_id
+    picked = await repository.pick_places(session, section_id=section_id, quantity=len(wanted), now=now)
+    if len(picked) < len(wanted):
+        raise _not_enough_places(section_id, len(wanted))
+    return picked
 
 
 async def _take_seats(
@@ -343,19 +380,22 @@ async def _take_seats(
 
 
 async def _take_places(
-    session: AsyncSession, hold_id: int, wanted: list[HeldUnit], now: datetime, until: datetime
+    session: AsyncSession,
+    hold_id: int,
+    wanted: list[HeldUnit],
+    picked: list[int],
+    now: datetime,
+    until: datetime,
 ) -> list[HeldUnit]:
     section_id = wanted[0].section_id
-    taken = await repository.take_places(
-        session, hold_id=hold_id, section_id=section_id, quantity=len(wanted), now=now, until=until
-    )
-    if len(taken) < len(wanted):
-        raise SeatsUnavailable(
-            "Not enough places left in this section.", section=section_id, requested=len(wanted)
-        )
+    taken = await repository.take_units(session, hold_id=hold_id, unit_ids=picked, now=now, until=until)
+    # The picked places are this transaction's (locked on MariaDB, one writer on SQLite): a
+    # shortfall here would be a bug, still refused rather than sold short.
+    if taken < len(picked):
+        raise _not_enough_places(section_id, len(wanted))
     return [
         HeldUnit(unit_id, section_id, wanted[0].section_name, None, None, wanted[0].price)
-        for unit_id in taken
+        for unit_id in picked
     ]
 
 
@@ -408,7 +448,7 @@ def just_taken(view: HoldView, user_id: str) -> LockedHold:
     before the commit, let alone lock it, so no lock is asked for (an express purchase)."""
     return LockedHold(
         view.id,
-        HoldStatus.ACTIVE,
+        HoldStatus(view.status),
         view.expires_at,
         view.event_id,
         user_id,
@@ -444,9 +484,24 @@ async def mark_ordered(
     """The hold became order `order_id` (the order now owns its units' deadline). Returns the
     hold's audit row for the caller to write with its own: one INSERT for both on the hot path."""
     await repository.mark_hold_ordered(session, hold.id, now)
+    return _ordered_audit_row(hold.id, order_id=order_id, actor=actor, now=now)
+
+
+def express_audit_rows(
+    hold: repository.LockedHold, *, order_id: int, actor: str, now: datetime
+) -> list[AuditRow]:
+    """The audit rows of a hold taken with `becomes_order` (created, then ordered), for the order to
+    write with its own."""
+    return [
+        _created_audit_row(hold.id, hold.user_id, now),
+        _ordered_audit_row(hold.id, order_id=order_id, actor=actor, now=now),
+    ]
+
+
+def _ordered_audit_row(hold_id: int, *, order_id: int, actor: str, now: datetime) -> AuditRow:
     return audit_row(
         AUDIT_ENTITY,
-        hold.id,
+        hold_id,
         actor=actor,
         at=now,
         from_status=HoldStatus.ACTIVE,

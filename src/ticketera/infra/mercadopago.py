@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import structlog
 
+from ticketera.infra.aiohttp_transport import AiohttpTransport
 from ticketera.kit.errors import ServiceUnavailable
 from ticketera.kit.resilience import (
     BreakerState,
@@ -37,6 +38,7 @@ MAX_ATTEMPTS = 4
 DEFAULT_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 3.0
 USER_AGENT = "ticketera-mercadopago/1"
+MAX_CONNECTIONS = 50
 
 
 class PaymentsUnavailable(ServiceUnavailable):
@@ -155,8 +157,8 @@ class MercadoPagoClient:
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_SECONDS),
             headers={"Authorization": f"Bearer {access_token}", "User-Agent": USER_AGENT},
-            transport=transport,
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            # On aiohttp's connections: a fifth of httpcore's CPU per call (see its module).
+            transport=transport or AiohttpTransport(max_connections=MAX_CONNECTIONS),
         )
 
     async def close(self) -> None:

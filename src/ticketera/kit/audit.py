@@ -13,11 +13,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, Index, String, Table
+from sqlalchemy import BigInteger, Index, String, Table, bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ticketera.kit.db import MYSQL_TABLE_OPTIONS, Base, BigId, UTCDateTime, execute_core
+from ticketera.kit.db import (
+    MYSQL_TABLE_OPTIONS,
+    Base,
+    BigId,
+    DriverStatementsBySize,
+    UTCDateTime,
+    execute_on_driver,
+)
 
 SYSTEM_ACTOR = "system"
 
@@ -41,7 +48,13 @@ class AuditEntry(Base):
 
 
 AUDIT_LOG = cast(Table, AuditEntry.__table__)
-_INSERT_AUDIT_ROWS = AUDIT_LOG.insert()
+_AUDIT_COLUMNS = ("entity", "entity_id", "actor", "at", "from_status", "to_status", "reason")
+# One multi-row INSERT per number of rows, run on the driver (an order writes three).
+_INSERT_AUDIT_ROWS = DriverStatementsBySize(
+    lambda size: AUDIT_LOG.insert().values(
+        [{name: bindparam(f"{name}_{index}") for name in _AUDIT_COLUMNS} for index in range(size)]
+    )
+)
 # One audit_log row's values, as `audit_row` builds them and `record_rows` writes them.
 AuditRow = dict[str, object]
 
@@ -70,7 +83,8 @@ def audit_row(
 async def record_rows(session: AsyncSession, rows: list[AuditRow]) -> None:
     """Audit rows of any entities, in one INSERT."""
     if rows:
-        await execute_core(session, _INSERT_AUDIT_ROWS, rows)
+        params = {f"{name}_{index}": value for index, row in enumerate(rows) for name, value in row.items()}
+        await execute_on_driver(session, _INSERT_AUDIT_ROWS.of_size(len(rows)), params)
 
 
 async def record_changes(

@@ -37,8 +37,6 @@ from sqlalchemy import MetaData, Select, Table, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
-from ticketera.kit.migrate import upgrade
-
 FORMAT = "ticketera-backup"
 ARCHIVE_FORMAT = "ticketera-archive"
 VERSION = 1
@@ -328,6 +326,9 @@ async def drop_everything(engine: AsyncEngine, metadata: MetaData) -> None:
 async def restore_backup(engine: AsyncEngine, metadata: MetaData, backup: BackupSummary) -> None:
     """`backup` (as `read_backup_header` checked it) into `engine`'s database, replacing whatever it
     held: its tables made at the backup's schema revision, the rows, then migrated to head."""
+    # Alembic is 10 MB of a web worker's memory: loaded by what restores, not by every import.
+    from ticketera.kit.migrate import upgrade
+
     # Empty tables at head cannot be migrated back to an older backup's revision: start bare.
     await drop_everything(engine, metadata)
     await upgrade(engine, backup.schema_revision or "head")

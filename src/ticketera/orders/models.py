@@ -33,9 +33,14 @@ class OrderReason(StrEnum):
     REFUNDED_AT_PROVIDER = "refunded_at_provider"  # refunded from MercadoPago's panel
 
 
+def searchable_email(email: str) -> str:
+    """A buyer's email as the organizer's search compares it (`buyer_email_lower`)."""
+    return email.lower()
+
+
 def _lowercase_email(context: DefaultExecutionContext) -> str:
     # SQLAlchemy's own method is unannotated.
-    return str(context.get_current_parameters()["buyer_email"]).lower()  # type: ignore[no-untyped-call]
+    return searchable_email(str(context.get_current_parameters()["buyer_email"]))  # type: ignore[no-untyped-call]
 
 
 class Order(Base):

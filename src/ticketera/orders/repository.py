@@ -25,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql._typing import ColumnExpressionArgument
 from sqlalchemy.sql.elements import ColumnElement
 
-from ticketera.kit.db import UTCDateTime, execute_core, inserted_id
-from ticketera.orders.models import Order, OrderReason, OrderStatus
+from ticketera.kit.clock import utc_now
+from ticketera.kit.db import DriverStatement, UTCDateTime, execute_on_driver
+from ticketera.orders.models import Order, OrderReason, OrderStatus, searchable_email
 from ticketera.tickets.models import Ticket, TicketStatus
 
 ORDERS = cast(Table, Order.__table__)
@@ -39,8 +40,18 @@ def lapsed(now: datetime) -> ColumnElement[bool]:
     return (Order.status == OrderStatus.PENDING_PAYMENT) & (Order.expires_at <= now)
 
 
-async def find_by_idempotency_key(session: AsyncSession, key: str) -> Order | None:
-    return (await session.execute(select(Order).where(Order.idempotency_key == key))).scalar_one_or_none()
+_ID_BY_IDEMPOTENCY_KEY = DriverStatement(
+    select(ORDERS.c.id, ORDERS.c.request_digest).where(
+        ORDERS.c.idempotency_key == bindparam("idempotency_key")
+    )
+)
+
+
+async def find_id_by_idempotency_key(session: AsyncSession, key: str) -> tuple[int, str] | None:
+    """The id and request digest of the order this Idempotency-Key made, if any (Core: asked by
+    every purchase, where the ORM's entity loading cost more than the query)."""
+    rows = (await execute_on_driver(session, _ID_BY_IDEMPOTENCY_KEY, {"idempotency_key": key})).rows
+    return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
 
 async def find_order(session: AsyncSession, order_id: int, *, lock: bool = False) -> Order | None:
@@ -55,6 +66,7 @@ _ORDER_COLUMNS = (
     "hold_id",
     "user_id",
     "buyer_email",
+    "buyer_email_lower",
     "buyer_name",
     "status",
     "status_reason",
@@ -71,13 +83,16 @@ _ORDER_COLUMNS = (
 )
 
 
-_INSERT_ORDER = insert(ORDERS)
+# Every column named: a driver statement runs no Python-side column defaults.
+_INSERT_ORDER = DriverStatement(insert(ORDERS).values({name: bindparam(name) for name in _ORDER_COLUMNS}))
 
 
 async def insert_order(session: AsyncSession, order: Order) -> int:
-    """Insert with Core (no unit of work for one row on the hot path); returns the new id."""
+    """Insert on the driver (no unit of work for one row on the hot path); returns the new id."""
     values = {column: getattr(order, column) for column in _ORDER_COLUMNS}
-    return inserted_id(await execute_core(session, _INSERT_ORDER, values))
+    # The column's default is Python-side, which a driver statement does not run.
+    values["buyer_email_lower"] = searchable_email(order.buyer_email)
+    return (await execute_on_driver(session, _INSERT_ORDER, values)).inserted_id()
 
 
 async def overdue_order_ids(session: AsyncSession, now: datetime, *, limit: int) -> list[int]:
@@ -107,19 +122,29 @@ async def mark_orders(
     )
 
 
-# Once per order bought: built once, and on the table (Core), so no ORM bulk-update step runs.
-_SET_CHECKOUT = (
+# Once per order bought: built once, run on the driver. `updated_at` is named, as the column's
+# onupdate would have set it: a driver statement runs no Python-side column defaults.
+_SET_CHECKOUT = DriverStatement(
     update(ORDERS)
     .where(ORDERS.c.id == bindparam("checkout_order"))
-    .values(preference_id=bindparam("new_preference"), checkout_url=bindparam("new_checkout_url"))
+    .values(
+        preference_id=bindparam("new_preference"),
+        checkout_url=bindparam("new_checkout_url"),
+        updated_at=bindparam("checkout_at"),
+    )
 )
 
 
 async def set_checkout(
     session: AsyncSession, order_id: int, *, preference_id: str, checkout_url: str
 ) -> None:
-    params = {"checkout_order": order_id, "new_preference": preference_id, "new_checkout_url": checkout_url}
-    await execute_core(session, _SET_CHECKOUT, params)
+    params = {
+        "checkout_order": order_id,
+        "new_preference": preference_id,
+        "new_checkout_url": checkout_url,
+        "checkout_at": utc_now(),
+    }
+    await execute_on_driver(session, _SET_CHECKOUT, params)
 
 
 async def claim_orders_to_reconcile(
@@ -236,7 +261,7 @@ def search_statement(
         statement = statement.where(Order.event_id == event_id)
     if email:
         # The stored lowercase copy, compared as is: its index answers (ix_orders_buyer_email_lower).
-        statement = statement.where(Order.buyer_email_lower == email.lower())
+        statement = statement.where(Order.buyer_email_lower == searchable_email(email))
     if status is OrderStatus.PENDING_PAYMENT:
         statement = statement.where(Order.status == OrderStatus.PENDING_PAYMENT, ~lapsed(now))
     elif status is OrderStatus.EXPIRED:

@@ -174,9 +174,9 @@ async def _express_order(
     plan read without locks; on SQLite in a read session first, so a loser never queues for the
     writer). The units are held straight away until the order must be paid."""
 
-    async def plan(session: AsyncSession) -> holds_service.HoldPlan:
+    async def plan(session: AsyncSession, *, count_places: bool = True) -> holds_service.HoldPlan:
         return await holds_service.plan_hold(
-            session, event_id=purchase.event_id, form=purchase.items, now=clock()
+            session, event_id=purchase.event_id, form=purchase.items, now=clock(), count_places=count_places
         )
 
     async def hold_and_order(session: AsyncSession, planned: holds_service.HoldPlan | None) -> OrderView:
@@ -187,11 +187,13 @@ async def _express_order(
             return replayed
         held = await holds_service.hold_units(
             session,
-            plan=planned or await plan(session),
+            # Planned here (MariaDB), the places are counted by the take's own pick.
+            plan=planned or await plan(session, count_places=False),
             user_id=purchase.user_id,
             now=now,
             hold_minutes=payment_minutes,
             look_again=planned is not None,
+            becomes_order=True,
         )
         hold = holds_service.just_taken(held, purchase.user_id)
         return await _order_hold(
@@ -202,6 +204,7 @@ async def _express_order(
             buyer=purchase.items.buyer,
             now=now,
             expires_at=held.expires_at,
+            taken=held.units,
         )
 
     try:
@@ -250,11 +253,17 @@ def effective_status(order: Order, now: datetime) -> OrderStatus:
 
 async def replay_of(session: AsyncSession, key: str, digest: str, now: datetime) -> OrderView | None:
     """The order an earlier request with this Idempotency-Key created, if any (and if it matches)."""
-    existing = await repository.find_by_idempotency_key(session, key)
-    if existing is None:
+    # Every purchase asks, and almost none is a retry: the question is a one-column lookup, and the
+    # order is loaded only when there is one.
+    found = await repository.find_id_by_idempotency_key(session, key)
+    if found is None:
         return None
-    if existing.request_digest != digest:
+    order_id, stored_digest = found
+    if stored_digest != digest:
         raise IdempotencyMismatch("This Idempotency-Key was already used with a different request.")
+    existing = await repository.find_order(session, order_id)
+    if existing is None:  # the lookup just found it, in this transaction
+        raise OrderNotFound(f"Order {order_id} does not exist.")
     return await _view(session, existing, now, replayed=True)
 
 
@@ -289,8 +298,14 @@ async def _order_hold(
     buyer: BuyerIn,
     now: datetime,
     expires_at: datetime,
+    taken: list[holds_service.HeldUnit] | None = None,
 ) -> OrderView:
-    """The order of a live hold whose units are kept until `expires_at`; the hold becomes ordered."""
+    """The order of a live hold whose units are kept until `expires_at`; the hold becomes ordered.
+
+    `taken`: the units of a hold this transaction took with `becomes_order` (an express purchase),
+    already written as ordered; its audit rows go in with the order's, and the units just written
+    are not read back.
+    """
     order = Order(
         event_id=hold.event_id,
         hold_id=hold.id,
@@ -312,21 +327,18 @@ async def _order_hold(
     )
     order.id = await repository.insert_order(session, order)
     actor = f"user:{hold.user_id}"
-    await record_rows(
-        session,
-        [
-            await holds_service.mark_ordered(session, hold, order_id=order.id, actor=actor, now=now),
-            audit_row(
-                AUDIT_ENTITY,
-                order.id,
-                actor=actor,
-                at=now,
-                from_status=None,
-                to_status=OrderStatus.PENDING_PAYMENT,
-            ),
-        ],
+    hold_rows = (
+        holds_service.express_audit_rows(hold, order_id=order.id, actor=actor, now=now)
+        if taken is not None
+        else [await holds_service.mark_ordered(session, hold, order_id=order.id, actor=actor, now=now)]
     )
+    order_row = audit_row(
+        AUDIT_ENTITY, order.id, actor=actor, at=now, from_status=None, to_status=OrderStatus.PENDING_PAYMENT
+    )
+    await record_rows(session, [*hold_rows, order_row])
     log.info("order.created", order_id=order.id, event_id=order.event_id, units=order.quantity)
+    if taken is not None:
+        return OrderView(order, taken, effective_status(order, now))
     return await _view(session, order, now)
 
 

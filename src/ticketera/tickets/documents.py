@@ -7,9 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import segno
-from fpdf import FPDF
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 # Medium error correction survives a scuffed phone screen or a creased print-out and keeps our
 # 119-character codes at QR version 7, which phone cameras read from arm's length.
@@ -57,6 +60,10 @@ class PrintedOrder:
 
 def order_pdf(order: PrintedOrder) -> bytes:
     """One A4 page per ticket: event, date, venue, section, seat, buyer and the QR code."""
+    # Imported when a PDF is first made: fpdf2 and the font tools it loads are 24 MB of each web
+    # worker's memory, which an on-sale (when nobody prints yet) does not need.
+    from fpdf import FPDF
+
     pdf = FPDF(format="A4")
     pdf.set_title(f"Tickets - {order.event_name}")
     pdf.set_author("Ticketera")
