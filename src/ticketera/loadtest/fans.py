@@ -459,9 +459,9 @@ class Fan:
 
     async def _pay(self, order: dict[str, Any]) -> None:
         """Card APRO on the simulator's checkout: its control API does what the form does."""
-        checkout = httpx.URL(str(order.get("checkoutUrl", "")))
         simulator = self.api.simulator
         assert simulator is not None
+        checkout = httpx.URL(await self._checkout_url(order))
         if not same_server(checkout, simulator.base_url):
             # The checkout is somewhere this run was not given: no payment, no traffic there.
             raise FanEnded("ordered")
@@ -474,6 +474,23 @@ class Fan:
         )
         if not answer.ok:
             raise FanEnded("failed")
+
+    async def _checkout_url(self, order: dict[str, Any]) -> str:
+        """The order's checkout. An order answered while MercadoPago was slow or down comes without
+        one (`checkoutUrl: null`) and the service's worker makes it later: the buyer's order page
+        refreshes until it shows the button, and so does the fan, within --paid-timeout."""
+        url = order.get("checkoutUrl")
+        if url:
+            return str(url)
+        headers = {"Authorization": f"Bearer {order['orderToken']}"}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.paid_timeout_seconds
+        while loop.time() < deadline:
+            await asyncio.sleep(ORDER_POLL_SECONDS)
+            answer = await self._call("order_status", "GET", f"/api/orders/{order['id']}", headers=headers)
+            if answer.ok and isinstance(answer.body, dict) and answer.body.get("checkoutUrl"):
+                return str(answer.body["checkoutUrl"])
+        raise FanEnded("ordered")
 
     async def _await_tickets(self, order: dict[str, Any], places: int) -> str:
         order_id = int(order["id"])
