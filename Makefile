@@ -12,7 +12,7 @@ COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize backup restore db-partitions archive unarchive redis-flush test test-sqlite test-deploy \
-	lint format bench bench-queue bench-onsale bench-webhooks bench-checkin bench-faults bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean messages loadtest artillery artillery-quick
+	lint format bench bench-queue bench-onsale bench-sellout bench-webhooks bench-checkin bench-faults bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean messages loadtest artillery artillery-quick
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -116,8 +116,12 @@ bench: $(STAMP) ## Venue creation and seat-map benchmarks (SQLite, and MariaDB i
 bench-queue: $(STAMP) ## Waiting-room throughput and latency against a server with Redis
 	$(BIN)/python benchmarks/queue.py
 
-bench-onsale: $(STAMP) ## Tickets per second through join -> order (express), on MariaDB and SQLite
+bench-onsale: $(STAMP) ## Tickets per second through join -> order (express), on MariaDB and SQLite; then bench-sellout
 	$(BIN)/python benchmarks/onsale.py
+	$(BIN)/python benchmarks/sellout.py
+
+bench-sellout: $(STAMP) ## A sell-out end to end: 50,000 fans, 10,000 places, paid and ticketed, with the worker (MariaDB)
+	$(BIN)/python benchmarks/sellout.py
 
 bench-webhooks: $(STAMP) ## MercadoPago webhook latency at 100 concurrent, and approval -> paid time (SQLite; --mariadb by hand)
 	$(BIN)/python benchmarks/webhooks.py

@@ -268,3 +268,23 @@ async def test_fans_can_wait_on_the_stream_and_go_home_when_it_sells_out(
     assert figures["fans"]["sold_out"] == 8
     assert figures["steps"]["stream"]["ok"] >= 1
     assert figures["tickets"]["ticketsIssued"] == 8
+
+
+async def test_a_fan_whose_order_came_without_its_checkout_pays_once_the_worker_makes_it(
+    tmp_path: Path, sim: Simulator, simulator_url: str
+) -> None:
+    # MercadoPago refuses the preferences for a moment: the orders are answered with
+    # `checkoutUrl: null` and the worker makes their checkouts afterwards, as the buyer's order
+    # page waits to show. The fans wait too, then pay, instead of leaving their orders unpaid.
+    async with serving_target(tmp_path, simulator_url, worker_interval_seconds=0.2) as target:
+        event = await target.event(sections=[{"name": "Campo", "price": "9000.00", "capacity": 4}])
+        refused = {"status": 503, "count": 6, "method": "POST", "pathPrefix": "/checkout/preferences"}
+        await sim.call("POST", "/_sim/faults", json=refused)
+
+        result = await run_loadtest(target.options(event, tmp_path, fans=2, quantity=(2, 2)))
+
+    assert result.stopped_by == "finished"
+    assert result.recorder.outcomes["bought"] == 2, result.recorder.outcomes
+    assert result.recorder.tickets_issued == 4
+    deferred = [r for r in result.recorder.requests if r.step == "order_status"]
+    assert deferred, "the checkouts were all there at once: the faults did not bite"

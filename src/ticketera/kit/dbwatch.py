@@ -45,6 +45,9 @@ T = TypeVar("T")
 
 # A MySQL packet starts with a 3-byte length and a sequence number.
 _PACKET_HEADER_BYTES = 4
+# The most windows a greeting is waited for when this process's own loop keeps sleeping through
+# them (server_greets): a frozen server is still found, a few windows later on a starved host.
+MAX_STALLED_WINDOWS = 8
 # Connections being opened, by server address: when a server is found frozen, these are given up
 # along with the connections in use (a new connection's handshake would wait for it just the same).
 _OPENING: dict[tuple[str, int], set[asyncio.Task[Any]]] = defaultdict(set)
@@ -134,14 +137,41 @@ class FreezeWatch:
         return True
 
     async def server_greets(self) -> bool:
+        """Whether the server sends its greeting within half of `unresponsive_after` of this
+        process listening for it.
+
+        A window this process's own event loop slept through (its CPU went to other processes, as
+        on a host that runs the workers, the database and more on two cores) is not the server's
+        silence: the greeting may be waiting in the socket, and a timer due in the same loop pass
+        would cancel the read before it is taken. So the window is counted only while the loop
+        was awake: a pass that ends later than due by half a window or more gives the server
+        another window, up to MAX_STALLED_WINDOWS of them."""
+        window = self.unresponsive_after / 2
+        greeting = asyncio.ensure_future(self._greeting())
         try:
-            async with asyncio.timeout(self.unresponsive_after / 2):
-                reader, writer = await asyncio.open_connection(*self._address)
-                try:
-                    await reader.readexactly(_PACKET_HEADER_BYTES)
-                finally:
-                    writer.close()
-        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            for _ in range(MAX_STALLED_WINDOWS):
+                due = time.monotonic() + window
+                await asyncio.wait({greeting}, timeout=window)
+                # One more pass: a read made ready in the pass that woke us finishes now.
+                await asyncio.sleep(0)
+                if greeting.done() or time.monotonic() - due < window / 2:
+                    break
+            if not greeting.done():
+                return False
+            return greeting.exception() is None and greeting.result()
+        finally:
+            greeting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await greeting
+
+    async def _greeting(self) -> bool:
+        try:
+            reader, writer = await asyncio.open_connection(*self._address)
+            try:
+                await reader.readexactly(_PACKET_HEADER_BYTES)
+            finally:
+                writer.close()
+        except (OSError, asyncio.IncompleteReadError):
             return False
         return True
 

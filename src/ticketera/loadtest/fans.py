@@ -36,6 +36,8 @@ MAX_RETRIES = 30
 MAX_HOLD_ATTEMPTS = 5
 # The order page's refresh while MercadoPago's notification makes its way to the service.
 ORDER_POLL_SECONDS = 1.0
+# How many times a buyer presses "buy" when no answer comes back (same Idempotency-Key each time).
+ORDER_PRESSES = 3
 # The SSE stream's own push interval (queue/endpoints.py), and the fastest a fan polls.
 STREAM_INTERVAL_SECONDS = 2.0
 
@@ -218,6 +220,18 @@ class Fan:
         """A request on this fan's lane (a browser keeps its own connections, too)."""
         return await self.api.call(step, method, url, lane=self.index, **options)
 
+    async def _call_again_if_unanswered(self, step: str, method: str, url: str, **options: Any) -> Answer:
+        """An order: when no answer comes (a timeout, a dropped connection), the buyer presses again,
+        as the buy page lets them, with the same Idempotency-Key, so that an order the service did
+        create is found, not left pending and unpaid, holding its places until it expires."""
+        answer = await self._call(step, method, url, **options)
+        for _ in range(ORDER_PRESSES - 1):
+            if answer.status != 0:
+                break
+            await asyncio.sleep(ORDER_POLL_SECONDS)
+            answer = await self._call(step, method, url, **options)
+        return answer
+
     def _move(self, state: str | None) -> None:
         self.api.recorder.move(self.state, state)
         self.state = state
@@ -398,7 +412,7 @@ class Fan:
             else:
                 body = {"sectionId": int(section["id"]), "quantity": quantity}
                 if self.options.express:
-                    answer = await self._call(
+                    answer = await self._call_again_if_unanswered(
                         "order",
                         "POST",
                         "/api/orders",
@@ -442,7 +456,7 @@ class Fan:
         return free[start : start + quantity] or free[:quantity]
 
     async def _order(self, hold_id: str) -> dict[str, Any]:
-        answer = await self._call(
+        answer = await self._call_again_if_unanswered(
             "order",
             "POST",
             "/api/orders",
@@ -459,9 +473,9 @@ class Fan:
 
     async def _pay(self, order: dict[str, Any]) -> None:
         """Card APRO on the simulator's checkout: its control API does what the form does."""
-        checkout = httpx.URL(str(order.get("checkoutUrl", "")))
         simulator = self.api.simulator
         assert simulator is not None
+        checkout = httpx.URL(await self._checkout_url(order))
         if not same_server(checkout, simulator.base_url):
             # The checkout is somewhere this run was not given: no payment, no traffic there.
             raise FanEnded("ordered")
@@ -474,6 +488,23 @@ class Fan:
         )
         if not answer.ok:
             raise FanEnded("failed")
+
+    async def _checkout_url(self, order: dict[str, Any]) -> str:
+        """The order's checkout. An order answered while MercadoPago was slow or down comes without
+        one (`checkoutUrl: null`) and the service's worker makes it later: the buyer's order page
+        refreshes until it shows the button, and so does the fan, within --paid-timeout."""
+        url = order.get("checkoutUrl")
+        if url:
+            return str(url)
+        headers = {"Authorization": f"Bearer {order['orderToken']}"}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.paid_timeout_seconds
+        while loop.time() < deadline:
+            await asyncio.sleep(ORDER_POLL_SECONDS)
+            answer = await self._call("order_status", "GET", f"/api/orders/{order['id']}", headers=headers)
+            if answer.ok and isinstance(answer.body, dict) and answer.body.get("checkoutUrl"):
+                return str(answer.body["checkoutUrl"])
+        raise FanEnded("ordered")
 
     async def _await_tickets(self, order: dict[str, Any], places: int) -> str:
         order_id = int(order["id"])
