@@ -1,9 +1,10 @@
-"""Figures: the weight of the organizer console's pages, in bytes of HTML + JS + CSS.
+"""Figures: the weight of every page (the shop's, the console's, the door's), in bytes of HTML + JS + CSS.
 
 For each page: the HTML as served, plus every style sheet and module script it links, plus the
 modules those import (followed through `import ... from "./x.js"`), each counted once; raw bytes
 and gzip bytes (what nginx sends). The app runs in-process on a throwaway SQLite file, with one
-event (a reserved section and a general-admission one) and a logged-in organizer.
+event (a reserved section of 100 seats and a general-admission one), a logged-in organizer and a logged-in
+door (the seat map's JSON, which /buy reads after it loads, is not counted).
 
     .venv/bin/python benchmarks/page_weight.py
 """
@@ -27,6 +28,7 @@ from ticketera.kit.migrate import upgrade  # noqa: E402
 from ticketera.main import create_app  # noqa: E402
 
 ADMIN_KEY = "page-weight-admin"
+STAFF_KEY = "page-weight-staff"
 LINKED = re.compile(r'<(?:link rel="stylesheet" href|script type="module" src)="([^"]+)"')
 IMPORTED = re.compile(r'import\s[^;]*?from\s+"(\./[^"]+)"')
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -61,6 +63,7 @@ async def main() -> None:
             _env_file=None,
             database_url=url,
             admin_api_key=ADMIN_KEY,
+            staff_api_key=STAFF_KEY,
             secret_key="page-weight-secret",
             data_dir=Path(folder) / "data",
             log_dir=Path(folder) / "logs",
@@ -95,7 +98,16 @@ async def main() -> None:
             login = await http.get("/admin/login")
             csrf = CSRF.findall(login.text)[0]
             await http.post("/admin/login", data={"csrf": csrf, "key": ADMIN_KEY})
+            door_login = await http.get("/door")
+            door_csrf = re.findall(r'name="csrf" value="([^"]+)"', door_login.text)[0]
+            await http.post("/door/login", data={"csrf": door_csrf, "key": STAFF_KEY})
             pages = {
+                "home": "/",
+                "event": f"/events/{event['id']}",
+                "queue": f"/events/{event['id']}/queue",
+                "buy": f"/events/{event['id']}/buy",
+                "door": "/door",
+                "door login": "/door",
                 "login": "/admin/login?next=/admin",
                 "events": "/admin",
                 "new event": "/admin/events/new",
@@ -106,7 +118,7 @@ async def main() -> None:
             }
             print(f"{'page':<18} {'bytes':>8} {'gzip':>7} {'files':>5}")
             for name, path in pages.items():
-                if name == "login":
+                if name in ("login", "door login"):
                     async with httpx.AsyncClient(
                         transport=transport, base_url="http://ticketera.test"
                     ) as anonymous:
