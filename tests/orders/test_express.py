@@ -145,8 +145,8 @@ async def test_a_retry_that_overlaps_its_first_attempt_gets_the_same_order(clien
     """Sent twice at once (a client's timeout and retry): the second looks for the order before the
     first commits, then meets the first's hold, at the buyer's limit; it answers the first's order."""
     event = await open_sale(client, maxTicketsPerUser=2)
-    section_id = event["sections"][1]["id"]
-    for attempt in range(5):
+    section_id = event["sections"][1]["id"]  # ten places: never all taken by a first attempt
+    for attempt in range(4):
         token = await shopper_token(client, event["id"], f"twice-{attempt}")
         items = {"sectionId": section_id, "quantity": 2}
 
@@ -157,4 +157,4 @@ async def test_a_retry_that_overlaps_its_first_attempt_gets_the_same_order(clien
 
         assert (first.status_code, second.status_code) == (201, 201), (first.text, second.text)
         assert first.json()["id"] == second.json()["id"]
-    assert (await availability(client, event["id"]))["held"] == 10
+    assert (await availability(client, event["id"]))["held"] == 8
