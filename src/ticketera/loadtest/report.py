@@ -289,28 +289,20 @@ def check_targets(figures: dict[str, Any], result: RunResult) -> list[TargetChec
                 else "more fans or a shorter --ramp-seconds offer more",
             )
         )
-    rss = figures["target"]["rssPeakMb"]
     if targets.rss_mb > 0:
-        peak = max(rss.values(), default=None)
         checks.append(
-            TargetCheck(
-                "memory (RSS per process, peak)",
-                f"< {targets.rss_mb:g} MB",
-                f"{peak} MB" if peak is not None else "not exported",
-                peak is None or peak < targets.rss_mb,
-                "" if peak is not None else "the target's /metrics has no RSS: not checked",
+            _exported_peak_check(
+                "memory (RSS per process, peak)", figures["target"]["rssPeakMb"], targets.rss_mb, "MB", "RSS"
             )
         )
-    cpu = figures["target"]["cpuMeanPercent"]
     if targets.cpu_percent > 0:
-        busiest = max(cpu.values(), default=None)
         checks.append(
-            TargetCheck(
+            _exported_peak_check(
                 "CPU (busiest process, mean over the run, % of one core)",
-                f"< {targets.cpu_percent:g} %",
-                f"{busiest} %" if busiest is not None else "not exported",
-                busiest is None or busiest < targets.cpu_percent,
-                "" if busiest is not None else "the target's /metrics has no CPU time: not checked",
+                figures["target"]["cpuMeanPercent"],
+                targets.cpu_percent,
+                "%",
+                "CPU time",
             )
         )
     if targets.error_rate >= 0:
@@ -474,3 +466,18 @@ def _verdict(check: TargetCheck) -> str:
 
 def _pairs(values: dict[str, float]) -> str:
     return ", ".join(f"{pid} {value:g}" for pid, value in values.items()) or "not exported"
+
+
+def _exported_peak_check(
+    name: str, by_process: dict[str, float], bound: float, unit: str, what: str
+) -> TargetCheck:
+    """The highest of the target's processes against `bound`; passed, with a note, when the
+    target's /metrics does not export `what` (nothing to check)."""
+    peak = max(by_process.values(), default=None)
+    return TargetCheck(
+        name,
+        f"< {bound:g} {unit}",
+        f"{peak} {unit}" if peak is not None else "not exported",
+        peak is None or peak < bound,
+        "" if peak is not None else f"the target's /metrics has no {what}: not checked",
+    )

@@ -93,16 +93,21 @@ async def upcoming_events(page: CurrentPage, database: Db, clock: CurrentClock) 
     return page.render("index.html", title=page._("Upcoming events"), cards=cards)
 
 
-async def _public_event(database: Db, event_id: str, clock: CurrentClock) -> events.EventView | None:
-    """The event a page's address names, or None for an address that names none."""
+async def _public_event(
+    page: Page, database: Db, event_id: str, clock: CurrentClock
+) -> events.EventView | HTMLResponse:
+    """The event a page's address names, or the page to answer instead: 404 for an address that
+    names no published event, the error's own page when it cannot be read now."""
     if not event_id.isdecimal() or not 1 <= int(event_id) <= MAX_ID:
-        return None
-    # As the API's event detail: lag-tolerant, a replica's when there is one.
-    async with database.replica_session() as session:
-        try:
+        return _event_not_found(page)
+    try:
+        # As the API's event detail: lag-tolerant, a replica's when there is one.
+        async with database.replica_session() as session:
             return await events.get_event_view(session, int(event_id), include_drafts=False, clock=clock)
-        except events.EventNotFound:
-            return None
+    except events.EventNotFound:
+        return _event_not_found(page)
+    except DomainError as error:
+        return problem_page(page, error)
 
 
 def _event_not_found(page: Page) -> HTMLResponse:
@@ -141,12 +146,9 @@ def _sections(page: Page, view: events.EventView) -> list[dict[str, Any]]:
 
 @router.get("/events/{event_id}", response_class=HTMLResponse)
 async def event_page(event_id: str, page: CurrentPage, database: Db, clock: CurrentClock) -> HTMLResponse:
-    try:
-        view = await _public_event(database, event_id, clock)
-    except DomainError as error:
-        return problem_page(page, error)
-    if view is None:
-        return _event_not_found(page)
+    view = await _public_event(page, database, event_id, clock)
+    if isinstance(view, HTMLResponse):
+        return view
     now = clock()
     state = sale_state(view, now)
     return page.render(
@@ -170,12 +172,9 @@ async def event_page(event_id: str, page: CurrentPage, database: Db, clock: Curr
 async def waiting_room_page(
     event_id: str, page: CurrentPage, database: Db, clock: CurrentClock
 ) -> HTMLResponse:
-    try:
-        view = await _public_event(database, event_id, clock)
-    except DomainError as error:
-        return problem_page(page, error)
-    if view is None:
-        return _event_not_found(page)
+    view = await _public_event(page, database, event_id, clock)
+    if isinstance(view, HTMLResponse):
+        return view
     _ = page._
     state = sale_state(view, clock())
     return page.render(
@@ -223,12 +222,9 @@ async def waiting_room_page(
 
 @router.get("/events/{event_id}/buy", response_class=HTMLResponse)
 async def buy_page(event_id: str, page: CurrentPage, database: Db, clock: CurrentClock) -> HTMLResponse:
-    try:
-        view = await _public_event(database, event_id, clock)
-    except DomainError as error:
-        return problem_page(page, error)
-    if view is None:
-        return _event_not_found(page)
+    view = await _public_event(page, database, event_id, clock)
+    if isinstance(view, HTMLResponse):
+        return view
     _ = page._
     state = sale_state(view, clock())
     sections = _sections(page, view)
