@@ -36,7 +36,12 @@ class Simulator:
     http: httpx.AsyncClient
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self.http.request(method, path, **kwargs)
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A kept-alive connection the simulator closed as the call went out (its faults close
+            # connections on purpose): the control calls are idempotent, so once more on a new one.
+            response = await self.http.request(method, path, **kwargs)
         assert response.status_code < 300, response.text
         return response.json() if response.content else None
 
