@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import LiveApp, check_page
 from tests.browser.test_door_pages import (
@@ -125,3 +125,31 @@ def test_logging_out_sends_the_scans_then_forgets_the_lists_and_the_offline_copy
     assert left["pending"] == "[]"
     assert [name for name in left["caches"] if name.startswith("ticketera-door-")] == [], left
     assert left["workers"] == 0
+
+
+def test_an_event_chosen_before_the_script_ran_is_kept_for_the_next_opening(
+    live_app: LiveApp, page: Page
+) -> None:
+    """A slow phone shows the form before its script runs: the event chosen then is the one the page
+    keeps (it opened empty after a reload offline when the choice went unheard)."""
+    event = live_app.create_event(name="Ciro y los Persas en Vélez", queue={"enabled": False})
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(re.compile(r"/js/door\.js$"), hold)
+    log_in(page)
+    expect(page.get_by_test_id("door-event")).to_be_visible()
+
+    def script_asked_for() -> bool:
+        page.wait_for_timeout(20)  # Playwright hands routed requests over while it waits, not in time.sleep
+        return bool(held)
+
+    wait_until(script_asked_for, "the page asking for its script")
+    page.get_by_test_id("door-event").select_option(str(event["id"]))
+    held[0].continue_()
+    page.unroute(re.compile(r"/js/door\.js$"))
+    expect(page.locator("#door-key-state")).not_to_have_text("")
+    page.reload()
+    expect(page.get_by_test_id("door-event")).to_have_value(str(event["id"]))

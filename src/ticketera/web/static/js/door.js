@@ -454,10 +454,14 @@ setInterval(() => {
 }, SYNC_RETRY_MS);
 setInterval(refreshKnown, KNOWN_REFRESH_MS);
 
+// What was chosen or typed before this script ran (a slow phone shows the form first) is kept as
+// if chosen now: the listeners above were not there to hear it.
+if (doorName.value.trim()) store.nameDoor(doorName.value.trim());
 if (!store.doorName()) store.nameDoor(`door-${Math.random().toString(36).slice(2, 6)}`);
 doorName.value = store.doorName();
 const chosen = store.chosenEvent();
-if (chosen && [...eventChoice.options].some((option) => option.value === chosen)) eventChoice.value = chosen;
+if (eventId()) store.chooseEvent(eventId());
+else if (chosen && [...eventChoice.options].some((option) => option.value === chosen)) eventChoice.value = chosen;
 setOffline(offline);
 showFigures();
 loadKey();
