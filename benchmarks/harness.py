@@ -334,6 +334,12 @@ def running_service(
             stop(process)
 
 
+def redis_io_threads(cores: int) -> int:
+    """Redis' IO threads for a host of `cores`, as deploy/stack-env.sh writes them for the Compose
+    stack (deploy/redis/redis.conf says why: an IO thread spins while it waits)."""
+    return 4 if cores >= 8 else 2 if cores >= 4 else 1
+
+
 @contextmanager
 def private_redis(
     workdir: Path, *, config: Path | None = None
@@ -341,7 +347,8 @@ def private_redis(
     """A throwaway redis-server on a free loopback port, no persistence; yields its URL and process.
 
     With `config` (the shipped deploy/redis/redis.conf), the server runs that file's settings, but
-    for its address, folder and persistence: a benchmark measures the server, not this disk."""
+    for its address, folder and persistence (a benchmark measures the server, not this disk), and
+    its IO threads, which are the host's (`redis_io_threads`), as in the Compose stack."""
     # Imported here: redis-py imports the standard library's `queue`, which benchmarks/queue.py
     # shadows for any script run from this folder that has not dropped the folder from sys.path.
     import redis
@@ -360,7 +367,7 @@ def private_redis(
         copy = workdir / "redis.conf"
         lines = config.read_text().splitlines()
         copy.write_text("\n".join(line for line in lines if not line.startswith("dir ")) + "\n")
-        config_args = [str(copy)]
+        config_args = [str(copy), "--io-threads", str(redis_io_threads(os.cpu_count() or 1))]
     with output_path.open("wb") as output:
         process = subprocess.Popen(  # a fixed command line of our own
             [

@@ -696,7 +696,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--think-seconds", type=float, default=2.0, help="a fan's pause before order, pay (2)"
     )
     parser.add_argument(
-        "--poll-max-seconds", type=float, default=15.0, help="slowest a fan in line polls (15)"
+        "--poll-max-seconds",
+        type=float,
+        default=60.0,
+        help="slowest a fan in line polls (60; the line's own pace is followed within it)",
     )
     parser.add_argument("--admit-per-minute", type=int, default=12_000, help="the line's admission rate")
     parser.add_argument("--max-active", type=int, default=1500, help="the line's cap on active shoppers")

@@ -413,8 +413,12 @@ def loadtest(
             help="General admission in one request (the express purchase); --no-express holds, then orders."
         ),
     ] = True,
-    poll_min_seconds: Annotated[float, typer.Option(min=0.1, help="Fastest a waiting fan polls.")] = 2.0,
-    poll_max_seconds: Annotated[float, typer.Option(min=0.1, help="Slowest a waiting fan polls.")] = 15.0,
+    poll_min_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Fastest a waiting fan polls, whatever pace the answer gives.")
+    ] = 2.0,
+    poll_max_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Slowest a waiting fan polls, whatever pace the answer gives.")
+    ] = 60.0,
     paid_timeout: Annotated[
         float, typer.Option(min=1, help="Seconds from approval to a paid order before it counts as not paid.")
     ] = 60.0,

@@ -148,6 +148,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "HTTP_PORT": str(http_port),
             "HTTPS_PORT": str(https_port),
             "MPSIM_PORT": str(mpsim_port),
+            # What deploy/stack-env.sh writes for a host of fewer than 4 cores, as this one.
+            "REDIS_IO_THREADS": "1",
             "PUBLIC_BASE_URL": f"https://127.0.0.1:{https_port}",
             "STACK_SUBNET": f"172.31.{octet}.0/24",
             "NGINX_ADDRESS": f"172.31.{octet}.10",
@@ -361,3 +363,14 @@ def test_mariadb_runs_durable_with_its_binlog_and_the_readonly_user_reads_only(s
     assert settings == ["1", "1", "1", "ROW"]
     assert read.stdout.strip().isdigit()
     assert "DELETE command denied" in write.stdout
+
+
+def test_redis_runs_the_shipped_configuration_with_the_io_threads_of_the_host(stack: Stack) -> None:
+    def setting(name: str) -> str:
+        answer = stack.compose("exec", "-T", "redis", "redis-cli", "CONFIG", "GET", name).stdout.split()
+        return answer[1]
+
+    assert setting("io-threads") == stack.env["REDIS_IO_THREADS"]
+    assert setting("maxmemory-policy") == "noeviction"
+    assert setting("appendonly") == "yes"
+    assert setting("maxmemory") == str(256 * 1024 * 1024)

@@ -5,10 +5,21 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.fakes import FakeClock
 from ticketera.infra.redis import REDIS_POOL_SIZE
-from ticketera.queue.backend import LATE_JOIN_BASE, AdmissionPolicy, JoinOutcome, QueueBackend, UserState
+from ticketera.queue.backend import (
+    CHECK_AGAIN_MAX_SECONDS,
+    CHECK_AGAIN_MIN_SECONDS,
+    LATE_JOIN_BASE,
+    AdmissionPolicy,
+    JoinOutcome,
+    QueueBackend,
+    UserState,
+    check_again_seconds,
+)
 
 EVENT = 42
 BIG = 1_000_000
@@ -327,3 +338,19 @@ def test_only_redis_own_failures_count_against_its_breaker() -> None:
     assert not is_redis_outage(TimeoutError())  # our own deadline: this process was busy
     assert not is_redis_outage(MaxConnectionsError("Too many connections"))
     assert not is_redis_outage(ResponseError("ERR wrong number of arguments"))
+
+
+@given(
+    ahead=st.integers(min_value=0, max_value=10_000_000),
+    per_minute=st.integers(min_value=1, max_value=1_000_000),
+    claim_seconds=st.integers(min_value=5, max_value=3600),
+)
+def test_the_pace_never_asks_after_the_turn_could_come_nor_past_half_the_claim_window(
+    ahead: int, per_minute: int, claim_seconds: int
+) -> None:
+    earliest_turn = ahead / (per_minute / 60)
+    pace = check_again_seconds(earliest_turn, claim_seconds=claim_seconds)
+
+    assert CHECK_AGAIN_MIN_SECONDS <= pace <= max(CHECK_AGAIN_MIN_SECONDS, claim_seconds // 2)
+    assert pace <= max(earliest_turn, CHECK_AGAIN_MIN_SECONDS)
+    assert pace <= CHECK_AGAIN_MAX_SECONDS

@@ -485,3 +485,39 @@ async def test_a_paused_line_says_so_in_the_status_and_gives_no_estimate(
     assert while_paused["position"] == before["position"]
     assert resumed["paused"] is False
     assert "paused" in schema["properties"]["paused"]["description"]
+
+
+async def test_a_waiting_user_is_asked_to_check_again_by_place(
+    room_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    # 60 a minute: the 100th in line cannot be let in before 99 s, the 10th before 9 s.
+    event_id = await make_event(room_client, clock)
+    bodies = [(await join(room_client, event_id, f"fan-{index}")).json() for index in range(100)]
+
+    front, tenth, back = bodies[0], bodies[9], bodies[99]
+    assert (front["checkAgainSeconds"], tenth["checkAgainSeconds"]) == (2, 9)
+    # At most half of the claim window (QUEUE_CLAIM_SECONDS, 120 by default): 60 s.
+    assert back["checkAgainSeconds"] == 60
+    await room_client.patch(f"/api/queue/{event_id}", json={"paused": True}, headers=ADMIN)
+    clock.advance(5)  # past the settings' cache
+    paused_at_the_back = await status_of(room_client, event_id, back["queueToken"])
+    assert (paused_at_the_back["paused"], paused_at_the_back["checkAgainSeconds"]) == (True, 60)
+    await room_client.patch(f"/api/queue/{event_id}", json={"paused": False}, headers=ADMIN)
+    clock.advance(5)
+    await tick(room_client, clock)
+    admitted = await status_of(room_client, event_id, front["queueToken"])
+    assert (admitted["status"], admitted["checkAgainSeconds"]) == ("admitted", None)
+
+
+async def test_the_prequeue_is_asked_to_check_again_when_the_sale_opens(
+    room_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    on_sale = clock.now + timedelta(seconds=40)
+    event_id = await make_event(room_client, clock, onSaleAt=iso(on_sale))
+
+    early = (await join(room_client, event_id, "early")).json()
+    clock.advance(39)
+    last_second = await status_of(room_client, event_id, early["queueToken"])
+
+    assert (early["preQueue"], early["checkAgainSeconds"]) == (True, 40)
+    assert last_second["checkAgainSeconds"] == 2

@@ -71,7 +71,7 @@ class FanOptions:
     quantity: tuple[int, int] = (1, 4)
     sse: bool = False
     poll_min_seconds: float = STREAM_INTERVAL_SECONDS
-    poll_max_seconds: float = 15.0
+    poll_max_seconds: float = 60.0
     paid_timeout_seconds: float = 60.0
     # General admission in one request (hold and order at once), as a shop page for places does;
     # seats keep the picker's hold, then the order.
@@ -349,16 +349,19 @@ class Fan:
                 await self._call("leave", "DELETE", f"/api/queue/{event}/me", headers=headers)
                 raise FanEnded("abandoned_line")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self.api.sold_out.wait(), self._poll_interval(answer.body.get("etaSeconds"))
-                )
+                await asyncio.wait_for(self.api.sold_out.wait(), self._poll_interval(answer.body))
 
-    def _poll_interval(self, eta: Any) -> float:
-        """A fan far back checks now and then, one near the front every couple of seconds: a
-        quarter of the time the answer says is left, within [poll-min, poll-max], give or take 20%."""
-        seconds = float(eta) / 4 if isinstance(eta, int | float) else self.options.poll_min_seconds
+    def _poll_interval(self, status: dict[str, Any]) -> float:
+        """As the waiting page does: the pace the answer gives for this place (`checkAgainSeconds`:
+        soon near the front, up to a minute far back); from a server that gives none, a quarter of
+        the `etaSeconds` left. Within [poll-min, poll-max], give or take 10%."""
+        pace, eta = status.get("checkAgainSeconds"), status.get("etaSeconds")
+        if isinstance(pace, int | float):
+            seconds = float(pace)
+        else:
+            seconds = float(eta) / 4 if isinstance(eta, int | float) else self.options.poll_min_seconds
         bounded = min(max(seconds, self.options.poll_min_seconds), self.options.poll_max_seconds)
-        return bounded * self.rng.uniform(0.8, 1.2)
+        return bounded * self.rng.uniform(0.9, 1.1)
 
     async def _stream_until_admitted(self, queue_token: str) -> str | None:
         """The waiting-room stream (SSE) until it says admitted; None when it ends otherwise (the

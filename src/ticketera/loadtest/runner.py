@@ -69,7 +69,7 @@ class LoadtestOptions:
     sse: bool = False
     express: bool = True
     poll_min_seconds: float = 2.0
-    poll_max_seconds: float = 15.0
+    poll_max_seconds: float = 60.0
     paid_timeout_seconds: float = 60.0
     sample_seconds: float = 2.0
     seed: int | None = None

@@ -117,6 +117,27 @@ def eta_seconds(ahead: int, rate_per_second: float) -> int | None:
     return math.ceil((ahead + 1) / rate_per_second)
 
 
+# How often a waiting user asks for their place, at most (near the front: the stream's old fixed
+# pace) and at least (far back); the slowest is also held to half the claim window.
+CHECK_AGAIN_MIN_SECONDS = 2
+CHECK_AGAIN_MAX_SECONDS = 60
+
+
+def check_again_seconds(earliest_turn_seconds: float, *, claim_seconds: int) -> int:
+    """When a waiting user should next ask for their place (the status' `checkAgainSeconds`, the
+    stream's next push): not before their turn could come, every 2 s near the front, and at least
+    once a minute so that a pause, a resumption or the sell-out reaches everybody soon.
+
+    `earliest_turn_seconds` is the soonest the turn can come: the people ahead over the line's
+    configured rate (admission never goes faster; a measured rate only goes slower, so asking then
+    makes nobody late), or the time left before the sale opens. A user let in between two asks
+    still has their turn: the slowest pace is at most half of the claim window. Asking by place, not
+    on one clock for all, is what keeps the line cheaper than the sale: 50,000 fans asking every 2 s
+    are 25,000 requests a second; paced by place, at 200 admissions a second, about 1,500."""
+    slowest = max(CHECK_AGAIN_MIN_SECONDS, min(CHECK_AGAIN_MAX_SECONDS, claim_seconds // 2))
+    return int(min(max(earliest_turn_seconds, CHECK_AGAIN_MIN_SECONDS), slowest))
+
+
 class QueueBackend(Protocol):
     name: str
 

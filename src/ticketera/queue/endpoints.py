@@ -121,7 +121,8 @@ async def stream(
             yield ServerSentEvent(data=orjson.dumps(body).decode(), event="status")
             if current.status != "waiting" or await request.is_disconnected():
                 return
-            await asyncio.sleep(STREAM_INTERVAL_SECONDS)
+            # At the line's pace for this place: far back, a push a minute is news enough.
+            await asyncio.sleep(current.check_again_seconds or STREAM_INTERVAL_SECONDS)
             current = await room.status(event_id, user_id)
 
     return EventSourceResponse(updates(), ping=15)

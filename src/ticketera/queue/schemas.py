@@ -56,6 +56,12 @@ class QueueStatusOut(ApiOutput):
         " until it resumes, and etaSeconds is null",
     )
 
+    check_again_seconds: int | None = Field(
+        default=None,
+        description="While waiting: when to ask for the place again (the stream pushes at this pace"
+        " too). Soon near the front, up to a minute far back; never later than the turn could come",
+    )
+
     @classmethod
     def of(cls, queue_status: QueueStatus) -> QueueStatusOut:
         return cls(
@@ -67,6 +73,7 @@ class QueueStatusOut(ApiOutput):
             access_token=queue_status.access_token,
             access_expires_at=queue_status.access_expires_at,
             paused=queue_status.paused,
+            check_again_seconds=queue_status.check_again_seconds,
         )
 
 

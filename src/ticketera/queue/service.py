@@ -29,6 +29,7 @@ from ticketera.queue.backend import (
     QueueBackend,
     QueueEntry,
     UserState,
+    check_again_seconds,
     eta_seconds,
 )
 from ticketera.queue.errors import NotInQueue, QueueFull
@@ -94,6 +95,8 @@ class QueueStatus:
     access_expires_at: datetime | None = None
     # The organizer paused admission (PATCH /api/queue/{id}): the place is kept, nobody moves.
     paused: bool = False
+    # When a waiting user should ask again (backend.check_again_seconds); None once not waiting.
+    check_again_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -248,23 +251,39 @@ class WaitingRoom:
             token = self.signer.access_token(settings.event_id, user_id, expires_at)
             return QueueStatus("admitted", None, 0, 0, access_token=token, access_expires_at=expires_at)
         if state is UserState.PREQUEUE:
-            until_sale = (settings.on_sale_at - now).total_seconds() if settings.on_sale_at else 0
+            until_sale = (
+                max(0, int((settings.on_sale_at - now).total_seconds())) if settings.on_sale_at else 0
+            )
             return QueueStatus(
-                "waiting", None, None, max(0, int(until_sale)), pre_queue=True, paused=settings.paused
+                "waiting",
+                None,
+                None,
+                until_sale,
+                pre_queue=True,
+                paused=settings.paused,
+                check_again_seconds=check_again_seconds(until_sale, claim_seconds=self.claim_seconds),
             )
         if state is UserState.WAITING:
             if ahead is None:
                 view = await self.backend.view(settings.event_id, user_id, now_ms=to_ms(now))
                 ahead = view.ahead if view is not None else None
             ahead = ahead or 0
+            # By place also while paused: a resumption reaches the front first, where it matters.
+            check_again = check_again_seconds(
+                ahead / (settings.admit_per_minute / 60), claim_seconds=self.claim_seconds
+            )
             if settings.paused:
                 # Nobody is let in until the organizer resumes: any estimate would be a promise we
                 # cannot keep, so none is given.
-                return QueueStatus("waiting", ahead + 1, ahead, None, paused=True)
+                return QueueStatus(
+                    "waiting", ahead + 1, ahead, None, paused=True, check_again_seconds=check_again
+                )
             rate = (await self._cached_figures(settings.event_id, now)).admission_rate_per_second(
                 settings.admit_per_minute
             )
-            return QueueStatus("waiting", ahead + 1, ahead, eta_seconds(ahead, rate))
+            return QueueStatus(
+                "waiting", ahead + 1, ahead, eta_seconds(ahead, rate), check_again_seconds=check_again
+            )
         return QueueStatus(state.value, None, None, None)
 
     async def _cached_figures(self, event_id: int, now: datetime) -> LineFigures:

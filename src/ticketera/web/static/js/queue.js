@@ -9,8 +9,8 @@ import { pageData } from "./page-data.js";
 const data = pageData();
 const eventId = data.eventId;
 const text = data.messages;
-const POLL_SECONDS = 3; // the stream's own pace is 2 s; polling is the fallback, a little slower
-const WATCH_SECONDS = 5; // how often the event itself is read: sold out, paused, cancelled
+const POLL_SECONDS = 3; // when an answer gives no pace of its own (an error, an older server)
+const WATCH_SECONDS = 5; // how often, at most, the event itself is read: sold out, paused, cancelled
 
 const position = document.querySelector('[data-testid="queue-position"]');
 const ahead = document.querySelector('[data-testid="queue-ahead"]');
@@ -47,6 +47,13 @@ function etaText(seconds) {
   return fill(text.etaMinutes, { minutes: Math.ceil(seconds / 60) });
 }
 
+/**
+ * The line's pace for this place (the answer's checkAgainSeconds): soon near the front, up to a
+ * minute far back. A stadium's line is 200,000 pages: on one clock for all they would cost more
+ * than the sale itself.
+ */
+const pace = (status) => (status && status.checkAgainSeconds) || POLL_SECONDS;
+
 function stopFollowing() {
   if (stream) stream.close();
   stream = null;
@@ -56,7 +63,7 @@ function stopFollowing() {
 function finish(words, { rejoin = false, admitted = false } = {}) {
   finished = true;
   stopFollowing();
-  clearInterval(watchTimer);
+  clearTimeout(watchTimer);
   say(words);
   if (!admitted) {
     // A place in a line that no longer leads anywhere: no figures, only where to go next.
@@ -146,7 +153,7 @@ async function poll() {
       headers: { Authorization: `Bearer ${queueToken(eventId)}` },
     });
     show(body);
-    if (!finished) pollTimer = setTimeout(poll, POLL_SECONDS * 1000);
+    if (!finished) pollTimer = setTimeout(poll, pace(body) * 1000);
   } catch (error) {
     if (error instanceof ApiError && (error.code === "not_in_queue" || error.code === "invalid_token")) {
       return join();
@@ -158,6 +165,9 @@ async function poll() {
 
 /** The line says nothing of the event itself: read it too, and tell at once when it sold out or closed. */
 async function watchEvent() {
+  if (finished) return;
+  // Far back in line, the event is read as seldom as the place (a sell-out there is news a minute late).
+  watchTimer = setTimeout(watchEvent, Math.max(WATCH_SECONDS, pace(lastStatus)) * 1000);
   try {
     const { body } = await api(`/api/events/${eventId}`);
     if (body.status === "cancelled") return finish(text.cancelled);
@@ -175,4 +185,3 @@ async function watchEvent() {
 
 join();
 watchEvent();
-watchTimer = setInterval(watchEvent, WATCH_SECONDS * 1000);
