@@ -28,7 +28,10 @@ import argparse
 import asyncio
 import shutil
 import statistics
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 # A phone of the 360-px kind the pages are designed for, on-sale day's most common visitor.
@@ -95,49 +98,63 @@ def available() -> str | None:
     return None
 
 
-async def measure(url: str, samples: int, *, pause_seconds: float = 0.2) -> FirstPaint:
-    """`samples` first visits of `url`, one after another, each in a new browser context."""
+async def _one_visit(browser: Any, url: str, result: FirstPaint) -> None:
+    """A first visit of `url` in a new browser context (nothing cached), its timings added to `result`."""
+    context = await browser.new_context(
+        viewport={"width": VIEWPORT_WIDTH, "height": VIEWPORT_HEIGHT}, locale="es-AR"
+    )
+    result.samples += 1
+    try:
+        page = await context.new_page()
+        await page.goto(url, wait_until="commit", timeout=30_000)
+        timing = await page.evaluate(PAINT_SCRIPT)
+        if timing["paint"] is None:
+            result.failed += 1
+        else:
+            result.paint_ms.append(float(timing["paint"]))
+            if timing["ttfb"] is not None:
+                result.ttfb_ms.append(float(timing["ttfb"]))
+    except Exception:  # a load that failed is counted, not raised: it is a figure
+        result.failed += 1
+    finally:
+        await context.close()
+
+
+@asynccontextmanager
+async def _chromium() -> AsyncIterator[Any]:
+    """One Chromium for all the visits of a measurement: starting Playwright's driver and a browser
+    for each visit cost most of a core, and so slowed the very sale being measured."""
     from playwright.async_api import async_playwright
 
-    result = FirstPaint(samples, [], [], 0)
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            for _ in range(samples):
-                context = await browser.new_context(
-                    viewport={"width": VIEWPORT_WIDTH, "height": VIEWPORT_HEIGHT}, locale="es-AR"
-                )
-                try:
-                    page = await context.new_page()
-                    await page.goto(url, wait_until="commit", timeout=30_000)
-                    timing = await page.evaluate(PAINT_SCRIPT)
-                    if timing["paint"] is None:
-                        result.failed += 1
-                    else:
-                        result.paint_ms.append(float(timing["paint"]))
-                        if timing["ttfb"] is not None:
-                            result.ttfb_ms.append(float(timing["ttfb"]))
-                except Exception:  # a load that failed is counted, not raised: it is a figure
-                    result.failed += 1
-                finally:
-                    await context.close()
-                await asyncio.sleep(pause_seconds)
+            yield browser
         finally:
             await browser.close()
+
+
+async def measure(url: str, samples: int, *, pause_seconds: float = 0.2) -> FirstPaint:
+    """`samples` first visits of `url`, one after another, each in a new browser context."""
+    result = FirstPaint(0, [], [], 0)
+    async with _chromium() as browser:
+        for _ in range(samples):
+            await _one_visit(browser, url, result)
+            await asyncio.sleep(pause_seconds)
     return result
 
 
-async def measure_while(url: str, load: asyncio.Task[object], *, pause_seconds: float = 0.2) -> FirstPaint:
-    """First visits of `url`, one after another, for as long as `load` runs (at least one)."""
+async def measure_while(url: str, load: asyncio.Task[object], *, pause_seconds: float = 5.0) -> FirstPaint:
+    """First visits of `url` for as long as `load` runs (at least one), one every 5 s: a fan opening
+    the page now and then, not a browser hammering it beside the sale (each first visit starts a
+    renderer of Chromium's, about a third of a second of CPU)."""
     result = FirstPaint(0, [], [], 0)
-    while True:
-        one = await measure(url, 1, pause_seconds=pause_seconds)
-        result.samples += 1
-        result.paint_ms += one.paint_ms
-        result.ttfb_ms += one.ttfb_ms
-        result.failed += one.failed
-        if load.done():
-            return result
+    async with _chromium() as browser:
+        while True:
+            await _one_visit(browser, url, result)
+            if load.done():
+                return result
+            await asyncio.wait({load}, timeout=pause_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

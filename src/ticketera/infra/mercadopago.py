@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import structlog
 
-from ticketera.infra.aiohttp_transport import AiohttpTransport
+from ticketera.kit.aiohttp_transport import AiohttpTransport
 from ticketera.kit.errors import ServiceUnavailable
 from ticketera.kit.resilience import (
     BreakerState,

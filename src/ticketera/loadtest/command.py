@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from rich.console import Console
 
 from ticketera.loadtest.progress import LiveProgress
 from ticketera.loadtest.report import write_report
-from ticketera.loadtest.runner import LoadtestError, LoadtestOptions, run_loadtest
+from ticketera.loadtest.runner import LoadtestError, LoadtestOptions, run_in_fast_loop
 from ticketera.loadtest.safety import TargetRefused
 
 EXIT_PASSED = 0
@@ -38,9 +37,9 @@ def run_command(options: LoadtestOptions, console: Console, *, live: bool = True
     try:
         if progress is not None:
             with progress:
-                result = asyncio.run(run_loadtest(options, progress.update))
+                result = run_in_fast_loop(options, progress.update)
         else:
-            result = asyncio.run(run_loadtest(options))
+            result = run_in_fast_loop(options)
     except (TargetRefused, LoadtestError) as exc:
         console.print(f"[red]Refused:[/red] {exc}" if isinstance(exc, TargetRefused) else f"[red]{exc}[/red]")
         return EXIT_REFUSED

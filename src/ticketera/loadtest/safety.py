@@ -15,6 +15,8 @@ from functools import cache
 import certifi
 import httpx
 
+from ticketera.kit.aiohttp_transport import AiohttpTransport
+
 
 class TargetRefused(Exception):
     """An address the load test will not send traffic to; the message says why."""
@@ -70,9 +72,15 @@ def guarded_client(
     *,
     connections: int,
     timeout: float,
+    streams: bool = False,
 ) -> httpx.AsyncClient:
     """An HTTP client that refuses any request outside the `allowed` base URLs' origins, never
-    follows a redirect, and keeps at most `connections` connections."""
+    follows a redirect, and keeps at most `connections` connections.
+
+    Its requests go over aiohttp's connections (kit.aiohttp_transport): with httpx's own transport
+    the load generator spent 1.8 ms of CPU per request and, one process for 50,000 fans, set the
+    pace of the sale it was measuring. A client for `streams` (server-sent events, read line by line
+    as they come) keeps httpx's own transport, which hands a body over before it ends."""
     origins = {origin_of(url) for url in allowed}
 
     async def refuse_off_target(request: httpx.Request) -> None:
@@ -90,5 +98,6 @@ def guarded_client(
         timeout=httpx.Timeout(timeout, pool=None),
         event_hooks={"request": [refuse_off_target]},
         verify=tls_context(),
+        transport=None if streams else AiohttpTransport(max_connections=connections, tls=tls_context()),
         headers={"User-Agent": "ticketera-loadtest"},
     )

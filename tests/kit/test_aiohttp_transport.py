@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from ticketera.infra.aiohttp_transport import AiohttpTransport
+from ticketera.kit.aiohttp_transport import AiohttpTransport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
