@@ -82,6 +82,27 @@ async def test_reserved_seats_by_id_and_a_retry_gets_the_same_order(
     assert (await availability(clocked_client, event["id"]))["held"] == 2  # nothing taken twice
 
 
+async def test_a_general_admission_retry_gets_the_same_order_and_takes_nothing_more(
+    clocked_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    # The retry is not looked up first: it meets its order at the key's unique index, and what it
+    # took on its way there goes back with its rolled-back transaction.
+    event = await open_sale(clocked_client, clock)
+    token = await shopper_token(clocked_client, event["id"], "eva")
+    items = {"sectionId": event["sections"][1]["id"], "quantity": 2}
+
+    first = await express(clocked_client, token, items, "express-eva-1")
+    again = await express(clocked_client, token, items, "express-eva-1")
+    other_body = await express(clocked_client, token, {**items, "quantity": 1}, "express-eva-1")
+
+    assert first.status_code == 201, first.text
+    assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (other_body.status_code, other_body.json()["error"]) == (409, "idempotency_mismatch")
+    assert (await availability(clocked_client, event["id"]))["held"] == 2
+    assert await holds_by_status(clocked_client) == {HoldStatus.ORDERED: 1}
+
+
 async def test_it_answers_as_a_hold_would(clocked_client: httpx.AsyncClient, clock: FakeClock) -> None:
     event = await open_sale(clocked_client, clock, maxTicketsPerUser=4)
     section_id = event["sections"][1]["id"]
