@@ -91,7 +91,7 @@ CONFIG = schemathesis.Config.from_dict(
         },
         "phases": {"stateful": {"enabled": False}},
         "operations": [
-            # The waiting room's event stream stays open while the user waits (STREAM_INTERVAL_SECONDS
+            # The waiting room's event stream stays open while the user waits (checkAgainSeconds
             # between updates, until admitted): a fuzzer would wait on it, not test it. Its opening
             # (token and event checks) is the status operation's, which is fuzzed.
             {"include-path": "/api/queue/{event_id}/stream", "enabled": False},

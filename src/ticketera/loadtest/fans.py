@@ -38,8 +38,8 @@ MAX_HOLD_ATTEMPTS = 5
 ORDER_POLL_SECONDS = 1.0
 # How many times a buyer presses "buy" when no answer comes back (same Idempotency-Key each time).
 ORDER_PRESSES = 3
-# The SSE stream's own push interval (queue/endpoints.py), and the fastest a fan polls.
-STREAM_INTERVAL_SECONDS = 2.0
+# The fastest a fan polls: the waiting room's own pace near the front of the line.
+POLL_MIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class FanOptions:
     pay: bool = True
     quantity: tuple[int, int] = (1, 4)
     sse: bool = False
-    poll_min_seconds: float = STREAM_INTERVAL_SECONDS
+    poll_min_seconds: float = POLL_MIN_SECONDS
     poll_max_seconds: float = 60.0
     paid_timeout_seconds: float = 60.0
     # General admission in one request (hold and order at once), as a shop page for places does;

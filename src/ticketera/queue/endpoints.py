@@ -19,6 +19,7 @@ from ticketera.kit.openapi import answers
 from ticketera.kit.security import bearer_token
 from ticketera.kit.tokens import InvalidToken
 from ticketera.queue import service
+from ticketera.queue.backend import CHECK_AGAIN_MIN_SECONDS
 from ticketera.queue.errors import NotInQueue, QueueFull, QueueUnavailable
 from ticketera.queue.identity import InvalidUserAssertion, is_anonymous
 from ticketera.queue.schemas import JoinOut, JoinRequest, QueueStatsOut, QueueStatusOut
@@ -32,7 +33,6 @@ router = APIRouter(
 )
 
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
-STREAM_INTERVAL_SECONDS = 2.0
 
 
 Room = Annotated[WaitingRoom, Depends(component(WAITING_ROOM))]
@@ -122,7 +122,7 @@ async def stream(
             if current.status != "waiting" or await request.is_disconnected():
                 return
             # At the line's pace for this place: far back, a push a minute is news enough.
-            await asyncio.sleep(current.check_again_seconds or STREAM_INTERVAL_SECONDS)
+            await asyncio.sleep(current.check_again_seconds or CHECK_AGAIN_MIN_SECONDS)
             current = await room.status(event_id, user_id)
 
     return EventSourceResponse(updates(), ping=15)
