@@ -12,7 +12,7 @@ COMPOSE ?= docker-compose
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev serve start-prod worker mp-sim migrate demo health logs logs-error db-optimize backup restore db-partitions archive unarchive redis-flush test test-sqlite test-deploy \
-	lint format bench bench-queue bench-onsale bench-sellout bench-webhooks bench-checkin bench-faults bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean messages loadtest artillery artillery-quick
+	lint format bench bench-queue bench-onsale bench-sellout bench-webhooks bench-checkin bench-faults bench-failover bench-outages bench-replicas bench-backup lock local-images certs docker-build docker-up docker-scale deploy docker-down docker-logs clean messages loadtest artillery artillery-quick
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -128,6 +128,9 @@ bench-webhooks: $(STAMP) ## MercadoPago webhook latency at 100 concurrent, and a
 
 bench-faults: $(STAMP) ## The waiting room's answers while Redis is frozen, then killed, and its recovery
 	$(BIN)/python benchmarks/faults.py
+
+bench-failover: $(STAMP) ## A Redis Cluster master killed under joins: the failover window, the answers meanwhile, places kept
+	$(BIN)/python benchmarks/failover.py
 
 bench-outages: $(STAMP) ## Buyers and webhooks while MariaDB is frozen, then killed, then MercadoPago fails; how fast it heals
 	$(BIN)/python benchmarks/outages.py

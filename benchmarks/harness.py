@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -404,6 +405,149 @@ def private_redis(
             yield f"redis://127.0.0.1:{port}/0", process
         finally:
             stop(process)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_ports(count: int) -> list[int]:
+    """Free loopback ports whose cluster bus port (port + 10000) is free too; Redis wants them below
+    55536."""
+    chosen: list[int] = []
+    for port in random.sample(range(20000, 45000), 2000):
+        if _bindable(port) and _bindable(port + 10000):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise BenchmarkError("no free ports for a Redis Cluster")
+
+
+def start_redis_server(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A redis-server on loopback `port`, with no RDB saves and these `extra` options; returned once
+    it accepts connections."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    raise BenchmarkError(f"redis-server on port {port} did not start")
+
+
+@dataclass
+class Cluster:
+    """A Redis Cluster of a test's or a benchmark's own, on loopback ports."""
+
+    ports: list[int]
+    processes: dict[int, subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def cli(self, port: int, *command: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *command], capture_output=True, text=True, check=False, timeout=10
+        )
+        return done.stdout
+
+    def master_of(self, key: str) -> int:
+        """The port of the master serving `key`'s slot right now."""
+        slot = int(self.cli(self.ports[0], "cluster", "keyslot", key).strip())
+        for line in self.cli(self.ports[0], "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for span in fields[8:]:
+                low, _, high = span.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split(":")[1].split("@")[0])
+        raise AssertionError(f"no master serves slot {slot}")
+
+    def healthy(self) -> bool:
+        return "cluster_state:ok" in self.cli(self.ports[0], "cluster", "info")
+
+
+@contextmanager
+def running_cluster(
+    root: Path, *, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 15000
+) -> Iterator[Cluster]:
+    """The guide's cluster: `masters` masters with `replicas` replicas each (`--cluster-replicas`)."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        raise BenchmarkError("redis-server or redis-cli is not on PATH; install Redis")
+    ports = free_cluster_ports(masters * (1 + replicas))
+    processes = {
+        port: start_redis_server(
+            port,
+            root / str(port),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            f"nodes-{port}.conf",
+            "--cluster-node-timeout",
+            str(node_timeout_ms),
+            "--appendonly",
+            "no",
+        )
+        for port in ports
+    }
+    cluster = Cluster(ports, processes)
+    try:
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{port}" for port in ports],
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 30
+        while not (cluster.healthy() and _replicas_attached(cluster, masters * replicas)):
+            if time.monotonic() > deadline:
+                raise BenchmarkError("the Redis Cluster did not reach cluster_state:ok with its replicas")
+            time.sleep(0.2)
+        yield cluster
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            process.wait(timeout=10)
+
+
+def _replicas_attached(cluster: Cluster, expected: int) -> bool:
+    nodes = cluster.cli(cluster.ports[0], "cluster", "nodes").splitlines()
+    return sum(1 for line in nodes if "slave" in line.split()[2] and " connected" in line) >= expected
 
 
 class PrivateMariaDB:

@@ -69,6 +69,8 @@ class LiveApp:
     base_url: str
     simulator_url: str
     admin: httpx.Client = field(repr=False)
+    # The app's SQLite file, for the rare scene the API cannot set (time gone by).
+    database: Path = field(repr=False)
 
     def create_event(self, **body: Any) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -109,6 +111,7 @@ class _AppThread(threading.Thread):
         self.failure: BaseException | None = None
         self.base_url = ""
         self.simulator_url = ""
+        self.database = folder / "pages.db"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
 
@@ -122,7 +125,7 @@ class _AppThread(threading.Thread):
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        url = f"sqlite+aiosqlite:///{(self.folder / 'pages.db').resolve()}"
+        url = f"sqlite+aiosqlite:///{self.database.resolve()}"
         engine = create_engine(url, pool_size=2)
         await upgrade(engine)
         await engine.dispose()
@@ -163,7 +166,7 @@ def live_app_fixture(**settings_overrides: Any) -> Any:
             raise thread.failure
         with httpx.Client(base_url=thread.base_url, headers=ADMIN, timeout=30) as admin:
             try:
-                yield LiveApp(thread.base_url, thread.simulator_url, admin)
+                yield LiveApp(thread.base_url, thread.simulator_url, admin, thread.database)
             finally:
                 thread.stop()
 

@@ -147,6 +147,18 @@ def test_an_organizer_builds_an_event_watches_a_sale_and_refunds_it(live_app: Li
     assert [(row["order_id"], row["buyer_email"], row["status"], row["total"]) for row in rows] == [
         (str(order["id"]), email, "paid", "30000.00")
     ]
+    # And the attendees': one row per ticket, the two seats of that order, none let in yet.
+    with page.expect_download() as download_info:
+        page.get_by_test_id("export-attendees").click()
+    download = download_info.value
+    assert download.suggested_filename == f"event-{event_id}-attendees.csv"
+    attendees = list(csv.DictReader(io.StringIO(download.path().read_text(encoding="utf-8-sig"))))
+    assert (
+        sorted((row["order_id"], row["section"], row["buyer_email"]) for row in attendees)
+        == [(str(order["id"]), "Platea", email)] * 2
+    )
+    assert len({row["seat"] for row in attendees}) == 2
+    assert all(row["checked_in_at"] == "" for row in attendees)
 
     # Find the order by the buyer's email, and refund it after a confirmation.
     page.get_by_role("link", name="Órdenes", exact=True).first.click()

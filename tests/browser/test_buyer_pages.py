@@ -159,6 +159,7 @@ def test_paused_sold_out_and_cancelled_events_say_so(live_app: LiveApp, fans: An
     page.goto(f"/events/{paused['id']}")
     expect(page.get_by_test_id("event-state")).to_have_text("Sales paused")
     expect(page.get_by_test_id("join")).to_have_count(0)
+    check_page(page, "event-paused-en")
     cancelled = live_app.create_event()
     live_app.admin.patch(f"/api/events/{cancelled['id']}", json={"status": "cancelled"})
     page.goto(f"/events/{cancelled['id']}")
@@ -168,3 +169,4 @@ def test_paused_sold_out_and_cancelled_events_say_so(live_app: LiveApp, fans: An
     assert missing is not None
     assert missing.status == 404
     expect(page.get_by_role("heading", level=1)).to_have_text("Event not found")
+    check_page(page, "event-not-found-en")

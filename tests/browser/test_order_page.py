@@ -4,6 +4,7 @@ simulator and coming back to the tickets, and the page for a link that opens no 
 from __future__ import annotations
 
 import re
+import sqlite3
 import uuid
 from typing import Any
 
@@ -87,6 +88,34 @@ def test_a_rejected_payment_can_be_paid_again_and_a_refund_shows(live_app: LiveA
     expect(page.get_by_test_id("order-status")).to_have_text("refunded")
     expect(page.get_by_text("Anulada")).to_be_visible()
     check_page(page, "order-refunded")
+
+
+def test_an_order_not_paid_in_time_and_a_cancelled_one_say_so(live_app: LiveApp, page: Page) -> None:
+    expired = place_order(live_app, quantity=1)
+    # Time gone by is the one scene the API cannot set: the order's time to pay is moved into the
+    # past, as the hold's minutes running out would (an unpaid order expires by query).
+    with sqlite3.connect(live_app.database) as database:
+        database.execute(
+            "UPDATE orders SET expires_at = '2000-01-01 00:00:00.000000' WHERE id = ?", (expired["id"],)
+        )
+    page.goto(f"/orders/{expired['id']}?token={expired['orderToken']}")
+    expect(page).to_have_title(re.compile("Esta orden venció antes de pagarse"))
+    expect(page.get_by_test_id("order-status")).to_have_text("expired")
+    expect(page.get_by_text("Se terminó el tiempo para pagar")).to_be_visible()
+    expect(page.get_by_role("link", name="Pagar con MercadoPago")).to_have_count(0)
+    page.get_by_role("link", name="Volver al evento").click()
+    expect(page).to_have_url(re.compile(rf"/events/{expired['eventId']}$"))
+    page.go_back()
+    check_page(page, "order-expired")
+
+    cancelled = place_order(live_app, quantity=1)
+    answer = live_app.admin.post(f"/api/orders/{cancelled['id']}/cancel")
+    assert answer.status_code == 200, answer.text
+    page.goto(f"/orders/{cancelled['id']}?token={cancelled['orderToken']}")
+    expect(page).to_have_title(re.compile("Esta orden fue cancelada"))
+    expect(page.get_by_text("No se cobró nada por esta orden.")).to_be_visible()
+    expect(page.get_by_role("link", name="Pagar con MercadoPago")).to_have_count(0)
+    check_page(page, "order-cancelled")
 
 
 def test_a_link_that_opens_no_order_says_so(live_app: LiveApp, page: Page) -> None:

@@ -121,11 +121,18 @@ async def test_a_backup_taken_during_sales_is_one_moment_of_them(
                         text("SELECT order_id FROM payments WHERE settlement = 'sold'")
                     )
                 }
+                public = (await connection.execute(text("SELECT public_key FROM event_keys"))).scalar_one()
+                codes = set((await connection.execute(text("SELECT order_id, code FROM tickets"))).all())
         finally:
             await engine.dispose()
     assert paid
     assert {order_id: tickets.get(order_id) for order_id, _ in paid} == dict(paid)
     assert {order_id for order_id, _ in paid} <= sold
+    # The tickets are the shop's own, and each code verifies with the event's key as restored.
+    async with source.connect() as connection:
+        issued = set((await connection.execute(text("SELECT order_id, code FROM tickets"))).all())
+    assert codes <= issued
+    assert all(verify_code(code, unb64(public)).event_id == event["id"] for _, code in codes)
 
 
 async def test_a_damaged_or_cut_backup_is_refused(shop: Shop, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import uvloop
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -338,6 +339,33 @@ def test_only_redis_own_failures_count_against_its_breaker() -> None:
     assert not is_redis_outage(TimeoutError())  # our own deadline: this process was busy
     assert not is_redis_outage(MaxConnectionsError("Too many connections"))
     assert not is_redis_outage(ResponseError("ERR wrong number of arguments"))
+    assert not is_redis_outage(RuntimeError("a mistake of ours"))
+
+
+def test_a_write_on_a_connection_the_server_dropped_is_an_outage_under_uvloop() -> None:
+    """The served app runs on uvloop, which refuses such a write with a RuntimeError that redis-py
+    lets out (seen as a 500 when a Cluster master was killed under joins, benchmarks/failover.py)."""
+    from ticketera.infra.redis import is_redis_outage
+
+    async def write_after_the_server_dropped_us() -> BaseException:
+        server = await asyncio.start_server(lambda reader, writer: writer.transport.abort(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.read()  # the server's end is gone
+            writer.transport.abort()
+            await asyncio.sleep(0)
+            try:
+                writer.writelines([b"PING\r\n"])
+            except RuntimeError as exc:
+                return exc
+            raise AssertionError("uvloop took a write on a closed connection")
+        finally:
+            server.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        refused = runner.run(write_after_the_server_dropped_us())
+    assert is_redis_outage(refused)
 
 
 @given(

@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import redis
+from benchmarks.harness import free_cluster_ports, start_redis_server
 
 from tests.conftest import ADMIN, DatabaseUnderTest, _backend_unavailable, make_settings, services_of, serving
 from tests.fakes import FakeClock, FakeMonotonic
-from tests.queue.conftest import free_cluster_ports, start_redis_server, tick
+from tests.queue.conftest import tick
 from tests.queue.test_endpoints import join, make_event, status_of
 from ticketera.infra.redis import RedisConnection, is_redis_outage
 from ticketera.kit.resilience import BreakerState, breaker_for

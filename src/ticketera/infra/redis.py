@@ -25,6 +25,9 @@ log = structlog.get_logger(__name__)
 REDIS_TIMEOUT_SECONDS = 0.5
 # Connections per process; Lua steps take microseconds, so a few dozen serve thousands of requests.
 REDIS_POOL_SIZE = 64
+# What uvloop (the served app's loop) says, as a RuntimeError, to a write on a connection the server
+# has already dropped; asyncio's own loop drops the write, and the read then fails as ConnectionError.
+CLOSED_TRANSPORT = "the handler is closed"
 
 
 def is_redis_outage(exc: BaseException) -> bool:
@@ -41,6 +44,9 @@ def is_redis_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ResponseError):
         return any(marker in str(exc) for marker in ("CLUSTERDOWN", "LOADING", "TRYAGAIN", "MASTERDOWN"))
+    # A master killed mid-write (a failover): redis-py drops the connection and lets the error out.
+    if isinstance(exc, RuntimeError) and CLOSED_TRANSPORT in str(exc):
+        return True
     if isinstance(exc, MaxConnectionsError) or "No connection available" in str(exc):
         return False
     if isinstance(exc, TimeoutError):
