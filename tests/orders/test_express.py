@@ -8,12 +8,66 @@ import asyncio
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
-from tests.conftest import services_of
-from tests.factories import BUYER, open_sale, shopper_token
+from tests.conftest import DatabaseUnderTest, services_of
+from tests.factories import BUYER, ga_section, open_sale, shopper_token
 from tests.fakes import FakeClock
+from tests.shop import eventually
 from ticketera.holds.models import Hold, HoldStatus
+from ticketera.orders import service as orders_service
+
+
+async def test_a_retry_sent_while_its_first_attempt_holds_the_last_places_gets_that_order(
+    client: httpx.AsyncClient, db: DatabaseUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt has taken the section's last places and not committed yet when its retry
+    comes (the client timed out): the retry's pick passes the locked places by (SKIP LOCKED) and
+    finds none. It waits for the buyer's purchase in flight, and answers its order, not sold out."""
+    if db.backend != "mariadb":
+        pytest.skip("SQLite serialises whole writers: a retry cannot overlap its first attempt's take")
+    event = await open_sale(client, sections=[ga_section(capacity=2)])
+    token = await shopper_token(client, event["id"], "impatient")
+    items = {"sectionId": event["sections"][0]["id"], "quantity": 2}
+    holding, release = asyncio.Event(), asyncio.Event()
+    order_hold = orders_service._order_hold
+
+    async def first_attempt_pauses(*args: Any, **kwargs: Any) -> Any:
+        if not holding.is_set():
+            holding.set()
+            await release.wait()
+        return await order_hold(*args, **kwargs)
+
+    monkeypatch.setattr(orders_service, "_order_hold", first_attempt_pauses)
+    first = asyncio.create_task(express(client, token, items, "express-impatient-1"))
+    await asyncio.wait_for(holding.wait(), timeout=30)
+    retry = asyncio.create_task(express(client, token, items, "express-impatient-1"))
+    try:
+        # The retry is waiting on the buyer's lock, which the first attempt holds until it commits.
+        await eventually(lambda: retry_waits_for_the_buyer(db), within=30)
+    finally:
+        release.set()
+    answers = await asyncio.gather(first, retry)
+
+    assert [answer.status_code for answer in answers] == [201, 201], [answer.text for answer in answers]
+    assert answers[0].json()["id"] == answers[1].json()["id"]
+    assert answers[1].headers["Idempotent-Replayed"] == "true"
+    assert (await availability(client, event["id"]))["held"] == 2
+
+
+async def retry_waits_for_the_buyer(db: DatabaseUnderTest) -> bool:
+    """A statement waiting on the buyer's row (InnoDB waits for a row lock met in a primary-key
+    lookup in the optimizer's "Statistics" state, and lists no LOCK WAIT for it)."""
+    async with db.engine.connect() as connection:
+        waiting = await connection.execute(
+            text(
+                "SELECT COUNT(*) FROM information_schema.processlist"
+                " WHERE info LIKE '%FROM shoppers%' AND info LIKE '%LOCK IN SHARE MODE%'"
+                " AND id <> CONNECTION_ID()"
+            )
+        )
+        return int(waiting.scalar_one()) > 0
 
 
 async def express(

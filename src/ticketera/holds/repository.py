@@ -168,6 +168,23 @@ async def lock_shopper(session: AsyncSession, event_id: int, user_id: str, now: 
     await execute_on_driver(session, _LOCK_SHOPPER, params)
 
 
+_WAIT_FOR_SHOPPER = DriverStatement(
+    select(Shopper.user_id)
+    .where(Shopper.event_id == bindparam("shopper_event"), Shopper.user_id == bindparam("shopper"))
+    .with_for_update(read=True)
+)
+
+
+async def wait_for_shopper(session: AsyncSession, event_id: int, user_id: str) -> None:
+    """Wait until no purchase of this buyer in this event is in flight: a shared lock on the row that
+    `lock_shopper` locks for a purchase's whole transaction (none taken when there is no row: under
+    READ COMMITTED a locking read of nothing locks no gap)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return  # no row locks, and no purchase in flight beside ours: SQLite serialises writers
+    params = {"shopper_event": event_id, "shopper": user_id}
+    await execute_on_driver(session, _WAIT_FOR_SHOPPER, params)
+
+
 _COUNT_BUYER_UNITS = DriverStatement(
     select(func.count())
     .select_from(Seat)

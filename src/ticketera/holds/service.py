@@ -221,6 +221,12 @@ async def would_pass_ticket_limit(
     return already + quantity > sale.max_tickets_per_user
 
 
+async def wait_for_buyers_purchases(session: AsyncSession, *, event_id: int, user_id: str) -> None:
+    """Wait for any purchase of this buyer's in this event still in its transaction to end (held
+    under the buyer's lock, `repository.lock_shopper`, until it commits or rolls back)."""
+    await repository.wait_for_shopper(session, event_id, user_id)
+
+
 async def hold_units(
     session: AsyncSession,
     *,

@@ -223,10 +223,41 @@ async def _express_order(
         # A retry met what its first attempt took: its seats, or its share of the buyer's limit
         # (at the Idempotency-Key's unique index, `place_order` answers it). The first's order is
         # the answer; a refusal is only for a purchase that made none.
-        replayed = await database.read(lambda session: replay_of(session, key, digest, clock()))
+        replayed = await _replay_once_the_buyer_is_done(
+            database, purchase, key=key, digest=digest, clock=clock
+        )
         if replayed is None:
             raise
         return replayed
+
+
+async def _replay_once_the_buyer_is_done(
+    database: Database, purchase: ExpressPurchase, *, key: str, digest: str, clock: Clock
+) -> OrderView | None:
+    """The order of this key, looked for after the buyer's purchases in flight have ended.
+
+    On MariaDB a retry can come while its first attempt is still in its transaction (the client
+    timed out and sent it again): the places that attempt is taking are row-locked, the pick passes
+    them by (SKIP LOCKED) and finds the section sold out, and the first's order is not committed
+    yet. The first attempt holds the buyer's lock until it ends, so waiting for that lock, then
+    looking, answers the retry with its order instead of sold out. A buyer with no purchase in
+    flight (every refusal but a retry's) does not wait. On SQLite the retry's transaction already
+    started after the first's ended: writers are serialised.
+    """
+
+    async def look(session: AsyncSession) -> OrderView | None:
+        return await replay_of(session, key, digest, clock())
+
+    if database.backend == "sqlite":
+        return await database.read(look)
+
+    async def look_once_done(session: AsyncSession) -> OrderView | None:
+        await holds_service.wait_for_buyers_purchases(
+            session, event_id=purchase.event_id, user_id=purchase.user_id
+        )
+        return await look(session)
+
+    return await database.transaction(look_once_done)
 
 
 def request_digest(request: OrderRequest | ExpressPurchase) -> str:
