@@ -185,16 +185,27 @@ async def _express_order(
         # limit or the seats the first took (below), and is answered with it, its own writes rolled
         # back. The look cost every buyer a statement (a tenth of the express purchase's).
         now = clock()
-        held = await holds_service.hold_units(
-            session,
-            # Planned here (MariaDB), the places are counted by the take's own pick.
-            plan=planned or await plan(session, count_places=False),
-            user_id=purchase.user_id,
-            now=now,
-            hold_minutes=payment_minutes,
-            look_again=planned is not None,
-            becomes_order=True,
-        )
+        try:
+            held = await holds_service.hold_units(
+                session,
+                # Planned here (MariaDB), the places are counted by the take's own pick.
+                plan=planned or await plan(session, count_places=False),
+                user_id=purchase.user_id,
+                now=now,
+                hold_minutes=payment_minutes,
+                look_again=planned is not None,
+                becomes_order=True,
+            )
+        except (holds_service.SeatsUnavailable, holds_service.LimitExceeded):
+            if planned is None:  # MariaDB: looked for in this transaction, before it is rolled back
+                replayed = await _replay_once_the_buyer_is_done(
+                    session, purchase, key=key, digest=digest, now=now
+                )
+                if replayed is not None:
+                    # Out of the session first, as loaded: the rollback would expire what it holds.
+                    session.expunge_all()
+                    raise _AnsweredByItsFirstAttempt(replayed) from None
+            raise
         hold = holds_service.just_taken(held, purchase.user_id)
         return await _order_hold(
             session,
@@ -219,20 +230,32 @@ async def _express_order(
                 return found
             return await database.transaction(lambda session: hold_and_order(session, found))
         return await database.transaction(lambda session: hold_and_order(session, None))
+    except _AnsweredByItsFirstAttempt as answered:
+        return answered.view
     except (holds_service.SeatsUnavailable, holds_service.LimitExceeded):
+        if database.backend != "sqlite":
+            raise  # looked for its first attempt's order already, in the refused transaction
         # A retry met what its first attempt took: its seats, or its share of the buyer's limit
         # (at the Idempotency-Key's unique index, `place_order` answers it). The first's order is
-        # the answer; a refusal is only for a purchase that made none.
-        replayed = await _replay_once_the_buyer_is_done(
-            database, purchase, key=key, digest=digest, clock=clock
-        )
+        # the answer; a refusal is only for a purchase that made none. On SQLite the retry's
+        # transaction started after the first's ended (writers are serialised): the order is there.
+        replayed = await database.read(lambda session: replay_of(session, key, digest, clock()))
         if replayed is None:
             raise
         return replayed
 
 
+class _AnsweredByItsFirstAttempt(Exception):
+    """A refused express purchase that was a retry: its first attempt's order is the answer, given
+    once this attempt's own writes (a shopper row, a hold begun) are rolled back."""
+
+    def __init__(self, view: OrderView) -> None:
+        super().__init__("answered by its first attempt's order")
+        self.view = view
+
+
 async def _replay_once_the_buyer_is_done(
-    database: Database, purchase: ExpressPurchase, *, key: str, digest: str, clock: Clock
+    session: AsyncSession, purchase: ExpressPurchase, *, key: str, digest: str, now: datetime
 ) -> OrderView | None:
     """The order of this key, looked for after the buyer's purchases in flight have ended.
 
@@ -240,24 +263,14 @@ async def _replay_once_the_buyer_is_done(
     timed out and sent it again): the places that attempt is taking are row-locked, the pick passes
     them by (SKIP LOCKED) and finds the section sold out, and the first's order is not committed
     yet. The first attempt holds the buyer's lock until it ends, so waiting for that lock, then
-    looking, answers the retry with its order instead of sold out. A buyer with no purchase in
-    flight (every refusal but a retry's) does not wait. On SQLite the retry's transaction already
-    started after the first's ended: writers are serialised.
+    looking (READ COMMITTED: the look sees what committed meanwhile), answers the retry with its
+    order instead of sold out. A buyer with no purchase in flight (every refusal but a retry's)
+    does not wait; it pays two reads in the transaction it was refused in.
     """
-
-    async def look(session: AsyncSession) -> OrderView | None:
-        return await replay_of(session, key, digest, clock())
-
-    if database.backend == "sqlite":
-        return await database.read(look)
-
-    async def look_once_done(session: AsyncSession) -> OrderView | None:
-        await holds_service.wait_for_buyers_purchases(
-            session, event_id=purchase.event_id, user_id=purchase.user_id
-        )
-        return await look(session)
-
-    return await database.transaction(look_once_done)
+    await holds_service.wait_for_buyers_purchases(
+        session, event_id=purchase.event_id, user_id=purchase.user_id
+    )
+    return await replay_of(session, key, digest, now)
 
 
 def request_digest(request: OrderRequest | ExpressPurchase) -> str:
