@@ -197,14 +197,15 @@ async def _express_order(
                 becomes_order=True,
             )
         except (holds_service.SeatsUnavailable, holds_service.LimitExceeded):
-            if planned is None:  # MariaDB: looked for in this transaction, before it is rolled back
-                replayed = await _replay_once_the_buyer_is_done(
-                    session, purchase, key=key, digest=digest, now=now
-                )
-                if replayed is not None:
-                    # Out of the session first, as loaded: the rollback would expire what it holds.
-                    session.expunge_all()
-                    raise _AnsweredByItsFirstAttempt(replayed) from None
+            # Looked for in this transaction, before it is rolled back: a refusal is only for a
+            # purchase that made no order.
+            replayed = await _replay_once_the_buyer_is_done(
+                session, purchase, key=key, digest=digest, now=now
+            )
+            if replayed is not None:
+                # Out of the session first, as loaded: the rollback would expire what it holds.
+                session.expunge_all()
+                raise _AnsweredByItsFirstAttempt(replayed) from None
             raise
         hold = holds_service.just_taken(held, purchase.user_id)
         return await _order_hold(
@@ -232,17 +233,6 @@ async def _express_order(
         return await database.transaction(lambda session: hold_and_order(session, None))
     except _AnsweredByItsFirstAttempt as answered:
         return answered.view
-    except (holds_service.SeatsUnavailable, holds_service.LimitExceeded):
-        if database.backend != "sqlite":
-            raise  # looked for its first attempt's order already, in the refused transaction
-        # A retry met what its first attempt took: its seats, or its share of the buyer's limit
-        # (at the Idempotency-Key's unique index, `place_order` answers it). The first's order is
-        # the answer; a refusal is only for a purchase that made none. On SQLite the retry's
-        # transaction started after the first's ended (writers are serialised): the order is there.
-        replayed = await database.read(lambda session: replay_of(session, key, digest, clock()))
-        if replayed is None:
-            raise
-        return replayed
 
 
 class _AnsweredByItsFirstAttempt(Exception):
@@ -265,7 +255,8 @@ async def _replay_once_the_buyer_is_done(
     yet. The first attempt holds the buyer's lock until it ends, so waiting for that lock, then
     looking (READ COMMITTED: the look sees what committed meanwhile), answers the retry with its
     order instead of sold out. A buyer with no purchase in flight (every refusal but a retry's)
-    does not wait; it pays two reads in the transaction it was refused in.
+    does not wait; it pays two reads in the transaction it was refused in. On SQLite the retry's
+    transaction began after the first's ended (writers are serialised): the look alone finds it.
     """
     await holds_service.wait_for_buyers_purchases(
         session, event_id=purchase.event_id, user_id=purchase.user_id
