@@ -118,7 +118,8 @@ async def test_no_error_path_writes_a_secret_to_the_log(tmp_path: Path) -> None:
 
 
 def test_font_chatter_stays_out_of_the_log(tmp_path: Path) -> None:
-    """fontTools writes dozens of INFO lines per PDF; the log keeps ours."""
+    """fontTools writes dozens of INFO lines per PDF it embeds a font in (a name beyond Latin-1); the
+    log keeps ours."""
     configure_logging(json_console=True, level="INFO", log_dir=tmp_path, cache_loggers=False)
     order_pdf(
         PrintedOrder(
@@ -126,7 +127,7 @@ def test_font_chatter_stays_out_of_the_log(tmp_path: Path) -> None:
             event_name="Noche de Rock",
             starts_at=datetime(2030, 3, 1, 21, tzinfo=UTC),
             venue="Estadio",
-            buyer_name="Ana",
+            buyer_name="Łucja",
             buyer_email="ana@example.com",
             tickets=[PrintedTicket("CODE", "Campo", None, "valid")],
             zone=UTC,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from ticketera.loadtest import fans
@@ -70,3 +71,54 @@ async def test_a_buyer_presses_a_few_times_then_gives_up() -> None:
 
     assert ended.value.outcome == "failed"
     assert sum(1 for step, _ in api.calls if step == "order") == fans.ORDER_PRESSES
+
+
+SIMULATOR = "http://127.0.0.1:9"
+PAYABLE = ORDER | {"checkoutUrl": f"{SIMULATOR}/checkout/v1/redirect?pref_id=p-5"}
+
+
+def paying_fan(api: ScriptedApi) -> Fan:
+    api.simulator = httpx.AsyncClient(base_url=SIMULATOR)  # never called: the script answers
+    return fan(api)
+
+
+async def test_a_payment_that_got_no_answer_is_looked_for_in_the_order_before_paying_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fans, "PAY_LOOK_SECONDS", 0.0)
+    api = ScriptedApi(
+        {
+            "pay": [Answer(0, None, "RemoteProtocolError"), Answer(201, {"id": 1}, "")],
+            "order_status": [Answer(200, {"status": "pending_payment"}, "")],
+        }
+    )
+
+    await paying_fan(api)._pay(PAYABLE)
+
+    assert [step for step, _ in api.calls] == ["pay", "order_status", "pay"]
+
+
+async def test_a_payment_the_order_shows_paid_is_not_made_twice() -> None:
+    api = ScriptedApi(
+        {
+            "pay": [Answer(0, None, "ReadError")],
+            "order_status": [
+                Answer(200, {"status": "pending_payment"}, ""),
+                Answer(200, {"status": "paid"}, ""),
+            ],
+        }
+    )
+
+    await asyncio.wait_for(paying_fan(api)._pay(PAYABLE), timeout=10)
+
+    assert [step for step, _ in api.calls] == ["pay", "order_status", "order_status"]
+
+
+async def test_a_refused_payment_is_not_pressed_again() -> None:
+    api = ScriptedApi({"pay": [Answer(400, {"error": "bad_request"}, "bad_request")]})
+
+    with pytest.raises(FanEnded) as ended:
+        await paying_fan(api)._pay(PAYABLE)
+
+    assert ended.value.outcome == "failed"
+    assert [step for step, _ in api.calls] == ["pay"]

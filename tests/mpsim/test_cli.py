@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.test_cli import TICKETERA, cli_env, free_port, stop, wait_until_ready
+from ticketera.mpsim.runner import HEALTH_PATH, start_simulator_process
 
 
 def sim_env(workdir: Path, **extra: str) -> dict[str, str]:
@@ -120,3 +123,23 @@ def test_dev_leaves_an_explicit_mp_base_url_alone(tmp_path: Path) -> None:
 
     assert not started
     assert "MercadoPago  http://127.0.0.1:9/mp (as configured)" in output
+
+
+def test_the_simulator_keeps_an_idle_connection_longer_than_its_clients_do() -> None:
+    """Its clients (the service's MercadoPago client, the load generator) keep an idle connection
+    15 s: the server must not close it first, or a request sent as it closes is lost."""
+    port = free_port()
+    simulator = start_simulator_process(
+        host="127.0.0.1", port=port, access_token="TEST-keepalive", webhook_secret="secret"
+    )
+    request = f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            answers = []
+            for pause in (0.0, 6.0):  # past uvicorn's default keep-alive of 5 s
+                time.sleep(pause)
+                connection.sendall(request)
+                answers.append(connection.recv(4096).split(b"\r\n", 1)[0])
+    finally:
+        simulator.stop()
+    assert answers == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]

@@ -36,8 +36,10 @@ MAX_RETRIES = 30
 MAX_HOLD_ATTEMPTS = 5
 # The order page's refresh while MercadoPago's notification makes its way to the service.
 ORDER_POLL_SECONDS = 1.0
-# How many times a buyer presses "buy" when no answer comes back (same Idempotency-Key each time).
+# How many times a buyer presses "buy" when no answer comes back (same Idempotency-Key each time),
+# and "pay" (after looking at the order for PAY_LOOK_SECONDS each time).
 ORDER_PRESSES = 3
+PAY_LOOK_SECONDS = 10.0
 # The fastest a fan polls: the waiting room's own pace near the front of the line.
 POLL_MIN_SECONDS = 2.0
 
@@ -482,15 +484,36 @@ class Fan:
         if not same_server(checkout, simulator.base_url):
             # The checkout is somewhere this run was not given: no payment, no traffic there.
             raise FanEnded("ordered")
-        answer = await self._call(
-            "pay",
-            "POST",
-            "/_sim/payments",
-            json={"preferenceId": checkout.params.get("pref_id", ""), "outcome": "APRO"},
-            on_simulator=True,
-        )
-        if not answer.ok:
-            raise FanEnded("failed")
+        for _ in range(ORDER_PRESSES):
+            answer = await self._call(
+                "pay",
+                "POST",
+                "/_sim/payments",
+                json={"preferenceId": checkout.params.get("pref_id", ""), "outcome": "APRO"},
+                on_simulator=True,
+            )
+            if answer.ok:
+                return
+            if answer.status != 0:
+                raise FanEnded("failed")
+            # No answer (a dropped connection, a timeout): the card may have been charged. A buyer
+            # looks at their order before paying again, never presses twice at once; unpaid orders
+            # would hold their places until they expire, and the sale would never sell out.
+            if await self._paid_within(order, PAY_LOOK_SECONDS):
+                return
+        raise FanEnded("failed")
+
+    async def _paid_within(self, order: dict[str, Any], seconds: float) -> bool:
+        headers = {"Authorization": f"Bearer {order['orderToken']}"}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            answer = await self._call("order_status", "GET", f"/api/orders/{order['id']}", headers=headers)
+            if answer.ok and isinstance(answer.body, dict) and answer.body.get("status") == "paid":
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(ORDER_POLL_SECONDS)
 
     async def _checkout_url(self, order: dict[str, Any]) -> str:
         """The order's checkout. An order answered while MercadoPago was slow or down comes without

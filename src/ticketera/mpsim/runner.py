@@ -27,7 +27,19 @@ def serve_simulator(settings: SimulatorSettings, *, host: str, port: int) -> Non
     import uvicorn
 
     app = create_simulator(settings)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        # Longer than the idle keep-alive of the clients that call it (the service's MercadoPago
+        # client and the load generator keep a connection 15 s): with uvicorn's 5 s a client could
+        # send on a connection the simulator was closing, and a payment came back as a dropped
+        # connection (3 of 3,996 in a sell-out).
+        timeout_keep_alive=75,
+    )
 
 
 def simulator_answers(base_url: str) -> bool:
