@@ -9,6 +9,7 @@ deadlines are passed by moving the clock rather than by waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import email
 import email.policy
@@ -26,13 +27,14 @@ from sqlalchemy import select
 
 from tests.conftest import ADMIN, DatabaseUnderTest, services_of
 from tests.fakes import FakeClock
-from tests.shop import Shop, Simulator, serving_shop
+from tests.shop import Shop, Simulator, eventually, serving_shop
 from tests.test_cli import free_port
 from tests.tickets.pdf_text import page_count, pdf_text
 from tests.tickets.sales import paid_order, seat_ids, tickets_of
 from ticketera.kit.db import Database, create_engine
+from ticketera.ops.tasks import run_worker
 from ticketera.tickets.models import OutboxEmail
-from ticketera.tickets.tasks import TicketMailer
+from ticketera.tickets.tasks import EmailSweep, TicketMailer
 
 EVENT_NAME = "Noche de Rock"
 
@@ -284,3 +286,45 @@ async def test_the_emails_link_opens_the_buyers_order_page(shop: Shop, sim: Simu
     # Fixed by the outbox row, so a resent copy is recognisably the same message.
     (sent,) = await outbox(shop)
     assert message["Message-ID"] == f"<ticketera-email-{sent.id}@localhost>"
+
+
+async def test_a_backlog_is_sent_batch_after_batch_without_waiting_for_the_next_pass(
+    mail_shop: Shop, sim: Simulator, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sell-out pays orders faster than one batch a pass sends their emails: the worker sends the
+    next batch at once while a full one went out, and waits for its interval only once caught up."""
+    shop = mail_shop
+    await mailbox.start()
+    event = await shop.event(name=EVENT_NAME)
+    for number in range(5):
+        await paid_order(shop, sim, event, f"fan-{number}")
+    mailer = mailer_of(shop)
+    sweeps: list[EmailSweep] = []
+    batch_of_two = mailer.sweep
+
+    async def sweep() -> EmailSweep:
+        sweeps.append(await batch_of_two(limit=2))
+        return sweeps[-1]
+
+    monkeypatch.setattr(mailer, "sweep", sweep)
+    services = services_of(shop.app)
+    worker = asyncio.create_task(run_worker(services.database, shop.clock, interval=3600, mailer=mailer))
+    try:
+
+        async def all_sent() -> bool:
+            return len(mailbox.received) == 5
+
+        await eventually(all_sent)
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+    assert [(done.due, done.sent) for done in sweeps[:3]] == [(2, 2), (2, 2), (1, 1)]
+    assert [queued.state for queued in await outbox(shop)] == ["sent"] * 5
+
+
+def test_a_full_batch_that_all_failed_is_no_backlog_to_hurry() -> None:
+    # SMTP down: each email waits for its own retry, and the worker for its interval.
+    assert EmailSweep(due=20, sent=0, limit=20).more_waiting is False
+    assert EmailSweep(due=20, sent=3, limit=20).more_waiting is True
+    assert EmailSweep(due=7, sent=7, limit=20).more_waiting is False

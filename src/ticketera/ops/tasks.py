@@ -29,7 +29,7 @@ from ticketera.kit.partitions import PARTITIONED_TABLES, maintain_partitions
 from ticketera.kit.resilience import OutageNotice
 from ticketera.orders import service as orders_service
 from ticketera.payments.tasks import PaymentProcessor
-from ticketera.tickets.tasks import TicketMailer
+from ticketera.tickets.tasks import EmailSweep, TicketMailer
 
 log = structlog.get_logger(__name__)
 # The steps of a pass, in order.
@@ -76,8 +76,9 @@ async def run_worker(
     partition_months_ahead: int | None = None,
 ) -> None:
     """Every `interval` seconds until cancelled: expire overdue holds and orders, then the payment
-    sweeps (unprocessed notifications, refunds not sent yet, reconciliation with MercadoPago), then
-    the tickets emails waiting in the outbox; at start and once a day, the months ahead's partitions."""
+    sweeps (unprocessed notifications, refunds not sent yet, reconciliation with MercadoPago); at
+    start and once a day, the months ahead's partitions. Beside them, the tickets emails waiting in
+    the outbox, at once while a backlog lasts, else every `interval` seconds."""
     log.info("worker.started", interval=interval, payments=payments is not None)
 
     async def expiries() -> None:
@@ -91,9 +92,20 @@ async def run_worker(
             log.info("worker.payments_pass", **swept)
 
     async def emails(mailer: TicketMailer) -> None:
-        sent = await mailer.send_due()
-        if sent:
-            log.info("worker.emails_sent", emails=sent)
+        """The tickets emails in a loop of their own: a backlog is sent batch after batch without
+        waiting for the next pass (one batch a pass sent 4 emails a second, and the tickets of a
+        sell-out reached their buyers an hour late), and the other steps never wait for it."""
+        while True:
+            sweep: EmailSweep | None = None
+
+            async def batch() -> None:
+                nonlocal sweep
+                sweep = await mailer.sweep()
+                if sweep.sent:
+                    log.info("worker.emails_sent", emails=sweep.sent)
+
+            await _survive("worker.emails_pass_failed", batch(), outages["emails"])
+            await asyncio.sleep(0 if sweep is not None and sweep.more_waiting else interval)
 
     async def partitions(months_ahead: int) -> None:
         for monthly in PARTITIONED_TABLES:
@@ -101,21 +113,25 @@ async def run_worker(
                 database.engine, monthly, clock(), months_ahead=months_ahead, archive_dir=None, expire=False
             )
 
+    async def passes() -> None:
+        partitions_due = time.monotonic()
+        while True:
+            started = time.monotonic()
+            if partition_months_ahead is not None and started >= partitions_due:
+                partitions_due = started + PARTITIONS_EVERY_SECONDS
+                step = partitions(partition_months_ahead)
+                await _survive("worker.partitions_failed", step, outages["partitions"])
+            await _survive("worker.pass_failed", expiries(), outages["expiries"])
+            if payments is not None:
+                await _survive("worker.payments_pass_failed", payment_sweeps(payments), outages["payments"])
+            await asyncio.sleep(max(0.1, interval - (time.monotonic() - started)))
+
     # Each step meets an outage of its own dependencies (the database, MercadoPago, SMTP).
     outages = {step: OutageNotice(f"worker.{step}_waiting", f"worker.{step}_resumed") for step in STEPS}
-    partitions_due = time.monotonic()
-    while True:
-        started = time.monotonic()
-        if partition_months_ahead is not None and started >= partitions_due:
-            partitions_due = started + PARTITIONS_EVERY_SECONDS
-            step = partitions(partition_months_ahead)
-            await _survive("worker.partitions_failed", step, outages["partitions"])
-        await _survive("worker.pass_failed", expiries(), outages["expiries"])
-        if payments is not None:
-            await _survive("worker.payments_pass_failed", payment_sweeps(payments), outages["payments"])
+    async with asyncio.TaskGroup() as group:
         if mailer is not None:
-            await _survive("worker.emails_pass_failed", emails(mailer), outages["emails"])
-        await asyncio.sleep(max(0.1, interval - (time.monotonic() - started)))
+            group.create_task(emails(mailer), name="worker.emails")
+        group.create_task(passes(), name="worker.passes")
 
 
 async def _survive(failed_event: str, step: Awaitable[None], outage: OutageNotice) -> None:

@@ -28,10 +28,26 @@ from ticketera.tickets.models import EmailState
 log = structlog.get_logger(__name__)
 
 SWEEP_BATCH = 20
+# Emails of one sweep in flight at once.
+SEND_CONCURRENCY = 4
 
 # Reads an order's tickets as the PDF prints them (None: no such order). Tickets know orders only by
 # id: the orders domain provides this (`orders.service.printable_order`), wired by the composition root.
 OrderLoader = Callable[[AsyncSession, int], Awaitable[PrintedOrder | None]]
+
+
+@dataclass(frozen=True)
+class EmailSweep:
+    due: int
+    sent: int
+    limit: int
+
+    @property
+    def more_waiting(self) -> bool:
+        """A full batch went out: more are likely due (a sell-out pays thousands of orders in
+        minutes), so the next sweep should not wait. A batch that all failed (SMTP down) is no
+        backlog to hurry: each email waits for its own retry."""
+        return self.due >= self.limit and self.sent > 0
 
 
 @dataclass
@@ -107,15 +123,26 @@ class TicketMailer:
         return True
 
     async def send_due(self, *, limit: int = SWEEP_BATCH) -> int:
+        """Send the emails due now, at most `limit`; how many were sent."""
+        return (await self.sweep(limit=limit)).sent
+
+    async def sweep(self, *, limit: int = SWEEP_BATCH) -> EmailSweep:
+        """Send the emails due now, at most `limit`, SEND_CONCURRENCY at a time: while one renders
+        its PDF, others wait on the SMTP server or the database."""
         now = self.clock()
 
         async def due(session: AsyncSession) -> list[int]:
             return await service.OUTBOX.due(session, now, limit=limit)
 
-        sent = 0
-        for email_id in await self.database.read(due):
-            sent += await self.send(email_id)
-        return sent
+        found = await self.database.read(due)
+        slots = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def send_one(email_id: int) -> bool:
+            async with slots:
+                return await self.send(email_id)
+
+        sent = await asyncio.gather(*(send_one(email_id) for email_id in found))
+        return EmailSweep(due=len(found), sent=sum(sent), limit=limit)
 
     async def _finish(self, email_id: int, state: EmailState) -> None:
         now = self.clock()
