@@ -84,7 +84,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from benchmarks import first_paint, harness
 from ticketera.config import to_async_url
-from ticketera.loadtest.recorder import Recorder
+from ticketera.loadtest.recorder import Recorder, percentile
 from ticketera.loadtest.report import compute_figures, write_report
 from ticketera.loadtest.runner import LoadtestOptions, RunResult, Targets, run_in_fast_loop
 
@@ -136,6 +136,11 @@ class Ledger:
     last_paid_s: float | None = None
     last_ticket_s: float | None = None
     settle_wait_s: float = 0.0
+    # The pipeline behind a purchase, seconds (p50, p95, max): order created -> paid, an approved
+    # payment's webhook stored -> processed, order paid -> its tickets email sent.
+    order_to_paid_s: tuple[float, float, float] | None = None
+    webhook_wait_s: tuple[float, float, float] | None = None
+    paid_to_email_s: tuple[float, float, float] | None = None
 
     @property
     def oversold(self) -> bool:
@@ -393,6 +398,28 @@ async def read_ledger(database_url: str, event_id: int, capacity: int, joined_wa
             [(last_ticket,)] = await rows(
                 connection, "SELECT MAX(issued_at) FROM tickets WHERE event_id = :event"
             )
+            ledger.order_to_paid_s = spread(
+                await rows(
+                    connection,
+                    "SELECT created_at, paid_at FROM orders WHERE event_id = :event AND paid_at IS NOT NULL",
+                )
+            )
+            ledger.webhook_wait_s = spread(
+                await rows(
+                    connection,
+                    "SELECT n.received_at, n.processed_at FROM payment_notifications n"
+                    " JOIN payments p ON p.provider_payment_id = n.resource_id"
+                    " JOIN orders o ON o.id = p.order_id"
+                    " WHERE o.event_id = :event AND n.processed_at IS NOT NULL",
+                )
+            )
+            ledger.paid_to_email_s = spread(
+                await rows(
+                    connection,
+                    "SELECT o.paid_at, e.sent_at FROM email_outbox e JOIN orders o ON o.id = e.order_id"
+                    " WHERE o.event_id = :event AND e.sent_at IS NOT NULL AND o.paid_at IS NOT NULL",
+                )
+            )
     finally:
         await engine.dispose()
     ledger.first_order_s = utc_since(first_order, joined_wall)
@@ -400,6 +427,14 @@ async def read_ledger(database_url: str, event_id: int, capacity: int, joined_wa
     ledger.last_paid_s = utc_since(last_paid, joined_wall)
     ledger.last_ticket_s = utc_since(last_ticket, joined_wall)
     return ledger
+
+
+def spread(pairs: list[tuple[Any, ...]]) -> tuple[float, float, float] | None:
+    """p50, p95 and the longest of the seconds from each pair's first moment to its second."""
+    waits = [(end - start).total_seconds() for start, end in pairs]
+    if not waits:
+        return None
+    return percentile(waits, 50), percentile(waits, 95), max(waits)
 
 
 def utc_since(moment: datetime | None, wall: float) -> float | None:
@@ -598,6 +633,12 @@ def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
+def waits(figures: tuple[float, float, float] | None) -> str:
+    if figures is None:
+        return "-"
+    return " / ".join(f"{value:.1f}" for value in figures) + " s"
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
@@ -614,6 +655,9 @@ def format_result(result: SelloutResult) -> str:
         f" {ledger.payments_approved:,} approved payments ({result.approvals_made:,} approvals made),"
         f" {ledger.approved_not_paid} not paid, {ledger.approved_without_all_tickets} without all"
         f" their tickets (settled after {ledger.settle_wait_s:.0f} s); emails {ledger.emails_by_state}",
+        f"  behind a purchase (p50 / p95 / longest): ordered -> paid {waits(ledger.order_to_paid_s)};"
+        f" webhook stored -> processed {waits(ledger.webhook_wait_s)};"
+        f" paid -> tickets email sent {waits(ledger.paid_to_email_s)}",
         f"  requests: {result.requests:,} to the service, {result.failures} failures;"
         f" by code: {result.errors_by_code or 'none'}",
     ]
