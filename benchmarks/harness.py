@@ -930,6 +930,57 @@ async def peak_rss(root: int, *, interval: float = 0.5) -> AsyncIterator[dict[in
             await sampler
 
 
+@dataclass
+class CorePlacement:
+    """Which CPUs the service's processes run on, and which everything else of the run does; the
+    affinities found before, to give back (`restore`): MariaDB is the machine's own server."""
+
+    service_cpus: set[int]
+    other_cpus: set[int]
+    refused: list[int] = field(default_factory=list)
+    _before: dict[int, set[int]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        refused = f"; could not move pid(s) {self.refused}" if self.refused else ""
+        return (
+            f"  placed: the service on CPU {_cpu_list(self.service_cpus)} alone; MariaDB, the simulator"
+            f" and the load generator on CPU {_cpu_list(self.other_cpus)}{refused}"
+        )
+
+    def restore(self) -> None:
+        for thread, cpus in self._before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(thread, cpus)
+
+
+def _cpu_list(cpus: set[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def place_on_own_cores(service_root: int, service_cores: int, others: list[int]) -> CorePlacement:
+    """Give the service's process tree the last `service_cores` CPUs to itself and move `others`
+    (MariaDB, the simulator, this load generator) to the rest: the service's CPU per request as on
+    a machine where it does not share its cores. Every thread of each process is moved (a thread's
+    affinity is its own; threads started later inherit their creator's)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not 0 < service_cores < len(cpus):
+        raise BenchmarkError(f"--service-cores must leave a CPU for the rest: {len(cpus)} CPU(s) here")
+    placement = CorePlacement(set(cpus[-service_cores:]), set(cpus[:-service_cores]))
+    service = _tree(service_root, _all_proc_stats())
+    for pid, target in [
+        *((pid, placement.service_cpus) for pid in service),
+        *((pid, placement.other_cpus) for pid in others),
+    ]:
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                thread = int(task.name)
+                placement._before.setdefault(thread, os.sched_getaffinity(thread))
+                os.sched_setaffinity(thread, target)
+        except (OSError, ValueError):
+            placement.refused.append(pid)
+    return placement
+
+
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds of a process and all its live descendants, summed."""
     return sum(tree_cpu_seconds_by_process(root).values())

@@ -46,6 +46,14 @@ MercadoPago simulator's (every order creates its checkout there, as in developme
 MariaDB the statements per attempt come from `SHOW GLOBAL STATUS` before and after (global: other
 clients of the same server show up too, so the baseline phase reports that background rate).
 
+`--service-cores N` gives the service the last N CPUs to itself (one worker each, unless
+`--workers`) and moves MariaDB, the simulator and this load generator to the others, every thread
+of each (the machine's own mariadbd included, its affinity given back at the end): the service's
+figures as on cores of its own, which on two cores that also run the database and the load are
+otherwise out of reach (the issue's "the same figure on the service's own cores"). On this 2-core
+machine `--service-cores 1` is the service on one core, one worker, against everything else on the
+other.
+
 Service settings: APP_ENV=production with the five secrets, rate limits off, admission ticker off,
 no Redis (in-process waiting room, disabled for these events anyway), WORKER_IN_PROCESS=false.
 Workers: 4 on MariaDB, 1 on SQLite (one file serialises writers anyway), or `--workers`.
@@ -69,6 +77,7 @@ anything took, so a slow machine cannot make it fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -216,6 +225,8 @@ class BackendResult:
     # and the largest seen while it ran.
     rss_idle_mb: list[float] = field(default_factory=list)
     rss_peak_mb: list[float] = field(default_factory=list)
+    # With --service-cores: where the service and the rest ran.
+    placement: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -724,11 +735,22 @@ async def run_backend_scenarios(
 
 
 def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.Namespace) -> BackendResult:
-    workers = args.workers or DEFAULT_WORKERS[backend]
+    # On cores of its own, one worker a core: two on one core switch between each other.
+    workers = args.workers or args.service_cores or DEFAULT_WORKERS[backend]
     result = BackendResult(backend=backend, workers=workers, workers_default=args.workers is None)
 
     async def measure(base_url: str, service_pid: int, simulator_url: str) -> None:
         status = harness.ServerStatus() if backend == "mariadb" else None
+        with contextlib.ExitStack() as stack:
+            await measure_placed(base_url, service_pid, simulator_url, status, stack)
+
+    async def measure_placed(
+        base_url: str,
+        service_pid: int,
+        simulator_url: str,
+        status: harness.ServerStatus | None,
+        stack: contextlib.ExitStack,
+    ) -> None:
         try:
             if status is not None:
                 result.server_version = await harness.mysql_server_version()
@@ -739,6 +761,15 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
                 harness.SIMULATOR_PIDS.get(simulator_url),
             )
             print(header_line(result), flush=True)
+            if args.service_cores:
+                placement = harness.place_on_own_cores(
+                    service_pid,
+                    args.service_cores,
+                    [*meters.mariadb_pids, *filter(None, [meters.simulator_pid]), os.getpid()],
+                )
+                stack.callback(placement.restore)
+                result.placement = placement.describe()
+                print(result.placement, flush=True)
 
             async def show(scenario: ScenarioResult) -> None:
                 result.scenarios.append(scenario)
@@ -991,6 +1022,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         metavar="DIR",
         help="sample the service with py-spy during the first scenario A; raw stacks in DIR",
+    )
+    parser.add_argument(
+        "--service-cores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="give the service the last N CPUs to itself (and one worker each, unless --workers) and"
+        " move MariaDB, the simulator and the load generator to the rest: its figures as on cores of"
+        " its own (0, the default: everything shares every core)",
     )
     parser.add_argument("--quota", type=int, default=1000, help="places / seats per event (default 1000)")
     parser.add_argument("--extra", type=int, default=200, help="attempts past the quota (default 200)")
