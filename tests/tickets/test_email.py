@@ -31,7 +31,7 @@ from tests.shop import Shop, Simulator, eventually, serving_shop
 from tests.test_cli import free_port
 from tests.tickets.pdf_text import page_count, pdf_text
 from tests.tickets.sales import paid_order, seat_ids, tickets_of
-from ticketera.kit.db import Database, create_engine
+from ticketera.kit.db import Database, DatabaseUnavailable, create_engine
 from ticketera.ops.tasks import run_worker
 from ticketera.tickets.models import OutboxEmail
 from ticketera.tickets.tasks import EmailSweep, TicketMailer
@@ -328,3 +328,28 @@ def test_a_full_batch_that_all_failed_is_no_backlog_to_hurry() -> None:
     assert EmailSweep(due=20, sent=0, limit=20).more_waiting is False
     assert EmailSweep(due=20, sent=3, limit=20).more_waiting is True
     assert EmailSweep(due=7, sent=7, limit=20).more_waiting is False
+
+
+async def test_a_failing_send_is_raised_once_every_send_of_the_sweep_has_ended(
+    mail_shop: Shop, sim: Simulator, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = mail_shop
+    await mailbox.start()
+    event = await shop.event(name=EVENT_NAME)
+    for number in range(3):
+        await paid_order(shop, sim, event, f"fan-{number}")
+    mailer = mailer_of(shop)
+    ended: list[int] = []
+
+    async def send(email_id: int) -> bool:
+        if not ended:
+            ended.append(email_id)
+            raise DatabaseUnavailable()
+        await asyncio.sleep(0.05)  # still sending when the first has failed
+        ended.append(email_id)
+        return True
+
+    monkeypatch.setattr(mailer, "send", send)
+    with pytest.raises(DatabaseUnavailable):
+        await mailer.sweep()
+    assert len(ended) == 3

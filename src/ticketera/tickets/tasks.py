@@ -141,8 +141,13 @@ class TicketMailer:
             async with slots:
                 return await self.send(email_id)
 
-        sent = await asyncio.gather(*(send_one(email_id) for email_id in found))
-        return EmailSweep(due=len(found), sent=sum(sent), limit=limit)
+        # Every send ends before a failure is raised (the database or SMTP gone: the worker's
+        # outage notice takes the first), so none is left running behind the sweep.
+        outcomes = await asyncio.gather(*(send_one(email_id) for email_id in found), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return EmailSweep(due=len(found), sent=sum(1 for outcome in outcomes if outcome is True), limit=limit)
 
     async def _finish(self, email_id: int, state: EmailState) -> None:
         now = self.clock()
