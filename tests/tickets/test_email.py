@@ -288,17 +288,22 @@ async def test_the_emails_link_opens_the_buyers_order_page(shop: Shop, sim: Simu
     assert message["Message-ID"] == f"<ticketera-email-{sent.id}@localhost>"
 
 
+async def emails_waiting(shop: Shop, sim: Simulator, mailbox: Mailbox, *, orders: int) -> TicketMailer:
+    """`orders` paid orders of different buyers, their emails due; the worker's sender."""
+    await mailbox.start()
+    event = await shop.event(name=EVENT_NAME)
+    for number in range(orders):
+        await paid_order(shop, sim, event, f"fan-{number}")
+    return mailer_of(shop)
+
+
 async def test_a_backlog_is_sent_batch_after_batch_without_waiting_for_the_next_pass(
     mail_shop: Shop, sim: Simulator, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sell-out pays orders faster than one batch a pass sends their emails: the worker sends the
     next batch at once while a full one went out, and waits for its interval only once caught up."""
     shop = mail_shop
-    await mailbox.start()
-    event = await shop.event(name=EVENT_NAME)
-    for number in range(5):
-        await paid_order(shop, sim, event, f"fan-{number}")
-    mailer = mailer_of(shop)
+    mailer = await emails_waiting(shop, sim, mailbox, orders=5)
     sweeps: list[EmailSweep] = []
     batch_of_two = mailer.sweep
 
@@ -334,11 +339,7 @@ async def test_a_failing_send_is_raised_once_every_send_of_the_sweep_has_ended(
     mail_shop: Shop, sim: Simulator, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop = mail_shop
-    await mailbox.start()
-    event = await shop.event(name=EVENT_NAME)
-    for number in range(3):
-        await paid_order(shop, sim, event, f"fan-{number}")
-    mailer = mailer_of(shop)
+    mailer = await emails_waiting(shop, sim, mailbox, orders=3)
     ended: list[int] = []
 
     async def send(email_id: int) -> bool:
