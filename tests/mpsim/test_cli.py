@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -132,14 +132,18 @@ def test_the_simulator_keeps_an_idle_connection_longer_than_its_clients_do() -> 
     simulator = start_simulator_process(
         host="127.0.0.1", port=port, access_token="TEST-keepalive", webhook_secret="secret"
     )
-    request = f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-            answers = []
-            for pause in (0.0, 6.0):  # past uvicorn's default keep-alive of 5 s
-                time.sleep(pause)
-                connection.sendall(request)
-                answers.append(connection.recv(4096).split(b"\r\n", 1)[0])
+        answers, sockets = [], []
+        for pause in (0.0, 6.0):  # past uvicorn's default keep-alive of 5 s
+            time.sleep(pause)
+            connection.request("GET", HEALTH_PATH)
+            response = connection.getresponse()  # RemoteDisconnected had the server closed it
+            response.read()
+            answers.append(response.status)
+            sockets.append(connection.sock)
     finally:
+        connection.close()
         simulator.stop()
-    assert answers == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+    assert answers == [200, 200]
+    assert sockets[0] is sockets[1], "the second request went on the first's connection"
