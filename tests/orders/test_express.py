@@ -233,3 +233,25 @@ async def test_a_retry_that_overlaps_its_first_attempt_gets_the_same_order(clien
         assert (first.status_code, second.status_code) == (201, 201), (first.text, second.text)
         assert first.json()["id"] == second.json()["id"]
     assert (await availability(client, event["id"]))["held"] == 8
+
+
+async def test_a_new_buyers_two_purchases_at_once_are_counted_one_after_the_other(
+    client: httpx.AsyncClient,
+) -> None:
+    """Both are the buyer's first in the event: the one that makes the buyer's row skips the count
+    (nothing held yet), and the other waits for that row, finds it, and counts the first's places."""
+    event = await open_sale(client, maxTicketsPerUser=2)
+    section_id = event["sections"][1]["id"]  # ten places
+    for attempt in range(4):
+        token = await shopper_token(client, event["id"], f"new-{attempt}")
+        items = {"sectionId": section_id, "quantity": 2}
+
+        answers = await asyncio.gather(
+            express(client, token, items, f"express-new-{attempt}-a"),
+            express(client, token, items, f"express-new-{attempt}-b"),
+        )
+
+        assert sorted(answer.status_code for answer in answers) == [201, 409]
+        (refused,) = [answer for answer in answers if answer.status_code == 409]
+        assert refused.json()["error"] == "limit_exceeded"
+    assert (await availability(client, event["id"]))["held"] == 8

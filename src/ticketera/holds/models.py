@@ -47,12 +47,19 @@ class Hold(Base):
 
 class Shopper(Base):
     """One row per (event, buyer): locked while a hold is taken, so one buyer's concurrent holds
-    are counted one after another against maxTicketsPerUser."""
+    are counted one after another against maxTicketsPerUser.
+
+    Made by the buyer's first hold in the event, in the same transaction, and removed only with the
+    event's own rows: a buyer without a row has nothing held or bought here. `purchases` counts the
+    holds begun after the first, so the row changes on each: the upsert that locks it tells the
+    buyer's first hold (a new row, nothing to count) from the others (MariaDB only: SQLite keeps no
+    rows, its writers run one at a time)."""
 
     __tablename__ = "shoppers"
 
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    purchases: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (MYSQL_TABLE_OPTIONS,)

@@ -150,22 +150,26 @@ _SHOPPER_UPSERT = mysql.insert(Shopper).values(
     created_at=bindparam("since", type_=UTCDateTime()),
 )
 _LOCK_SHOPPER = DriverStatement(
-    _SHOPPER_UPSERT.on_duplicate_key_update(user_id=_SHOPPER_UPSERT.inserted.user_id)
+    # Changing the row it finds (never leaving it as it was) is what makes the affected-row count
+    # tell an insert (1) from an update (2), whatever the client's FOUND_ROWS flag.
+    _SHOPPER_UPSERT.on_duplicate_key_update(purchases=Shopper.purchases + 1)
 )
 
 
-async def lock_shopper(session: AsyncSession, event_id: int, user_id: str, now: datetime) -> None:
-    """Take the buyer's row lock for this event, creating the row on first use.
+async def lock_shopper(session: AsyncSession, event_id: int, user_id: str, now: datetime) -> bool | None:
+    """Take the buyer's row lock for this event, creating the row on first use; whether it was
+    created now, the buyer's first hold in the event (None: not known, on SQLite).
 
     Held until the transaction ends: a buyer's concurrent holds are counted one after another, so
     two of them can never both slip under maxTicketsPerUser. One statement: an upsert locks the row
-    whether it inserts it or finds it.
+    whether it inserts it or finds it. A second hold begun while the first is in flight waits for
+    its lock, then finds the row (or makes it, if the first rolled back and left nothing).
     """
     if session.get_bind().dialect.name == "sqlite":
         # SQLite has no row locks: BEGIN IMMEDIATE already serialises every writer.
-        return
+        return None
     params = {"shopper_event": event_id, "shopper": user_id, "since": now}
-    await execute_on_driver(session, _LOCK_SHOPPER, params)
+    return (await execute_on_driver(session, _LOCK_SHOPPER, params)).rowcount == 1
 
 
 _WAIT_FOR_SHOPPER = DriverStatement(

@@ -238,7 +238,8 @@ async def hold_units(
     becomes_order: bool = False,
 ) -> HoldView:
     """Take the planned units for a buyer: 6 statements, each built once (see `repository`), under
-    the buyer's own lock for the ticket limit; 5 for an express purchase's (`becomes_order`).
+    the buyer's own lock for the ticket limit; 5 for an express purchase's (`becomes_order`); one
+    fewer for the buyer's first hold in the event on MariaDB (nothing to count against the limit).
 
     General-admission places are picked first, before the buyer's lock: the pick (FOR UPDATE SKIP
     LOCKED on MariaDB) is the last look, so a buyer who arrives after the sell-out leaves after it
@@ -258,8 +259,9 @@ async def hold_units(
     elif not plan.by_seat:
         picked = await _pick_places_or_refuse(session, wanted, now)
     quantity = len(wanted)
-    await repository.lock_shopper(session, event_id, user_id, now)
-    already = await repository.count_buyer_units(session, event_id, user_id, now)
+    first_hold = await repository.lock_shopper(session, event_id, user_id, now)
+    # A buyer's first hold in the event has nothing held or bought to count (see `Shopper`).
+    already = 0 if first_hold else await repository.count_buyer_units(session, event_id, user_id, now)
     if already + quantity > sale.max_tickets_per_user:
         raise LimitExceeded(
             f"At most {sale.max_tickets_per_user} tickets per buyer for this event.",
