@@ -77,7 +77,6 @@ anything took, so a slow machine cannot make it fail.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -741,16 +740,7 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
 
     async def measure(base_url: str, service_pid: int, simulator_url: str) -> None:
         status = harness.ServerStatus() if backend == "mariadb" else None
-        with contextlib.ExitStack() as stack:
-            await measure_placed(base_url, service_pid, simulator_url, status, stack)
-
-    async def measure_placed(
-        base_url: str,
-        service_pid: int,
-        simulator_url: str,
-        status: harness.ServerStatus | None,
-        stack: contextlib.ExitStack,
-    ) -> None:
+        placement: harness.CorePlacement | None = None
         try:
             if status is not None:
                 result.server_version = await harness.mysql_server_version()
@@ -767,7 +757,6 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
                     args.service_cores,
                     [*meters.mariadb_pids, *filter(None, [meters.simulator_pid]), os.getpid()],
                 )
-                stack.callback(placement.restore)
                 result.placement = placement.describe()
                 print(result.placement, flush=True)
 
@@ -792,6 +781,8 @@ def run_backend(backend: str, database_url: str, workdir: Path, args: argparse.N
             result.rss_peak_mb = _by_process_mb(peaks, service_pid)
             print(format_memory(result), flush=True)
         finally:
+            if placement is not None:
+                placement.restore()
             if status is not None:
                 await status.close()
 

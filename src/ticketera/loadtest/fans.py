@@ -504,6 +504,7 @@ class Fan:
         raise FanEnded("failed")
 
     async def _paid_within(self, order: dict[str, Any], seconds: float) -> bool:
+        """Whether the order page shows the order paid, refreshed until `seconds` have passed."""
         headers = {"Authorization": f"Bearer {order['orderToken']}"}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
@@ -533,19 +534,11 @@ class Fan:
         raise FanEnded("ordered")
 
     async def _await_tickets(self, order: dict[str, Any], places: int) -> str:
-        order_id = int(order["id"])
-        headers = {"Authorization": f"Bearer {order['orderToken']}"}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.paid_timeout_seconds
-        while True:
-            answer = await self._call("order_status", "GET", f"/api/orders/{order_id}", headers=headers)
-            if answer.ok and isinstance(answer.body, dict) and answer.body.get("status") == "paid":
-                break
-            if loop.time() > deadline:
-                return "not_paid"
-            await asyncio.sleep(ORDER_POLL_SECONDS)
+        if not await self._paid_within(order, self.options.paid_timeout_seconds):
+            return "not_paid"
         self.api.recorder.orders_paid += 1
-        answer = await self._call("tickets", "GET", f"/api/orders/{order_id}/tickets", headers=headers)
+        headers = {"Authorization": f"Bearer {order['orderToken']}"}
+        answer = await self._call("tickets", "GET", f"/api/orders/{order['id']}/tickets", headers=headers)
         if not answer.ok or not isinstance(answer.body, dict):
             return "tickets_missing"
         issued = [t for t in answer.body.get("tickets", []) if t.get("code")]
