@@ -9,6 +9,7 @@ With CI=true a backend that cannot be reached fails the run instead of being ski
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,17 @@ class DatabaseUnderTest:
     backend: str
     url: str
     engine: AsyncEngine
+
+
+def minute_boundary_delay(margin: float = 15.0) -> float:
+    """How long a test that counts requests against an N/minute limit waits before it starts: until
+    the next minute when this one ends within `margin` seconds, else not at all.
+
+    The limiter's sliding window weighs the last minute's count by the part of it still inside the
+    window and rounds down: just past a boundary, 5 requests of the last minute count as 4 and one
+    more goes through. Inside one minute the count is exact, which is what those tests check."""
+    into_the_minute = time.time() % 60
+    return 60 - into_the_minute + 0.1 if into_the_minute > 60 - margin else 0.0
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:

@@ -15,7 +15,6 @@ npm run redis:flush  ->  ticketera redis flush
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import time
@@ -305,7 +304,7 @@ def worker(
     from ticketera.composition import Role, build_services
     from ticketera.infra.logging import configure_logging
     from ticketera.kit.clock import utc_now
-    from ticketera.ops.tasks import run_worker
+    from ticketera.ops.tasks import run_worker, stop_on_signals
 
     settings = _settings()
     configure_logging(
@@ -317,6 +316,8 @@ def worker(
 
     async def run() -> None:
         services = build_services(settings, utc_now, role=Role.WORKER)
+        stop = asyncio.Event()
+        stop_on_signals(stop)
         try:
             await run_worker(
                 services.database,
@@ -325,12 +326,15 @@ def worker(
                 payments=services.payments,
                 mailer=services.mailer,
                 partition_months_ahead=settings.partition_months_ahead,
+                stop=stop,
             )
         finally:
             await services.close()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(run())
+    except asyncio.CancelledError:  # cut off: a second signal, or steps that outlasted the grace
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -5,12 +5,14 @@ requests from 127.0.0.2 (not a proxy) and 127.0.0.1 (the trusted one)."""
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import minute_boundary_delay
 from tests.test_cli import SECRETS, TICKETERA, cli_env, serving_workers
 
 LIMIT = 5
@@ -38,6 +40,7 @@ def statuses(base: str, source: str, forwarded_for: list[str]) -> list[int]:
 def test_a_client_that_is_no_proxy_cannot_pick_its_address(server: str) -> None:
     """The probe's rotating X-Forwarded-For from an untrusted address: the header is ignored, the
     client is 127.0.0.2, and the limit holds."""
+    time.sleep(minute_boundary_delay())
     answers = statuses(server, "127.0.0.2", [SPOOFED.format(n) for n in range(LIMIT + 3)])
     assert answers == [200] * LIMIT + [429] * 3
 
@@ -46,6 +49,7 @@ def test_behind_the_proxy_the_right_most_untrusted_hop_is_the_client(server: str
     """nginx appends the address it saw: `spoofed, real`. The spoofed left-most value changes with
     every request and the limit still holds for the real one."""
     chain = [f"{SPOOFED.format(n)}, 198.51.100.7" for n in range(LIMIT + 2)]
+    time.sleep(minute_boundary_delay())
     assert statuses(server, "127.0.0.1", chain) == [200] * LIMIT + [429] * 2
     # Another real client behind the same proxy has its own allowance.
     assert statuses(server, "127.0.0.1", ["198.51.100.8"]) == [200]

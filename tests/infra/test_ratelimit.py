@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, serving
+from tests.conftest import ADMIN, DatabaseUnderTest, make_settings, minute_boundary_delay, serving
 from tests.factories import create_event, known_user
 from tests.queue.conftest import TEST_REDIS_URL, flush, redis_connection_or_skip
 
@@ -22,6 +23,7 @@ async def test_public_calls_are_limited_per_ip_and_admins_are_not(
         await connection.close()
         overrides["redis_url"] = TEST_REDIS_URL
     async with serving(make_settings(db.url, tmp_path, **overrides)) as client:
+        await asyncio.sleep(minute_boundary_delay())
         allowed = [await client.get("/api/events") for _ in range(3)]
         refused = await client.get("/api/events")
         admin = await client.get("/api/events", headers=ADMIN)
@@ -40,6 +42,7 @@ async def test_joins_are_limited_per_user(db: DatabaseUnderTest, tmp_path: Path)
     async with serving(settings) as client:
         event = await create_event(client)
         url = f"/api/queue/{event['id']}/join"
+        await asyncio.sleep(minute_boundary_delay())
         same_user = [await client.post(url, json=known_user(client, "bot")) for _ in range(3)]
         other_user = await client.post(url, json=known_user(client, "fan"))
 
@@ -53,6 +56,7 @@ async def test_replicas_share_the_counts_through_redis(db: DatabaseUnderTest, tm
     await connection.close()
     settings = make_settings(db.url, tmp_path, app_rate_limit="4/minute", redis_url=TEST_REDIS_URL)
     async with serving(settings) as first, serving(settings) as second:
+        await asyncio.sleep(minute_boundary_delay())
         statuses = [
             (await (first if index % 2 else second).get("/api/events")).status_code for index in range(5)
         ]

@@ -55,3 +55,22 @@ async def test_an_outage_stops_the_ticks_with_one_line_not_a_traceback_per_tick(
     assert events.count("queue.ticker_waiting") == 1
     assert events.count("queue.ticker_resumed") == 1
     assert "queue.tick_failed" not in events
+
+
+async def test_a_stopped_ticker_ends_its_tick_and_returns(client: httpx.AsyncClient) -> None:
+    services = services_of(client.app)  # type: ignore[attr-defined]
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        ticker = asyncio.create_task(
+            tasks.run_admission_ticker(
+                services.waiting_room, services.database, services.clock, tick_seconds=3600, stop=stop
+            )
+        )
+
+        async def started() -> bool:
+            return any(line["event"] == "queue.ticker_started" for line in logs)
+
+        await eventually(started)
+        stop.set()
+        await asyncio.wait_for(ticker, timeout=30)
+    assert ticker.exception() is None

@@ -3,6 +3,7 @@ scoped, expiring), CSRF on the login and logout forms and on the script's calls.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from tests.conftest import ADMIN_KEY, SECRET_KEY, STAFF_KEY, make_settings, serving
+from tests.conftest import ADMIN_KEY, SECRET_KEY, STAFF_KEY, make_settings, minute_boundary_delay, serving
 from tests.fakes import FakeClock
 from ticketera.config import Settings
 from ticketera.web.door import SESSION_LIFETIME
@@ -147,6 +148,7 @@ def test_a_session_of_another_area_or_secret_opens_nothing() -> None:
 async def test_too_many_attempts_get_a_page_that_says_how_long_to_wait(settings: Settings) -> None:
     limited = settings.model_copy(update={"app_rate_limit": "3/minute"})
     async with serving(limited) as client:
+        await asyncio.sleep(minute_boundary_delay())
         answers = [await log_in(client, key="guess") for _ in range(4)]
         english = await client.post(
             "/door/login", data={"key": "guess", "csrf": "x"}, headers={**FORM, "Accept-Language": "en"}

@@ -14,6 +14,7 @@ stays the operator's command (cron), never the worker's.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from ticketera.holds import service as holds_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.kit.errors import ServiceUnavailable
+from ticketera.kit.lifecycle import pause
 from ticketera.kit.partitions import PARTITIONED_TABLES, maintain_partitions
 from ticketera.kit.resilience import OutageNotice
 from ticketera.orders import service as orders_service
@@ -35,6 +37,9 @@ log = structlog.get_logger(__name__)
 # The steps of a pass, in order.
 STEPS = ("expiries", "payments", "emails", "partitions")
 PARTITIONS_EVERY_SECONDS = 24 * 3600
+# How long a stopping worker lets its steps under way end: inside the ten seconds Docker and
+# systemd wait between SIGTERM and SIGKILL, and far beyond a batch's few milliseconds.
+STOP_GRACE_SECONDS = 8.0
 
 BATCH = 500
 
@@ -74,11 +79,16 @@ async def run_worker(
     payments: PaymentProcessor | None = None,
     mailer: TicketMailer | None = None,
     partition_months_ahead: int | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Every `interval` seconds until cancelled: expire overdue holds and orders, then the payment
-    sweeps (unprocessed notifications, refunds not sent yet, reconciliation with MercadoPago); at
-    start and once a day, the months ahead's partitions. Beside them, the tickets emails waiting in
-    the outbox, at once while a backlog lasts, else every `interval` seconds."""
+    """Every `interval` seconds until `stop` is set (or cancelled): expire overdue holds and orders,
+    then the payment sweeps (unprocessed notifications, refunds not sent yet, reconciliation with
+    MercadoPago); at start and once a day, the months ahead's partitions. Beside them, the tickets
+    emails waiting in the outbox, at once while a backlog lasts, else every `interval` seconds.
+
+    Once `stop` is set, each loop ends its step under way and returns: a step cut off in the middle
+    of returning a connection to the pool costs that connection and a traceback in the log."""
+    stop = stop or asyncio.Event()
     log.info("worker.started", interval=interval, payments=payments is not None)
 
     async def expiries() -> None:
@@ -95,7 +105,7 @@ async def run_worker(
         """The tickets emails in a loop of their own: a backlog is sent batch after batch without
         waiting for the next pass (one batch a pass sent 4 emails a second, and the tickets of a
         sell-out reached their buyers an hour late), and the other steps never wait for it."""
-        while True:
+        while not stop.is_set():
             sweep: EmailSweep | None = None
 
             async def batch() -> None:
@@ -105,7 +115,7 @@ async def run_worker(
                     log.info("worker.emails_sent", emails=sweep.sent)
 
             await _survive("worker.emails_pass_failed", batch(), outages["emails"])
-            await asyncio.sleep(0 if sweep is not None and sweep.more_waiting else interval)
+            await pause(stop, 0 if sweep is not None and sweep.more_waiting else interval)
 
     async def partitions(months_ahead: int) -> None:
         for monthly in PARTITIONED_TABLES:
@@ -115,7 +125,7 @@ async def run_worker(
 
     async def passes() -> None:
         partitions_due = time.monotonic()
-        while True:
+        while not stop.is_set():
             started = time.monotonic()
             if partition_months_ahead is not None and started >= partitions_due:
                 partitions_due = started + PARTITIONS_EVERY_SECONDS
@@ -124,7 +134,7 @@ async def run_worker(
             await _survive("worker.pass_failed", expiries(), outages["expiries"])
             if payments is not None:
                 await _survive("worker.payments_pass_failed", payment_sweeps(payments), outages["payments"])
-            await asyncio.sleep(max(0.1, interval - (time.monotonic() - started)))
+            await pause(stop, max(0.1, interval - (time.monotonic() - started)))
 
     # Each step meets an outage of its own dependencies (the database, MercadoPago, SMTP).
     outages = {step: OutageNotice(f"worker.{step}_waiting", f"worker.{step}_resumed") for step in STEPS}
@@ -132,6 +142,35 @@ async def run_worker(
         if mailer is not None:
             group.create_task(emails(mailer), name="worker.emails")
         group.create_task(passes(), name="worker.passes")
+    log.info("worker.stopped")
+
+
+def stop_on_signals(stop: asyncio.Event, *, grace: float = STOP_GRACE_SECONDS) -> None:
+    """From now on SIGTERM (`docker stop`, systemd) or SIGINT (Ctrl-C) sets `stop`, and the worker
+    returns once its steps under way end. A second signal, or steps still running `grace` seconds
+    later, cancel the running task: a stop never waits on a stuck database.
+
+    Without a handler, SIGTERM would be ignored altogether where the worker is its container's
+    process 1, and `docker stop` would wait ten seconds for the SIGKILL."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def cut_off(reason: str) -> None:
+        if not task.done():
+            log.warning("worker.cut_off", reason=reason)
+            task.cancel()
+
+    def signalled(signum: signal.Signals) -> None:
+        if stop.is_set():
+            cut_off(f"second {signum.name}")
+            return
+        log.info("worker.stopping", signal=signum.name, grace_seconds=grace)
+        stop.set()
+        loop.call_later(grace, cut_off, "steps outlasted the grace period")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, signalled, signum)
 
 
 async def _survive(failed_event: str, step: Awaitable[None], outage: OutageNotice) -> None:

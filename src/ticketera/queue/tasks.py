@@ -12,6 +12,7 @@ from ticketera.events import service as events_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.kit.errors import ServiceUnavailable
+from ticketera.kit.lifecycle import pause
 from ticketera.kit.resilience import OutageNotice
 from ticketera.queue.service import EventQueueSettings, WaitingRoom, to_ms
 
@@ -38,12 +39,19 @@ async def admission_tick(room: WaitingRoom, database: Database, clock: Clock, *,
 
 
 async def run_admission_ticker(
-    room: WaitingRoom, database: Database, clock: Clock, *, tick_seconds: float
+    room: WaitingRoom,
+    database: Database,
+    clock: Clock,
+    *,
+    tick_seconds: float,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Step every open waiting room each tick until cancelled; a failed tick never stops the loop."""
+    """Step every open waiting room each tick until `stop` is set (the tick under way ends first)
+    or cancelled; a failed tick never stops the loop."""
+    stop = stop or asyncio.Event()
     log.info("queue.ticker_started", tick_seconds=tick_seconds)
     outage = OutageNotice("queue.ticker_waiting", "queue.ticker_resumed")
-    while True:
+    while not stop.is_set():
         started = time.monotonic()
         try:
             await admission_tick(room, database, clock, tick_seconds=tick_seconds)
@@ -54,4 +62,4 @@ async def run_admission_ticker(
             outage.stopped(exc)
         except Exception as exc:
             log.exception("queue.tick_failed", error=type(exc).__name__)
-        await asyncio.sleep(max(0.05, tick_seconds - (time.monotonic() - started)))
+        await pause(stop, max(0.05, tick_seconds - (time.monotonic() - started)))
