@@ -1,18 +1,24 @@
-"""The app as `create_app` assembles it: the OpenAPI document's answers, and the answers the app
-gives before any route runs (a body that is not JSON, a method the path does not serve)."""
+"""The app as `create_app` assembles it: the OpenAPI document's answers, the answers the app gives
+before any route runs (a body that is not JSON, a method the path does not serve), and how its
+background loops stop with it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.conftest import ADMIN, make_settings
+from ticketera import main
+from ticketera.config import Settings
 from ticketera.kit.db import MAX_ID
 from ticketera.main import create_app
+from ticketera.payments.tasks import PaymentProcessor
 
 
 @pytest.fixture
@@ -132,3 +138,36 @@ async def test_a_method_the_path_does_not_serve_lists_every_one_it_does(
     assert response.status_code == 405
     assert response.headers["allow"] == allow
     assert response.json()["error"] == "method_not_allowed"
+
+
+async def started_and_stopped(settings: Settings) -> list[MutableMapping[str, Any]]:
+    """The log of an app started and stopped with every background loop: the notification pump,
+    the admission ticker and the in-process worker. (Captured once the app is built: building it
+    configures the logging.)"""
+    app = create_app(settings.model_copy(update={"queue_ticker": True, "worker_in_process": True}))
+    with capture_logs() as logs:
+        async with app.router.lifespan_context(app):
+            await asyncio.sleep(0.05)
+    return logs
+
+
+async def test_the_app_stops_its_background_loops_between_steps(settings: Settings) -> None:
+    events = [line["event"] for line in await started_and_stopped(settings)]
+    assert "worker.stopped" in events
+    assert "app.background_cut_off" not in events
+    assert events[-1] == "app.stopped"
+
+
+async def test_a_step_that_outlasts_the_grace_is_cut_off_and_named(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def stuck_pass(self: PaymentProcessor) -> dict[str, int]:
+        await asyncio.Event().wait()
+        raise AssertionError("never released")
+
+    monkeypatch.setattr(PaymentProcessor, "run_pass", stuck_pass)
+    monkeypatch.setattr(main, "STOP_GRACE_SECONDS", 0.2)
+    logs = await started_and_stopped(settings)
+    cut_off = [line for line in logs if line["event"] == "app.background_cut_off"]
+    assert [line["tasks"] for line in cut_off] == [["expiry-worker"]]
+    assert logs[-1]["event"] == "app.stopped"

@@ -28,6 +28,7 @@ from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.components import Component
 from ticketera.kit.db import Database, DatabaseOverloaded, DatabaseUnavailable
 from ticketera.kit.errors import DomainError
+from ticketera.kit.lifecycle import pause
 from ticketera.kit.resilience import BreakerState
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service as orders_service
@@ -423,18 +424,20 @@ class NotificationPump:
         except asyncio.QueueFull:
             log.warning("notification.pump_full", notification_id=notification_id)
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Until `stop` is set (the notification under way is processed first) or cancelled."""
+        stop = stop or asyncio.Event()
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._process_submitted(), name="payment-notifications.process")
+            group.create_task(self._process_submitted(stop), name="payment-notifications.process")
             if self._processor.spool is not None:
-                group.create_task(self._drain_spool(), name="payment-notifications.spool")
+                group.create_task(self._drain_spool(stop), name="payment-notifications.spool")
 
-    async def _drain_spool(self) -> None:
+    async def _drain_spool(self, stop: asyncio.Event) -> None:
         """Spooled webhooks into the inbox as soon as the database answers again, then processed
         like any other: approved payments of an outage are paid seconds after it ends."""
         spool, breaker = self._processor.spool, self._processor.database.breaker
         assert spool is not None
-        while True:
+        while not stop.is_set():
             # While the breaker is open, its own probe is asking the database; draining would only
             # fail again. It closes within a second of the database answering.
             if breaker.state is not BreakerState.OPEN and spool.has_pending():
@@ -443,11 +446,10 @@ class NotificationPump:
                         self.submit(notification_id)
                 except Exception as exc:  # what is left stays spooled for the next pass
                     log.warning("notification.spool_drain_failed", error=type(exc).__name__)
-            await asyncio.sleep(self._spool_check_seconds)
+            await pause(stop, self._spool_check_seconds)
 
-    async def _process_submitted(self) -> None:
-        while True:
-            notification_id = await self._queue.get()
+    async def _process_submitted(self, stop: asyncio.Event) -> None:
+        while (notification_id := await self._next_submitted(stop)) is not None:
             try:
                 await self._processor.process_notification(notification_id)
             except Exception as exc:  # the worker's sweep takes it again when its lease runs out
@@ -458,6 +460,24 @@ class NotificationPump:
                 )
             finally:
                 self._queue.task_done()
+
+    async def _next_submitted(self, stop: asyncio.Event) -> int | None:
+        """The next notification to process, or None once `stop` is set."""
+        if stop.is_set():
+            return None
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        taken = asyncio.ensure_future(self._queue.get())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([taken, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not taken.done():
+                taken.cancel()
+        # Taken off the queue as the stop came: it is processed rather than dropped (it would be
+        # swept from the inbox later anyway).
+        return taken.result() if taken.done() and not taken.cancelled() else None
 
     async def drained(self) -> None:
         """Until everything submitted so far is processed (tests and benchmarks)."""
