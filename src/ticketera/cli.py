@@ -333,7 +333,7 @@ def worker(
 
     try:
         asyncio.run(run())
-    except asyncio.CancelledError:  # cut off: a second signal, or steps that outlasted the grace
+    except (asyncio.CancelledError, KeyboardInterrupt):  # cut off (or Ctrl-C where no handler can be set)
         raise typer.Exit(1) from None
 
 

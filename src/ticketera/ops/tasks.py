@@ -170,7 +170,10 @@ def stop_on_signals(stop: asyncio.Event, *, grace: float = STOP_GRACE_SECONDS) -
         loop.call_later(grace, cut_off, "steps outlasted the grace period")
 
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, signalled, signum)
+        try:
+            loop.add_signal_handler(signum, signalled, signum)
+        except NotImplementedError:  # Windows' loops: Ctrl-C stays a KeyboardInterrupt
+            return
 
 
 async def _survive(failed_event: str, step: Awaitable[None], outage: OutageNotice) -> None:
