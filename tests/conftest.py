@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -248,6 +249,19 @@ def _no_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("APP_ENV", "NODE_ENV", "DATABASE_URL", "REDIS_URL", "REDIS_HOST", "DB_HOST"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """No test may leave logging configured as production does (each logger cached on its first
+    line): the loggers it reached would stay bound to that configuration for the rest of the
+    session, and a later test capturing their lines would capture nothing, depending on the order.
+    Checked as the test's body ends, before fixtures put the configuration back."""
+    outcome = yield
+    assert not structlog.get_config()["cache_logger_on_first_use"], (
+        f"{item.nodeid} left structlog caching loggers: configure logging with cache_loggers=False"
+    )
+    return outcome
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
