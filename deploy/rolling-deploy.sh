@@ -42,12 +42,12 @@ for container in $old; do
   # SIGTERM: the replica refuses new connections (nginx sends those to another at once) and finishes
   # the requests it has. Once it is gone, nginx forgets its address at once: a connection to an
   # address nobody holds would wait out the connect timeout before nginx tried the next replica.
-  $DOCKER stop -t 30 "$container" >/dev/null
+  $DOCKER stop -t 40 "$container" >/dev/null  # the stack's stop_grace_period
   $DOCKER rm "$container" >/dev/null
   $COMPOSE exec -T nginx nginx -s reload
   sleep 1
 done
-# The worker serves no request: it is simply recreated on the new image (its work is leased, so a
-# pass cut short is taken up again).
+# The worker serves no request: it is simply recreated on the new image (on SIGTERM it ends the item
+# each step has under way; what is left is due again, and leased work is taken up once its lease ends).
 $COMPOSE up -d --no-deps worker
 echo "deploy: done, $count new replicas serving"

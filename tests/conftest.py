@@ -256,11 +256,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """No test may leave logging configured as production does (each logger cached on its first
     line): the loggers it reached would stay bound to that configuration for the rest of the
     session, and a later test capturing their lines would capture nothing, depending on the order.
-    Checked as the test's body ends, before fixtures put the configuration back."""
+    Checked as the test's body ends; the test that turned caching on fails, and caching is turned
+    off again for the others."""
+    cached_before = structlog.get_config()["cache_logger_on_first_use"]
     outcome = yield
-    assert not structlog.get_config()["cache_logger_on_first_use"], (
-        f"{item.nodeid} left structlog caching loggers: configure logging with cache_loggers=False"
-    )
+    if structlog.get_config()["cache_logger_on_first_use"] and not cached_before:
+        structlog.configure(cache_logger_on_first_use=False)
+        raise AssertionError(
+            f"{item.nodeid} left structlog caching loggers: configure logging with cache_loggers=False"
+        )
     return outcome
 
 

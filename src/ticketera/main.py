@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator
@@ -31,12 +30,13 @@ from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.db import MAX_ID, ConflictingChange, DatabaseOverloaded, DatabaseUnavailable, ResourceBusy
 from ticketera.kit.errors import DomainError, InvalidInput
 from ticketera.kit.http import CLOCK, SETTINGS, components_of
+from ticketera.kit.lifecycle import BACKGROUND_STOP_GRACE_SECONDS
 from ticketera.kit.openapi import Operation, add_answer, add_error_schemas, restore_integer_bounds
 from ticketera.kit.schemas import FORM_TAG_PREFIX
 from ticketera.ops.endpoints import router as ops_router
 from ticketera.ops.metrics import install_metrics
 from ticketera.ops.service import PROCESS_STARTED
-from ticketera.ops.tasks import STOP_GRACE_SECONDS, run_worker
+from ticketera.ops.tasks import run_worker
 from ticketera.orders.endpoints import events_router as event_orders_router
 from ticketera.orders.endpoints import router as orders_router
 from ticketera.payments.endpoints import router as payments_router
@@ -117,13 +117,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             yield
         finally:
             stopping.set()
-            _, running = await asyncio.wait(background, timeout=STOP_GRACE_SECONDS)
+            _, running = await asyncio.wait(background, timeout=BACKGROUND_STOP_GRACE_SECONDS)
             if running:
                 log.warning("app.background_cut_off", tasks=sorted(task.get_name() for task in running))
-            for task in background:
+            for task in running:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Every task is waited for and the services closed, even when a loop had died of an
+            # exception (said here, not raised over the others' shutdown).
+            ended = await asyncio.gather(*background, return_exceptions=True)
+            for task, outcome in zip(background, ended, strict=True):
+                if isinstance(outcome, Exception):
+                    log.error("app.background_failed", task=task.get_name(), error=type(outcome).__name__)
             await services.close()
             log.info("app.stopped")
 

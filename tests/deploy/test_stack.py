@@ -380,16 +380,18 @@ def test_docker_stop_ends_the_worker_cleanly(stack: Stack) -> None:
     """The worker is its container's process 1, where SIGTERM has no default action: it handles
     `docker stop`'s signal, ends its steps and exits 0 (137 would be Docker's SIGKILL ten seconds on)."""
     (worker,) = stack.compose("ps", "-q", "worker").stdout.split()
-    stack.compose("stop", "worker")
-    inspected = subprocess.run(
-        [DOCKER, "inspect", "--format", "{{json .State}}", worker],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    logs = stack.compose("logs", "--no-color", "worker").stdout
-    stack.compose("start", "worker")
+    try:
+        stack.compose("stop", "worker")
+        inspected = subprocess.run(
+            [DOCKER, "inspect", "--format", "{{json .State}}", worker],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        logs = stack.compose("logs", "--no-color", "worker").stdout
+    finally:
+        stack.compose("start", "worker")
 
     assert json.loads(inspected.stdout)["ExitCode"] == 0, logs[-3000:]
     assert "worker.stopping" in logs

@@ -148,11 +148,10 @@ async def test_sigterm_asks_the_worker_to_stop_and_a_second_signal_cuts_it_off(
         os.kill(os.getpid(), signal.SIGINT)
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(worker, timeout=30)
-    assert [(line["event"], line.get("signal")) for line in logs] == [
-        ("worker.stopping", "SIGTERM"),
-        ("worker.cut_off", None),
+    assert [(line["event"], line.get("reason"), line.get("signal")) for line in logs] == [
+        ("worker.stopping", None, "SIGTERM"),
+        ("worker.cut_off", "second_signal", "SIGINT"),
     ]
-    assert logs[-1]["reason"] == "second SIGINT"
 
 
 async def test_steps_that_outlast_the_grace_are_cut_off(signal_handlers: None) -> None:
@@ -163,4 +162,5 @@ async def test_steps_that_outlast_the_grace_are_cut_off(signal_handlers: None) -
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(worker, timeout=30)
     assert logs[-1]["event"] == "worker.cut_off"
-    assert logs[-1]["reason"] == "steps outlasted the grace period"
+    assert logs[-1]["reason"] == "grace_exceeded"
+    assert logs[-1]["grace_seconds"] == 0.1

@@ -8,6 +8,7 @@ from admission to a payment made on the simulator.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import replace
@@ -500,6 +501,40 @@ async def test_a_valid_webhook_is_answered_200_while_mercadopago_is_down(shop: S
     assert await shop.payments.process_due_notifications() == 2
     assert (await shop.get_order(order["id"]))["status"] == "paid"
     assert await shop.audit_transitions(order["id"], "paid") == 1
+
+
+async def test_a_stopping_worker_processes_the_notification_under_way_and_leaves_the_rest_due(
+    shop: Shop, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order, payment = await silent_payment(shop, sim)
+    await sim.fail_next(100, status=503)
+    for request_id in ("stop-1", "stop-2"):
+        assert (await notify(shop, payment["id"], request_id)).status_code == 200
+
+    async def both_attempted() -> bool:
+        rows = await inbox(shop, str(payment["id"]))
+        return len(rows) == 2 and all(row.last_error is not None for row in rows)
+
+    await eventually(both_attempted)
+    await sim.clear_faults()
+    shop.clock.advance(130)
+    stop = asyncio.Event()
+    real_process = shop.payments.process_notification
+
+    async def process_then_stop(notification_id: int) -> bool:
+        processed = await real_process(notification_id)
+        stop.set()  # SIGTERM, while the first of the two was processed
+        return processed
+
+    monkeypatch.setattr(shop.payments, "process_notification", process_then_stop)
+    swept = await shop.payments.run_pass(stop=stop)
+
+    assert swept["notifications"] == 1
+    states = sorted(row.state for row in await inbox(shop, str(payment["id"])))
+    assert states == sorted([NotificationState.DONE.value, NotificationState.PENDING.value])
+    assert (await shop.get_order(order["id"]))["status"] == "paid"
+    monkeypatch.setattr(shop.payments, "process_notification", real_process)
+    assert await shop.payments.process_due_notifications() == 1  # the next worker's
 
 
 # -- the waiting room ---------------------------------------------------------------------------------------

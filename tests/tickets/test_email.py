@@ -33,7 +33,7 @@ from tests.tickets.sales import paid_order, seat_ids, tickets_of
 from ticketera.kit.db import Database, DatabaseUnavailable, create_engine
 from ticketera.ops.tasks import run_worker
 from ticketera.tickets.models import OutboxEmail
-from ticketera.tickets.tasks import EmailSweep, TicketMailer
+from ticketera.tickets.tasks import SEND_CONCURRENCY, EmailSweep, TicketMailer
 
 EVENT_NAME = "Noche de Rock"
 
@@ -306,8 +306,8 @@ async def test_a_backlog_is_sent_batch_after_batch_without_waiting_for_the_next_
     sweeps: list[EmailSweep] = []
     batch_of_two = mailer.sweep
 
-    async def sweep() -> EmailSweep:
-        sweeps.append(await batch_of_two(limit=2))
+    async def sweep(**options: Any) -> EmailSweep:
+        sweeps.append(await batch_of_two(**{**options, "limit": 2}))
         return sweeps[-1]
 
     monkeypatch.setattr(mailer, "sweep", sweep)
@@ -336,6 +336,32 @@ def test_a_full_batch_that_all_failed_is_no_backlog_to_hurry() -> None:
     assert EmailSweep(due=20, sent=0, limit=20).more_waiting is False
     assert EmailSweep(due=20, sent=3, limit=20).more_waiting is True
     assert EmailSweep(due=7, sent=7, limit=20).more_waiting is False
+
+
+async def test_a_stopping_worker_ends_the_sends_under_way_and_leaves_the_rest_due(
+    mail_shop: Shop, sim: Simulator, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut off between its sending and its record, an email would go out twice: a stop lets the
+    sends under way end and starts no other."""
+    shop = mail_shop
+    mailer = await emails_waiting(shop, sim, mailbox, orders=6)
+    stop = asyncio.Event()
+    real_send = mailer.send
+
+    async def send_then_stop(email_id: int) -> bool:
+        sent = await real_send(email_id)
+        stop.set()
+        return sent
+
+    monkeypatch.setattr(mailer, "send", send_then_stop)
+    first = await mailer.sweep(stop=stop)
+    # The first SEND_CONCURRENCY sends had started before the stop; none after it.
+    assert (first.due, first.sent) == (6, SEND_CONCURRENCY)
+    assert len(mailbox.received) == SEND_CONCURRENCY
+    monkeypatch.setattr(mailer, "send", real_send)
+    rest = await mailer.sweep()
+    assert (rest.due, rest.sent) == (6 - SEND_CONCURRENCY, 6 - SEND_CONCURRENCY)
+    assert [queued.state for queued in await outbox(shop)] == ["sent"] * 6
 
 
 async def test_a_failing_send_is_raised_once_every_send_of_the_sweep_has_ended(

@@ -26,7 +26,7 @@ from ticketera.holds import service as holds_service
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.kit.errors import ServiceUnavailable
-from ticketera.kit.lifecycle import pause
+from ticketera.kit.lifecycle import BACKGROUND_STOP_GRACE_SECONDS, pause, stopped
 from ticketera.kit.partitions import PARTITIONED_TABLES, maintain_partitions
 from ticketera.kit.resilience import OutageNotice
 from ticketera.orders import service as orders_service
@@ -37,9 +37,6 @@ log = structlog.get_logger(__name__)
 # The steps of a pass, in order.
 STEPS = ("expiries", "payments", "emails", "partitions")
 PARTITIONS_EVERY_SECONDS = 24 * 3600
-# How long a stopping worker lets its steps under way end: inside the ten seconds Docker and
-# systemd wait between SIGTERM and SIGKILL, and far beyond a batch's few milliseconds.
-STOP_GRACE_SECONDS = 8.0
 
 BATCH = 500
 
@@ -50,8 +47,11 @@ class ExpiryPass:
     orders: int
 
 
-async def expire_overdue(database: Database, clock: Clock, *, batch: int = BATCH) -> ExpiryPass:
-    """Expire everything overdue right now, one batch per transaction, until nothing is left."""
+async def expire_overdue(
+    database: Database, clock: Clock, *, batch: int = BATCH, stop: asyncio.Event | None = None
+) -> ExpiryPass:
+    """Expire everything overdue right now, one batch per transaction, until nothing is left (or
+    `stop` is set: the rest waits for the next worker)."""
     holds = orders = 0
 
     async def expire_holds(session: AsyncSession) -> int:
@@ -60,11 +60,11 @@ async def expire_overdue(database: Database, clock: Clock, *, batch: int = BATCH
     async def expire_orders(session: AsyncSession) -> int:
         return await orders_service.expire_overdue_orders(session, clock(), batch=batch)
 
-    while (done := await database.transaction(expire_holds)) > 0:
+    while not stopped(stop) and (done := await database.transaction(expire_holds)) > 0:
         holds += done
         if done < batch:
             break
-    while (done := await database.transaction(expire_orders)) > 0:
+    while not stopped(stop) and (done := await database.transaction(expire_orders)) > 0:
         orders += done
         if done < batch:
             break
@@ -86,18 +86,21 @@ async def run_worker(
     MercadoPago); at start and once a day, the months ahead's partitions. Beside them, the tickets
     emails waiting in the outbox, at once while a backlog lasts, else every `interval` seconds.
 
-    Once `stop` is set, each loop ends its step under way and returns: a step cut off in the middle
-    of returning a connection to the pool costs that connection and a traceback in the log."""
-    stop = stop or asyncio.Event()
+    Once `stop` is set, each step ends after the item under way (a notification, an email, a batch)
+    and the loops return: a step cut off in the middle of returning a connection to the pool costs
+    that connection and a traceback in the log, and an email cut off between its sending and its
+    record would be sent again."""
+    if stop is None:
+        stop = asyncio.Event()
     log.info("worker.started", interval=interval, payments=payments is not None)
 
     async def expiries() -> None:
-        done = await expire_overdue(database, clock)
+        done = await expire_overdue(database, clock, stop=stop)
         if done.holds or done.orders:
             log.info("worker.pass", holds=done.holds, orders=done.orders)
 
     async def payment_sweeps(payments: PaymentProcessor) -> None:
-        swept = await payments.run_pass()
+        swept = await payments.run_pass(stop=stop)
         if any(swept.values()):
             log.info("worker.payments_pass", **swept)
 
@@ -110,7 +113,7 @@ async def run_worker(
 
             async def batch() -> None:
                 nonlocal sweep
-                sweep = await mailer.sweep()
+                sweep = await mailer.sweep(stop=stop)
                 if sweep.sent:
                     log.info("worker.emails_sent", emails=sweep.sent)
 
@@ -145,29 +148,29 @@ async def run_worker(
     log.info("worker.stopped")
 
 
-def stop_on_signals(stop: asyncio.Event, *, grace: float = STOP_GRACE_SECONDS) -> None:
+def stop_on_signals(stop: asyncio.Event, *, grace: float = BACKGROUND_STOP_GRACE_SECONDS) -> None:
     """From now on SIGTERM (`docker stop`, systemd) or SIGINT (Ctrl-C) sets `stop`, and the worker
     returns once its steps under way end. A second signal, or steps still running `grace` seconds
     later, cancel the running task: a stop never waits on a stuck database.
 
     Without a handler, SIGTERM would be ignored altogether where the worker is its container's
-    process 1, and `docker stop` would wait ten seconds for the SIGKILL."""
+    process 1, and `docker stop` would wait for its SIGKILL."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
 
-    def cut_off(reason: str) -> None:
+    def cut_off(reason: str, **detail: object) -> None:
         if not task.done():
-            log.warning("worker.cut_off", reason=reason)
+            log.warning("worker.cut_off", reason=reason, **detail)
             task.cancel()
 
     def signalled(signum: signal.Signals) -> None:
         if stop.is_set():
-            cut_off(f"second {signum.name}")
+            cut_off("second_signal", signal=signum.name)
             return
         log.info("worker.stopping", signal=signum.name, grace_seconds=grace)
         stop.set()
-        loop.call_later(grace, cut_off, "steps outlasted the grace period")
+        loop.call_later(grace, lambda: cut_off("grace_exceeded", grace_seconds=grace))
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -28,7 +28,7 @@ from ticketera.kit.clock import Clock, utc_now
 from ticketera.kit.components import Component
 from ticketera.kit.db import Database, DatabaseOverloaded, DatabaseUnavailable
 from ticketera.kit.errors import DomainError
-from ticketera.kit.lifecycle import pause
+from ticketera.kit.lifecycle import pause, stopped
 from ticketera.kit.resilience import BreakerState
 from ticketera.kit.tokens import TokenSigner
 from ticketera.orders import service as orders_service
@@ -185,12 +185,16 @@ class PaymentProcessor:
         await self._finish(notification_id)
         return True
 
-    async def process_due_notifications(self, *, limit: int = SWEEP_BATCH) -> int:
+    async def process_due_notifications(
+        self, *, limit: int = SWEEP_BATCH, stop: asyncio.Event | None = None
+    ) -> int:
         """The worker's sweep: notifications not processed yet (a crash, an API outage, a retry)."""
         now = self.clock()
         due = await self.database.read(lambda session: service.INBOX.due(session, now, limit=limit))
         done = 0
         for notification_id in due:
+            if stopped(stop):
+                break
             done += await self.process_notification(notification_id)
         return done
 
@@ -296,7 +300,7 @@ class PaymentProcessor:
                     "MercadoPago refused the refund; it stays due and is tried again by the worker."
                 ) from exc
 
-    async def send_due_refunds(self, *, limit: int = SWEEP_BATCH) -> int:
+    async def send_due_refunds(self, *, limit: int = SWEEP_BATCH, stop: asyncio.Event | None = None) -> int:
         """The worker's sweep: refunds that could not be sent when they became due (each after
         its own backoff, so refunds MercadoPago keeps refusing never hold up the others)."""
         now = self.clock()
@@ -307,6 +311,8 @@ class PaymentProcessor:
         due = await self.database.read(due_ids)
         sent = 0
         for provider_payment_id in due:
+            if stopped(stop):
+                break
             try:
                 sent += await self.send_refund(provider_payment_id)
             except Exception as exc:
@@ -330,8 +336,9 @@ class PaymentProcessor:
 
     # -- reconciliation ------------------------------------------------------------------------
 
-    async def reconcile(self, *, limit: int = SWEEP_BATCH) -> int:
-        """Ask MercadoPago about unpaid orders due for a look, so a lost webhook never loses a sale."""
+    async def reconcile(self, *, limit: int = SWEEP_BATCH, stop: asyncio.Event | None = None) -> int:
+        """Ask MercadoPago about unpaid orders due for a look, so a lost webhook never loses a sale.
+        (Claimed orders a stop leaves unasked are asked again once their lease runs out.)"""
         now = self.clock()
 
         async def claim(session: AsyncSession) -> list[int]:
@@ -341,6 +348,8 @@ class PaymentProcessor:
 
         order_ids = await self.database.transaction(claim)
         for order_id in order_ids:
+            if stopped(stop):
+                break
             try:
                 for payment in await self.gateway.search_payments(str(order_id)):
                     if service.order_id_of(payment) == order_id:
@@ -362,7 +371,9 @@ class PaymentProcessor:
 
         await self.database.transaction(reschedule)
 
-    async def make_missing_checkouts(self, *, limit: int = SWEEP_BATCH) -> int:
+    async def make_missing_checkouts(
+        self, *, limit: int = SWEEP_BATCH, stop: asyncio.Event | None = None
+    ) -> int:
         """The worker's sweep: checkouts that could not be made when their order was placed
         (MercadoPago down or slow), made now. Safe beside the buyer's own retry: the preference's
         idempotency key is the order's, so both get the same checkout."""
@@ -376,6 +387,8 @@ class PaymentProcessor:
 
         made = 0
         for view in await self.database.read(missing):
+            if stopped(stop):
+                break
             try:
                 await self.ensure_checkout(view, order_token=self.signer.order_token(view.order.id))
             except DomainError as exc:
@@ -384,13 +397,14 @@ class PaymentProcessor:
             made += 1
         return made
 
-    async def run_pass(self) -> dict[str, int]:
-        """One worker pass over every payment sweep."""
+    async def run_pass(self, *, stop: asyncio.Event | None = None) -> dict[str, int]:
+        """One worker pass over every payment sweep; once `stop` is set, each ends after the item
+        under way (what is left is due again for the next worker)."""
         return {
-            "checkouts": await self.make_missing_checkouts(),
-            "notifications": await self.process_due_notifications(),
-            "refunds": await self.send_due_refunds(),
-            "reconciled": await self.reconcile(),
+            "checkouts": await self.make_missing_checkouts(stop=stop),
+            "notifications": await self.process_due_notifications(stop=stop),
+            "refunds": await self.send_due_refunds(stop=stop),
+            "reconciled": await self.reconcile(stop=stop),
         }
 
 
@@ -426,7 +440,8 @@ class NotificationPump:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Until `stop` is set (the notification under way is processed first) or cancelled."""
-        stop = stop or asyncio.Event()
+        if stop is None:
+            stop = asyncio.Event()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._process_submitted(stop), name="payment-notifications.process")
             if self._processor.spool is not None:
@@ -480,7 +495,8 @@ class NotificationPump:
         return taken.result() if taken.done() and not taken.cancelled() else None
 
     async def drained(self) -> None:
-        """Until everything submitted so far is processed (tests and benchmarks)."""
+        """Until everything submitted so far is processed (tests and benchmarks; never, once the
+        pump has stopped with notifications still queued)."""
         await self._queue.join()
 
 

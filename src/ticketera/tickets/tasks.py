@@ -20,6 +20,7 @@ from ticketera.config import Settings
 from ticketera.kit.clock import Clock
 from ticketera.kit.db import Database
 from ticketera.kit.leases import Retry
+from ticketera.kit.lifecycle import stopped
 from ticketera.kit.tokens import TokenSigner
 from ticketera.tickets import mail, repository, service
 from ticketera.tickets.documents import PrintedOrder, order_pdf
@@ -126,9 +127,10 @@ class TicketMailer:
         """Send the emails due now, at most `limit`; how many were sent."""
         return (await self.sweep(limit=limit)).sent
 
-    async def sweep(self, *, limit: int = SWEEP_BATCH) -> EmailSweep:
+    async def sweep(self, *, limit: int = SWEEP_BATCH, stop: asyncio.Event | None = None) -> EmailSweep:
         """Send the emails due now, at most `limit`, SEND_CONCURRENCY at a time: while one renders
-        its PDF, others wait on the SMTP server or the database."""
+        its PDF, others wait on the SMTP server or the database. Once `stop` is set, the sends under
+        way end and the others stay due."""
         now = self.clock()
 
         async def due(session: AsyncSession) -> list[int]:
@@ -139,7 +141,7 @@ class TicketMailer:
 
         async def send_one(email_id: int) -> bool:
             async with slots:
-                return await self.send(email_id)
+                return False if stopped(stop) else await self.send(email_id)
 
         # Every send ends before a failure is raised (the database or SMTP gone: the worker's
         # outage notice takes the first), so none is left running behind the sweep.
