@@ -51,6 +51,7 @@ async def test_an_outage_stops_each_step_with_one_line_not_a_traceback_per_pass(
                 interval=0.01,
                 payments=services.payments,
                 mailer=services.mailer,
+                stop=asyncio.Event(),
             )
         )
         try:

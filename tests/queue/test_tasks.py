@@ -34,7 +34,11 @@ async def test_an_outage_stops_the_ticks_with_one_line_not_a_traceback_per_tick(
     with capture_logs() as logs:
         ticker = asyncio.create_task(
             tasks.run_admission_ticker(
-                services.waiting_room, services.database, services.clock, tick_seconds=0.01
+                services.waiting_room,
+                services.database,
+                services.clock,
+                tick_seconds=0.01,
+                stop=asyncio.Event(),
             )
         )
         try:

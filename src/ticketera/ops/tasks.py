@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,9 +32,10 @@ from ticketera.kit.partitions import PARTITIONED_TABLES, maintain_partitions
 from ticketera.kit.resilience import OutageNotice
 from ticketera.orders import service as orders_service
 from ticketera.payments.tasks import PaymentProcessor
-from ticketera.tickets.tasks import EmailSweep, TicketMailer
+from ticketera.tickets.tasks import TicketMailer
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 # The steps of a pass, in order.
 STEPS = ("expiries", "payments", "emails", "partitions")
 PARTITIONS_EVERY_SECONDS = 24 * 3600
@@ -78,10 +80,10 @@ async def run_worker(
     interval: float,
     payments: PaymentProcessor | None = None,
     mailer: TicketMailer | None = None,
+    stop: asyncio.Event,
     partition_months_ahead: int | None = None,
-    stop: asyncio.Event | None = None,
 ) -> None:
-    """Every `interval` seconds until `stop` is set (or cancelled): expire overdue holds and orders,
+    """Every `interval` seconds until `stop` is set: expire overdue holds and orders,
     then the payment sweeps (unprocessed notifications, refunds not sent yet, reconciliation with
     MercadoPago); at start and once a day, the months ahead's partitions. Beside them, the tickets
     emails waiting in the outbox, at once while a backlog lasts, else every `interval` seconds.
@@ -90,8 +92,6 @@ async def run_worker(
     and the loops return: a step cut off in the middle of returning a connection to the pool costs
     that connection and a traceback in the log, and an email cut off between its sending and its
     record would be sent again."""
-    if stop is None:
-        stop = asyncio.Event()
     log.info("worker.started", interval=interval, payments=payments is not None)
 
     async def expiries() -> None:
@@ -109,15 +109,9 @@ async def run_worker(
         waiting for the next pass (one batch a pass sent 4 emails a second, and the tickets of a
         sell-out reached their buyers an hour late), and the other steps never wait for it."""
         while not stop.is_set():
-            sweep: EmailSweep | None = None
-
-            async def batch() -> None:
-                nonlocal sweep
-                sweep = await mailer.sweep(stop=stop)
-                if sweep.sent:
-                    log.info("worker.emails_sent", emails=sweep.sent)
-
-            await _survive("worker.emails_pass_failed", batch(), outages["emails"])
+            sweep = await _survive("worker.emails_pass_failed", mailer.sweep(stop=stop), outages["emails"])
+            if sweep is not None and sweep.sent:
+                log.info("worker.emails_sent", emails=sweep.sent)
             await pause(stop, 0 if sweep is not None and sweep.more_waiting else interval)
 
     async def partitions(months_ahead: int) -> None:
@@ -179,13 +173,16 @@ def stop_on_signals(stop: asyncio.Event, *, grace: float = BACKGROUND_STOP_GRACE
             return
 
 
-async def _survive(failed_event: str, step: Awaitable[None], outage: OutageNotice) -> None:
-    """Run one step of a pass; a failure is logged and the loop goes on (cancellation is not caught:
-    CancelledError is no Exception)."""
+async def _survive(failed_event: str, step: Awaitable[T], outage: OutageNotice) -> T | None:
+    """Run one step of a pass, and give its result (None when it failed); a failure is logged and
+    the loop goes on (cancellation is not caught: CancelledError is no Exception)."""
     try:
-        await step
-        outage.ran()
+        done = await step
     except ServiceUnavailable as exc:
         outage.stopped(exc)
     except Exception as exc:
         log.exception(failed_event, error=type(exc).__name__)
+    else:
+        outage.ran()
+        return done
+    return None

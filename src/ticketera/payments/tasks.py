@@ -438,10 +438,8 @@ class NotificationPump:
         except asyncio.QueueFull:
             log.warning("notification.pump_full", notification_id=notification_id)
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Until `stop` is set (the notification under way is processed first) or cancelled."""
-        if stop is None:
-            stop = asyncio.Event()
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set (the notification under way is processed first)."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._process_submitted(stop), name="payment-notifications.process")
             if self._processor.spool is not None:

@@ -44,12 +44,10 @@ async def run_admission_ticker(
     clock: Clock,
     *,
     tick_seconds: float,
-    stop: asyncio.Event | None = None,
+    stop: asyncio.Event,
 ) -> None:
-    """Step every open waiting room each tick until `stop` is set (a tick under way ends first) or
-    cancelled; a failed tick never stops the loop."""
-    if stop is None:
-        stop = asyncio.Event()
+    """Step every open waiting room each tick until `stop` is set (a tick under way ends first);
+    a failed tick never stops the loop."""
     log.info("queue.ticker_started", tick_seconds=tick_seconds)
     outage = OutageNotice("queue.ticker_waiting", "queue.ticker_resumed")
     while not stop.is_set():
